@@ -1,0 +1,1 @@
+"""polyfuse: multimodal fusion learning on heterogeneous medical data."""

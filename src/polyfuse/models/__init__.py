@@ -1,0 +1,1 @@
+"""Fusion models: the registry, the shared interface, encoders, blocks, baselines, methods."""

@@ -1,0 +1,1 @@
+"""Standard baselines, one file each."""

@@ -1,0 +1,1 @@
+"""Shared building blocks, written once and reused by every model."""

@@ -1,0 +1,116 @@
+"""The one model interface: `forward(inputs) -> ModelOutput`, whatever the fusion method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from polyfuse.data.dataset import ModalityBatch
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.errors import DataError
+
+
+@dataclass
+class ModelOutput:
+    """Logits per task, the fused embedding, and what a user may inspect (attention, gates)."""
+
+    logits: dict[str, Tensor]
+    embedding: Tensor
+    aux: dict[str, Tensor] = field(default_factory=dict)
+
+
+def build_heads(tasks: dict[str, TaskSpec], in_dim: int) -> nn.ModuleDict:
+    """One linear head per task, sized by the task's number of logits."""
+    return nn.ModuleDict({t: nn.Linear(in_dim, spec.out_dim) for t, spec in tasks.items()})
+
+
+def prepare_inputs(
+    inputs: dict[str, ModalityBatch], specs: dict[str, ModalitySpec]
+) -> dict[str, ModalityBatch]:
+    """Check every modality against its spec and make absent samples exactly zero.
+
+    A modality missing from `inputs` counts as absent for the whole batch. Zeroing absent rows
+    (with `where`, so NaN or inf fills cannot leak into values or gradients) is what makes every
+    model's output independent of the fill value; token masks are cleared for absent samples.
+    """
+    unknown = set(inputs) - set(specs)
+    if unknown:
+        raise DataError(
+            f"inputs have unknown modalities {sorted(unknown)}; model has {list(specs)}"
+        )
+    if not inputs:
+        raise DataError("a batch needs at least one modality")
+    ref = next(iter(inputs.values()))
+    size, device = len(ref.present), ref.present.device
+    out = {}
+    for m, spec in specs.items():
+        b = inputs.get(m)
+        if b is None:
+            out[m] = _absent(spec, size, device)
+            continue
+        _check_layout(m, spec, b, size)
+        keep = b.present.view(-1, *([1] * (b.data.dim() - 1)))
+        data = torch.where(keep, b.data, torch.zeros((), dtype=b.data.dtype, device=device))
+        mask = None if b.token_mask is None else b.token_mask & b.present[:, None]
+        times = None if b.times is None else torch.where(b.present[:, None], b.times, 0.0)
+        out[m] = ModalityBatch(data, b.present, mask, times)
+    return out
+
+
+def _absent(spec: ModalitySpec, size: int, device: torch.device) -> ModalityBatch:
+    present = torch.zeros(size, dtype=torch.bool, device=device)
+    if not spec.is_tokens:
+        return ModalityBatch(torch.zeros(size, *spec.shape, device=device), present)
+    mask = torch.zeros(size, 1, dtype=torch.bool, device=device)
+    if spec.kind == "text":
+        return ModalityBatch(torch.zeros(size, 1, dtype=torch.long, device=device), present, mask)
+    data = torch.zeros(size, 1, spec.width, device=device)
+    times = torch.zeros(size, 1, device=device) if spec.kind == "sequence" else None
+    return ModalityBatch(data, present, mask, times)
+
+
+def _check_layout(m: str, spec: ModalitySpec, b: ModalityBatch, size: int) -> None:
+    if b.present.shape != (size,):
+        raise DataError(
+            f"modality '{m}': present has shape {tuple(b.present.shape)}, want ({size},)"
+        )
+    got = tuple(b.data.shape)
+    if spec.is_tokens:
+        want_rank = 2 if spec.kind == "text" else 3
+        ok = len(got) == want_rank and got[0] == size
+        ok = ok and (spec.kind == "text" or got[2] == spec.width)
+        ok = ok and b.token_mask is not None and tuple(b.token_mask.shape) == got[:2]
+        want = "(B, N)" if spec.kind == "text" else f"(B, N, {spec.width}) with a (B, N) token_mask"
+    else:
+        ok = got == (size, *spec.shape)
+        want = str((size, *spec.shape))
+    if not ok:
+        raise DataError(f"modality '{m}' ({spec.kind}): got data of shape {got}, expected {want}")
+
+
+class MultimodalModel(nn.Module):
+    """Base class: validated inputs → `fuse` → one head per task.
+
+    Subclasses implement `fuse(inputs) -> (embedding, aux)` and set `self.heads`; a method whose
+    predictions are not made from one embedding (late fusion) overrides `forward` instead.
+    Modalities are processed in the fixed order of `specs`.
+    """
+
+    def __init__(self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec]) -> None:
+        super().__init__()
+        if not specs:
+            raise DataError("a model needs at least one modality")
+        if not tasks:
+            raise DataError("a model needs at least one task")
+        self.specs = dict(specs)
+        self.tasks = dict(tasks)
+
+    def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def forward(self, inputs: dict[str, ModalityBatch]) -> ModelOutput:
+        embedding, aux = self.fuse(prepare_inputs(inputs, self.specs))
+        logits = {t: head(embedding) for t, head in self.heads.items()}
+        return ModelOutput(logits, embedding, aux)
