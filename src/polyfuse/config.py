@@ -1,0 +1,232 @@
+"""The experiment configuration: one YAML file, validated before anything is read or trained.
+
+Every section rejects unknown keys with a did-you-mean, and every error names the key path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from polyfuse.errors import ConfigError, did_you_mean
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModalityConfig(_Section):
+    """Where one modality's values are in the manifest.
+
+    Exactly one of: `columns` (feature columns), `prefix` (every column starting with it),
+    `path_column` (a column of file paths relative to the data root), `text_column` (inline
+    text), `table` (a long-format table of a sequence: id, time and channel columns).
+    """
+
+    kind: Literal["tabular", "image", "bag", "sequence", "text"]
+    columns: list[str] | None = None
+    prefix: str | None = None
+    path_column: str | None = None
+    text_column: str | None = None
+    table: Path | None = None
+    categorical: list[str] = Field(default_factory=list)
+    time_column: str = "time"
+    vocab_size: int = Field(default=4096, ge=2)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModalityConfig:
+        given = [
+            k
+            for k in ("columns", "prefix", "path_column", "text_column", "table")
+            if getattr(self, k)
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of columns, prefix, path_column, text_column, table"
+                + (f" (got {given})" if given else "")
+            )
+        return self
+
+
+class TaskConfig(_Section):
+    """One target. Classification/regression read `column` (multilabel: `columns`); survival
+    reads `time_column` and `event_column` (event 1 = event observed, 0 = censored)."""
+
+    type: Literal["binary", "multiclass", "multilabel", "survival", "regression"]
+    column: str | None = None
+    columns: list[str] | None = None
+    time_column: str | None = None
+    event_column: str | None = None
+    classes: list[str] | None = None
+    survival_head: Literal["discrete", "cox"] = "discrete"
+    n_bins: int = Field(default=4, ge=2)
+    weight: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _columns_for_type(self) -> TaskConfig:
+        if self.type == "survival" and not (self.time_column and self.event_column):
+            raise ValueError("a survival task needs time_column and event_column")
+        if self.type == "multilabel" and not self.columns:
+            raise ValueError("a multilabel task needs columns (one per label)")
+        if self.type in ("binary", "multiclass", "regression") and not self.column:
+            raise ValueError(f"a {self.type} task needs column")
+        return self
+
+
+class DataConfig(_Section):
+    """A bundled cohort (`dataset`), or the user's own data: a manifest `table` (CSV/Parquet)
+    or a MuData/AnnData file (`mudata`), with `modalities` and `tasks` declared here."""
+
+    dataset: str | None = None
+    table: Path | None = None
+    mudata: Path | None = None
+    root: Path | None = None
+    id_column: str = "id"
+    modalities: dict[str, ModalityConfig] = Field(default_factory=dict)
+    tasks: dict[str, TaskConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        given = [k for k in ("dataset", "table", "mudata") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of dataset, table, mudata")
+        if self.table and not self.modalities:
+            raise ValueError("a manifest table needs a modalities section")
+        if self.table and not self.tasks:
+            raise ValueError("a manifest table needs a tasks section")
+        return self
+
+
+class PreprocessConfig(_Section):
+    """Fitted on the training fold only, then saved with the model."""
+
+    impute: Literal["mean", "median", "zero"] = "mean"
+    scale: bool = True
+    missing_indicator: bool = False
+
+
+class ModelConfig(_Section):
+    """A registered model name and its hyper-parameters (checked against the model)."""
+
+    name: str = "early"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    l1: float = Field(default=0.0, ge=0)
+    val_fraction: float = Field(default=0.2, ge=0, lt=1)
+    patience: int = Field(default=10, ge=1)
+    monitor: Literal["loss", "metric"] = "loss"
+    alpha: float = Field(default=0.4, ge=0, le=1, description="discrete-survival NLL α")
+    class_weights: Literal["none", "inverse"] = "none"
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    precision: str = "32-true"
+    logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
+    checkpoint_every: int = Field(default=5, ge=1, description="epochs between resume checkpoints")
+    progress: bool = True
+
+
+class CVConfig(_Section):
+    folds: int = Field(default=5, ge=2)
+    repeats: int = Field(default=1, ge=1)
+
+
+class ExperimentConfig(_Section):
+    """The whole experiment: data, preprocessing, model, training, cross-validation, output."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    cv: CVConfig = Field(default_factory=CVConfig)
+    output: Path = Path("runs")
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            parent = _section_at(err["loc"][:-1])
+            hint = did_you_mean(key, parent.model_fields) if parent else ""
+            lines.append(f"  {where}: unknown key{hint}")
+        else:
+            lines.append(f"  {where}: {err['msg']}")
+    return f"invalid configuration in {source}:\n" + "\n".join(lines)
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class at a location path, to suggest its field names."""
+    cls: Any = ExperimentConfig
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            return None
+        field = cls.model_fields.get(part)
+        if field is None:  # a dict key such as a modality name
+            continue
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        cls = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if cls is None and args and isinstance(args[-1], type) and issubclass(args[-1], BaseModel):
+            cls = args[-1]
+    return cls
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+    """Validate a config dictionary; errors name every bad key with its path."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment file; relative data paths resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    config = parse_config(raw, str(path))
+    return resolve_paths(config, path.parent)
+
+
+def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """Make the data paths absolute against `base` (the config file's folder)."""
+    data = config.data
+    updates: dict[str, Any] = {}
+    for key in ("table", "mudata", "root"):
+        value = getattr(data, key)
+        if value is not None and not value.is_absolute():
+            updates[key] = (base / value).resolve()
+    mods = {}
+    for name, mod in data.modalities.items():
+        if mod.table is not None and not mod.table.is_absolute():
+            mod = mod.model_copy(update={"table": (base / mod.table).resolve()})
+        mods[name] = mod
+    updates["modalities"] = mods
+    output = config.output if config.output.is_absolute() else (base / config.output).resolve()
+    return config.model_copy(update={"data": data.model_copy(update=updates), "output": output})
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The resolved config as YAML, as saved in a run directory."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

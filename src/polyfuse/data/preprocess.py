@@ -1,0 +1,134 @@
+"""Tabular preprocessing fitted on training samples only, and saved with the model as JSON.
+
+Imputation and scaling are fitted per fold so that no statistic of a test sample leaks into
+training. The state is plain lists (no pickle), so a run directory can be loaded safely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import numpy as np
+
+from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.errors import DataError
+
+
+@dataclasses.dataclass
+class _Fitted:
+    fill: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    indicator: np.ndarray  # indices of features that get a missing-value indicator
+
+
+class Preprocessor:
+    """Impute NaN, standardise, and optionally append missing-value indicators.
+
+    Applies to tabular modalities only (images, bags and sequences are left as they are).
+    Statistics are computed over the samples that have the modality. A feature with no observed
+    value in training is imputed with 0; a constant feature is centred but not divided.
+
+    Args:
+        impute: "mean", "median" or "zero".
+        scale: standardise each feature to zero mean and unit variance.
+        missing_indicator: append a 0/1 column for each feature that had a NaN in training.
+    """
+
+    def __init__(
+        self,
+        impute: Literal["mean", "median", "zero"] = "mean",
+        scale: bool = True,
+        missing_indicator: bool = False,
+    ) -> None:
+        self.impute = impute
+        self.scale = scale
+        self.missing_indicator = missing_indicator
+        self.fitted: dict[str, _Fitted] = {}
+
+    def fit(self, dataset: MultimodalDataset) -> Preprocessor:
+        self.fitted = {}
+        for m, spec in dataset.specs.items():
+            src = dataset.sources[m]
+            if spec.kind != "tabular" or not isinstance(src, ArraySource):
+                continue
+            x = src.values[src.present]
+            observed = ~np.isnan(x)
+            with np.errstate(all="ignore"):
+                if self.impute == "zero":
+                    fill = np.zeros(x.shape[1], np.float32)
+                elif self.impute == "median":
+                    fill = _nan_stat(np.nanmedian, x)
+                else:
+                    fill = _nan_stat(np.nanmean, x)
+            filled = np.where(observed, x, fill)
+            mean = filled.mean(0) if self.scale and len(x) else np.zeros(x.shape[1])
+            std = filled.std(0) if self.scale and len(x) else np.ones(x.shape[1])
+            std = np.where(std > 1e-8, std, 1.0)
+            indicator = np.flatnonzero((~observed).any(0)) if self.missing_indicator else []
+            self.fitted[m] = _Fitted(
+                fill.astype(np.float32),
+                mean.astype(np.float32),
+                std.astype(np.float32),
+                np.asarray(indicator, dtype=np.int64),
+            )
+        return self
+
+    def transform(self, dataset: MultimodalDataset) -> MultimodalDataset:
+        """The dataset with fitted tabular modalities imputed and scaled (a new object)."""
+        specs, sources = dict(dataset.specs), dict(dataset.sources)
+        for m, f in self.fitted.items():
+            if m not in specs:
+                raise DataError(f"preprocessing was fitted on modality '{m}', which the data lacks")
+            spec, src = specs[m], sources[m]
+            if spec.shape[0] != len(f.fill):
+                raise DataError(
+                    f"modality '{m}' has {spec.shape[0]} features; preprocessing expects {len(f.fill)}"
+                )
+            x = src.values
+            missing = np.isnan(x)
+            out = (np.where(missing, f.fill, x) - f.mean) / f.std
+            names = list(spec.feature_names or [f"{m}_{i}" for i in range(spec.shape[0])])
+            if len(f.indicator):
+                out = np.concatenate([out, missing[:, f.indicator].astype(np.float32)], axis=1)
+                names += [f"{names[i]}_missing" for i in f.indicator]
+            sources[m] = ArraySource(out, src.present)
+            specs[m] = dataclasses.replace(spec, shape=(out.shape[1],), feature_names=tuple(names))
+        return dataset.replace(specs=specs, sources=sources)
+
+    def fit_transform(self, dataset: MultimodalDataset) -> MultimodalDataset:
+        return self.fit(dataset).transform(dataset)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "impute": self.impute,
+            "scale": self.scale,
+            "missing_indicator": self.missing_indicator,
+            "fitted": {
+                m: {k: v.tolist() for k, v in dataclasses.asdict(f).items()}
+                for m, f in self.fitted.items()
+            },
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Preprocessor:
+        pre = cls(state["impute"], state["scale"], state["missing_indicator"])
+        pre.fitted = {
+            m: _Fitted(
+                np.asarray(f["fill"], np.float32),
+                np.asarray(f["mean"], np.float32),
+                np.asarray(f["std"], np.float32),
+                np.asarray(f["indicator"], np.int64),
+            )
+            for m, f in state["fitted"].items()
+        }
+        return pre
+
+
+def _nan_stat(fn, x: np.ndarray) -> np.ndarray:
+    """A NaN-ignoring column statistic; columns never observed get 0."""
+    if len(x) == 0:
+        return np.zeros(x.shape[1], np.float32)
+    out = fn(x, axis=0)
+    return np.where(np.isnan(out), 0.0, out)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.data.splits import holdout, kfold
+from polyfuse.errors import DataError
+
+
+def _survival(n=40, events=10):
+    rng = np.random.default_rng(0)
+    event = np.zeros(n)
+    event[rng.choice(n, events, replace=False)] = 1
+    y = np.stack([rng.uniform(1, 100, n), event], 1)
+    return MultimodalDataset(
+        [f"s{i}" for i in range(n)],
+        {"x": ModalitySpec("x", "tabular", (2,))},
+        {"x": ArraySource(rng.normal(size=(n, 2)), np.ones(n, bool))},
+        {"os": TaskSpec("os", "survival")},
+        {"os": y},
+    )
+
+
+def test_folds_partition_samples_and_stratify_events():
+    data = _survival()
+    splits = kfold(data, folds=5, repeats=3, seed=1)
+    assert len(splits) == 15
+    for r in range(3):
+        tests = np.concatenate([s.test for s in splits if s.repeat == r])
+        assert sorted(tests.tolist()) == list(range(40))
+    for s in splits:
+        assert not set(s.train) & set(s.test)
+        assert data.targets["os"][s.test, 1].sum() == 2  # 10 events over 5 folds
+    # repeats shuffle differently; the same seed reproduces exactly
+    assert not np.array_equal(splits[0].test, splits[5].test)
+    again = kfold(data, folds=5, repeats=3, seed=1)
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(splits, again, strict=True))
+
+
+def test_too_few_samples_or_events_for_the_folds():
+    with pytest.raises(DataError, match="3 events, fewer than 5 folds"):
+        kfold(_survival(events=3), folds=5)
+    with pytest.raises(DataError, match="4 samples, fewer than 5 folds"):
+        kfold(_survival(n=4, events=2), folds=5)
+
+
+def test_holdout_is_stratified_and_disjoint():
+    labels = np.array([0] * 30 + [1] * 10)
+    train, val = holdout(np.arange(40), labels, 0.25, seed=0)
+    assert len(val) == 10 and not set(train) & set(val)
+    assert labels[val].sum() in (2, 3)
+    assert len(holdout(np.arange(40), labels, 0.0, 0)[1]) == 0
