@@ -1,0 +1,1 @@
+"""Task heads, losses, metrics and loss balancing: classification, multilabel, survival, regression."""
