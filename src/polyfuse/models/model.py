@@ -51,10 +51,12 @@ def prepare_inputs(
             out[m] = _absent(spec, size, device)
             continue
         _check_layout(m, spec, b, size)
-        keep = b.present.view(-1, *([1] * (b.data.dim() - 1)))
-        data = torch.where(keep, b.data, torch.zeros((), dtype=b.data.dtype, device=device))
         mask = None if b.token_mask is None else b.token_mask & b.present[:, None]
-        times = None if b.times is None else torch.where(b.present[:, None], b.times, 0.0)
+        # rows of absent samples, and padded tokens of present ones, become exactly zero
+        keep = b.present if mask is None else mask
+        keep = keep.view(*keep.shape, *([1] * (b.data.dim() - keep.dim())))
+        data = torch.where(keep, b.data, torch.zeros((), dtype=b.data.dtype, device=device))
+        times = None if b.times is None else torch.where(mask, b.times, 0.0)
         out[m] = ModalityBatch(data, b.present, mask, times)
     return out
 
@@ -72,10 +74,17 @@ def _absent(spec: ModalitySpec, size: int, device: torch.device) -> ModalityBatc
 
 
 def _check_layout(m: str, spec: ModalitySpec, b: ModalityBatch, size: int) -> None:
-    if b.present.shape != (size,):
+    if b.present.shape != (size,) or b.present.dtype != torch.bool:
         raise DataError(
-            f"modality '{m}': present has shape {tuple(b.present.shape)}, want ({size},)"
+            f"modality '{m}': present must be a bool tensor of shape ({size},), "
+            f"got {b.present.dtype} {tuple(b.present.shape)}"
         )
+    integer = not b.data.is_floating_point()
+    if integer != (spec.kind == "text"):
+        want_type = "integer token ids" if spec.kind == "text" else "floating-point values"
+        raise DataError(f"modality '{m}' ({spec.kind}) needs {want_type}, got {b.data.dtype}")
+    if b.times is not None and (b.token_mask is None or b.times.shape != b.token_mask.shape):
+        raise DataError(f"modality '{m}': times must have the (B, N) shape of its token_mask")
     got = tuple(b.data.shape)
     if spec.is_tokens:
         want_rank = 2 if spec.kind == "text" else 3
@@ -106,6 +115,7 @@ class MultimodalModel(nn.Module):
             raise DataError("a model needs at least one task")
         self.specs = dict(specs)
         self.tasks = dict(tasks)
+        self.used_modalities: tuple[str, ...] = tuple(specs)  # a model reading fewer says so
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
