@@ -21,9 +21,10 @@ class _Section(BaseModel):
 class ModalityConfig(_Section):
     """Where one modality's values are in the manifest.
 
-    Exactly one of: `columns` (feature columns), `prefix` (every column starting with it),
+    One of: `columns` (feature columns), `prefix` (every column starting with it),
     `path_column` (a column of file paths relative to the data root), `text_column` (inline
-    text), `table` (a long-format table of a sequence: id, time and channel columns).
+    text), `table` (a long-format table of a sequence: id, time and `columns` channels). With
+    `mudata`, a modality is a mod: no source key is needed, `columns`/`prefix` pick features.
     """
 
     kind: Literal["tabular", "image", "bag", "sequence", "text"]
@@ -38,17 +39,18 @@ class ModalityConfig(_Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModalityConfig:
-        given = [
-            k
-            for k in ("columns", "prefix", "path_column", "text_column", "table")
-            if getattr(self, k)
-        ]
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one of columns, prefix, path_column, text_column, table"
-                + (f" (got {given})" if given else "")
-            )
+        keys = ("columns", "prefix", "path_column", "text_column", "table")
+        given = [k for k in keys if getattr(self, k) is not None]
+        if self.table is not None and "columns" in given:
+            given.remove("columns")  # a sequence table's `columns` picks its channels
+        if len(given) > 1:
+            raise ValueError(f"give one of {', '.join(keys)}, not {given}")
         return self
+
+    @property
+    def has_source(self) -> bool:
+        keys = ("columns", "prefix", "path_column", "text_column", "table")
+        return any(getattr(self, k) is not None for k in keys)
 
 
 class TaskConfig(_Section):
@@ -95,6 +97,12 @@ class DataConfig(_Section):
             raise ValueError("give exactly one of dataset, table, mudata")
         if self.table and not self.modalities:
             raise ValueError("a manifest table needs a modalities section")
+        sourceless = [m for m, c in self.modalities.items() if not c.has_source]
+        if self.table and sourceless:
+            raise ValueError(
+                f"modalities {sourceless} need one of columns, prefix, path_column, "
+                "text_column, table"
+            )
         if self.table and not self.tasks:
             raise ValueError("a manifest table needs a tasks section")
         return self

@@ -107,7 +107,7 @@ def read_file(path: Path | str, kind: str) -> np.ndarray | str:
         )
     if suffix not in SUFFIXES_BY_KIND[kind]:
         raise DataError(
-            f"{path}: a {suffix} file cannot hold a {kind} modality; "
+            f"{path}: a {suffix} file cannot hold {kind} data; "
             f"for {kind} use {', '.join(SUFFIXES_BY_KIND[kind])}"
         )
     try:

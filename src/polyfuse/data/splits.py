@@ -23,7 +23,8 @@ class Split:
 def strata(dataset: MultimodalDataset, task: str | None = None) -> np.ndarray | None:
     """Labels to stratify on: the class for classification, the event for survival.
 
-    Unknown targets form their own stratum. Multilabel and regression tasks are not stratified.
+    Unknown targets join the most common stratum (a stratum of one or two samples could not be
+    spread over the folds). Multilabel and regression tasks are not stratified.
     """
     if not dataset.tasks:
         return None
@@ -33,7 +34,9 @@ def strata(dataset: MultimodalDataset, task: str | None = None) -> np.ndarray | 
         y = y[:, 1]
     elif spec.type not in ("binary", "multiclass"):
         return None
-    return np.where(np.isnan(y), -1, y).astype(np.int64)
+    known = y[~np.isnan(y)].astype(np.int64)
+    common = np.bincount(known).argmax() if len(known) else 0
+    return np.where(np.isnan(y), common, y).astype(np.int64)
 
 
 def kfold(
@@ -76,7 +79,7 @@ def _check_strata(
             raise DataError(
                 f"task '{task}' has {events} events, fewer than {folds} folds: use fewer folds"
             )
-    values, counts = np.unique(labels[labels >= 0], return_counts=True)
+    values, counts = np.unique(labels, return_counts=True)
     if len(values) and counts.min() < folds:
         rare = values[counts.argmin()]
         raise DataError(

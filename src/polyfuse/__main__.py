@@ -1,0 +1,3 @@
+from polyfuse.cli import main
+
+main()

@@ -1,0 +1,168 @@
+"""The `polyfuse` command: a thin shell over the Python API (no logic of its own).
+
+Any `PolyfuseError` is printed as one short message, without a traceback, and exits with 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from polyfuse.errors import ConfigError, PolyfuseError
+
+app = typer.Typer(
+    name="polyfuse",
+    help="Multimodal fusion learning on heterogeneous medical data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a PolyfuseError into a one-line message on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PolyfuseError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _table(title: str, frame) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in [frame.index.name or "", *frame.columns]:
+        table.add_column(str(col))
+    for idx, row in frame.iterrows():
+        label = " / ".join(map(str, idx)) if isinstance(idx, tuple) else str(idx)
+        table.add_row(label, *[_cell(v) for v in row])
+    return table
+
+
+def _cell(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="replace the results of an existing run directory")
+]
+
+
+@app.command()
+@_friendly
+def fit(
+    config: ConfigArg,
+    overwrite: Overwrite = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue an interrupted fit from its checkpoint")
+    ] = False,
+) -> None:
+    """Train one model on all samples of CONFIG's data; save it to runs/<name>/."""
+    from polyfuse.config import load_config
+    from polyfuse.training.experiment import run_fit
+
+    run, fitted = run_fit(load_config(config), overwrite=overwrite, resume=resume)
+    _console().print(f"fitted [bold]{fitted.model_name}[/] → {run}")
+
+
+@app.command()
+@_friendly
+def cv(config: ConfigArg, overwrite: Overwrite = False) -> None:
+    """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to the run dir."""
+    from polyfuse.config import load_config
+    from polyfuse.training.experiment import run_cv
+
+    run, result = run_cv(load_config(config), overwrite=overwrite)
+    summary = result.summary()[["text", "n"]].rename(columns={"text": "mean ± sd"})
+    console = _console()
+    console.print(_table(f"{result.model}: cross-validation", summary))
+    console.print(f"{result.seconds:.1f} s; per-fold metrics in {run}")
+
+
+@app.command()
+@_friendly
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `polyfuse fit`")],
+    data: Annotated[str, typer.Argument(help="a manifest table (CSV/Parquet) or a dataset name")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="CSV to write (default: in RUN_DIR)")
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Predict risk / probabilities for new samples with a fitted run."""
+    from polyfuse.training.predict import predict_run
+
+    out = predict_run(run_dir, data, output=output, overwrite=overwrite)
+    _console().print(f"predictions → {out}")
+
+
+@app.command()
+@_friendly
+def models() -> None:
+    """List the registered models and their hyper-parameters."""
+    import pandas as pd
+
+    from polyfuse.models.registry import list_models, model_hparams
+
+    frame = pd.DataFrame(
+        {"hyper-parameters (defaults)": [_hparams(model_hparams(m)) for m in list_models()]},
+        index=pd.Index(list_models(), name="model"),
+    )
+    _console().print(_table("models", frame))
+
+
+def _hparams(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in params.items())
+
+
+@app.command()
+@_friendly
+def datasets() -> None:
+    """List the bundled cohorts: size, modalities and missingness per modality."""
+    import pandas as pd
+
+    from polyfuse.datasets import DATASETS
+    from polyfuse.errors import MissingDependencyError
+
+    rows = []
+    for name, info in DATASETS.items():
+        try:
+            data = info.load()
+        except MissingDependencyError:
+            rows.append(dict(dataset=name, samples="-", modalities=f"needs [{info.extra}]"))
+            continue
+        desc = data.describe()
+        mods = "\n".join(
+            f"{m}: {r['kind']} {r['shape']}, {r['missing']:.0%} missing" for m, r in desc.iterrows()
+        )
+        tasks = ", ".join(f"{t}:{s.type}" for t, s in data.tasks.items())
+        rows.append(dict(dataset=name, samples=str(len(data)), modalities=mods, tasks=tasks))
+    frame = pd.DataFrame(rows).set_index("dataset").fillna("")
+    _console().print(_table("datasets", frame))
+
+
+def main() -> None:
+    """Entry point; also makes `python -m polyfuse` work."""
+    try:
+        app()
+    except ConfigError as exc:  # raised while typer parses, outside a command
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

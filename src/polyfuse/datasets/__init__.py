@@ -1,0 +1,71 @@
+"""Bundled and package-provided real cohorts, by name: `load("tcga-acc")`, `list_datasets()`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from polyfuse.config import DataConfig
+from polyfuse.data.dataset import MultimodalDataset
+from polyfuse.errors import ConfigError, did_you_mean
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A cohort's name, one-line description, licence, and the extra it needs (if any)."""
+
+    name: str
+    description: str
+    licence: str
+    loader: str  # "module:function", imported on first use
+    extra: str | None = None
+
+    def load(self) -> MultimodalDataset:
+        module, func = self.loader.split(":")
+        fn: Callable[[], MultimodalDataset] = getattr(importlib.import_module(module), func)
+        return fn()
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            "tcga-acc",
+            "TCGA adrenocortical carcinoma (miniACC): 92 patients, clinical + 5 omics with "
+            "block-wise missingness, overall survival",
+            "Artistic-2.0 (MultiAssayExperiment); TCGA open access",
+            "polyfuse.datasets.tcga_acc:load_tcga_acc",
+        ),
+        DatasetInfo(
+            "gse7390",
+            "TRANSBIG breast cancer (GSE7390): 198 patients, clinical + 76 gene probes, "
+            "distant-metastasis-free survival",
+            "GPL-3 (scikit-survival), loaded from the installed package",
+            "polyfuse.datasets.gse7390:load_gse7390",
+            extra="bench",
+        ),
+    )
+}
+
+
+def list_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+def load(name: str) -> MultimodalDataset:
+    """Load a cohort by name (no network: the data ship with polyfuse or a dependency)."""
+    if name not in DATASETS:
+        raise ConfigError(
+            f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; available: {list_datasets()}"
+        )
+    return DATASETS[name].load()
+
+
+def from_config(config: DataConfig) -> MultimodalDataset:
+    """The dataset a config's data section describes: a bundled cohort or the user's files."""
+    if config.dataset:
+        return load(config.dataset)
+    from polyfuse.data.manifest import load_data
+
+    return load_data(config)

@@ -1,0 +1,1 @@
+"""Training: the Lightning module, fitting, cross-validation."""

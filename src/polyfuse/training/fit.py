@@ -1,0 +1,297 @@
+"""Fit one model: preprocessing and targets fitted on training samples, early stopping on a
+validation part, the best weights restored; save and load a fitted model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from polyfuse.config import PreprocessConfig, TrainingConfig
+from polyfuse.data.dataset import MultimodalDataset
+from polyfuse.data.preprocess import Preprocessor
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.data.splits import holdout, strata
+from polyfuse.errors import ConfigError, DataError
+from polyfuse.io import atomic_write, write_text
+from polyfuse.models.model import MultimodalModel
+from polyfuse.models.registry import create_model
+from polyfuse.tasks.objective import TaskObjective
+
+PREDICT_BATCH = 256
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch: the same seed gives the same metrics on CPU."""
+    import lightning as L
+
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+def make_loader(dataset: MultimodalDataset, batch_size: int, *, shuffle: bool, seed: int = 0):
+    """Batches by slicing: the dataset is indexed with whole lists of rows."""
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    if shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(dataset)
+    batches = BatchSampler(sampler, batch_size, drop_last=False)
+    return DataLoader(dataset, sampler=batches, batch_size=None, collate_fn=_identity)
+
+
+@dataclass
+class FittedModel:
+    """A trained model with everything needed to predict on new samples."""
+
+    model_name: str
+    hparams: dict[str, Any]
+    model: MultimodalModel
+    objectives: nn.ModuleDict
+    preprocessor: Preprocessor
+    raw_specs: dict[str, ModalitySpec]
+    best_epoch: int = -1
+
+    @property
+    def tasks(self) -> dict[str, TaskSpec]:
+        return self.model.tasks
+
+    @torch.no_grad()
+    def predict(self, dataset: MultimodalDataset) -> dict[str, dict[str, np.ndarray]]:
+        """Scores per task (probabilities, risk, survival curve, prediction) for every sample."""
+        data = self.preprocessor.transform(dataset)
+        self.model.eval()
+        parts: dict[str, dict[str, list]] = {t: {} for t in self.objectives}
+        for start in range(0, len(data), PREDICT_BATCH):
+            batch = data.batch(np.arange(start, min(start + PREDICT_BATCH, len(data))))
+            out = self.model(batch.inputs)
+            for t, obj in self.objectives.items():
+                for k, v in obj.scores(out.logits[t]).items():
+                    parts[t].setdefault(k, []).append(v.cpu().numpy())
+        return {t: {k: np.concatenate(v) for k, v in d.items()} for t, d in parts.items()}
+
+    def evaluate(
+        self, dataset: MultimodalDataset, train_targets: dict[str, np.ndarray]
+    ) -> dict[str, dict[str, float]]:
+        """Metrics per task on `dataset`; train targets give the censoring weights (Uno, IBS)."""
+        scores = self.predict(dataset)
+        return {
+            t: obj.metrics(scores[t], dataset.targets[t], train_targets[t])
+            for t, obj in self.objectives.items()
+        }
+
+    def save(self, directory: Path) -> None:
+        """Weights as safetensors, the rest as JSON: loading never unpickles anything."""
+        from safetensors.torch import save_file
+
+        state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        state |= {f"objectives.{k}": v for k, v in self.objectives.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p)))
+        meta = {
+            "model": self.model_name,
+            "hparams": self.hparams,
+            "best_epoch": self.best_epoch,
+            "specs": {m: dataclasses.asdict(s) for m, s in self.raw_specs.items()},
+            "tasks": {t: dataclasses.asdict(s) for t, s in self.tasks.items()},
+            "objectives": {
+                t: {"alpha": o.alpha, "class_weights": o.class_weights}
+                for t, o in self.objectives.items()
+            },
+        }
+        write_text(directory / "model.json", json.dumps(meta, indent=2))
+        write_text(
+            directory / "preprocess.json", json.dumps(self.preprocessor.state_dict(), indent=2)
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> FittedModel:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        for name in ("model.json", "preprocess.json", "model.safetensors"):
+            if not (directory / name).is_file():
+                raise DataError(f"{directory} is not a fitted run: {name} is missing")
+        meta = json.loads((directory / "model.json").read_text())
+        pre = Preprocessor.from_state_dict(json.loads((directory / "preprocess.json").read_text()))
+        raw_specs = {m: _spec(ModalitySpec, s) for m, s in meta["specs"].items()}
+        tasks = {t: _spec(TaskSpec, s) for t, s in meta["tasks"].items()}
+        objectives = nn.ModuleDict(
+            {t: TaskObjective(tasks[t], **meta["objectives"][t]) for t in tasks}
+        )
+        specs = _transformed_specs(raw_specs, pre)
+        model = create_model(meta["model"], specs, tasks, **meta["hparams"])
+        state = load_file(str(directory / "model.safetensors"))
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        objectives.load_state_dict(
+            {k[11:]: v for k, v in state.items() if k.startswith("objectives.")}
+        )
+        return cls(
+            meta["model"], meta["hparams"], model, objectives, pre, raw_specs, meta["best_epoch"]
+        )
+
+
+def _spec(cls: type, d: dict[str, Any]) -> Any:
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _transformed_specs(
+    specs: dict[str, ModalitySpec], pre: Preprocessor
+) -> dict[str, ModalitySpec]:
+    """Specs after preprocessing (missing indicators widen tabular modalities)."""
+    from polyfuse.data.dataset import ArraySource
+
+    n = 1
+    empty = MultimodalDataset(
+        ["_"] * n,
+        specs,
+        {
+            m: ArraySource(np.zeros((n, *s.shape), np.float32), np.zeros(n, bool))
+            for m, s in specs.items()
+        },
+        {},
+        {},
+    )
+    return pre.transform(empty).specs
+
+
+def train_model(
+    model_name: str,
+    train: MultimodalDataset,
+    *,
+    hparams: dict[str, Any] | None = None,
+    training: TrainingConfig | None = None,
+    preprocess: PreprocessConfig | None = None,
+    task_weights: dict[str, float] | None = None,
+    seed: int = 0,
+    log_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+) -> FittedModel:
+    """Train `model_name` on `train`, holding out `training.val_fraction` for early stopping.
+
+    Preprocessing and task state (survival bins, class weights) are fitted on the samples that
+    are trained on, never on the validation part.
+    """
+    import lightning as L
+
+    from polyfuse.training.callbacks import BestWeights
+    from polyfuse.training.module import FusionModule
+
+    hparams = dict(hparams or {})
+    training = training or TrainingConfig()
+    preprocess = preprocess or PreprocessConfig()
+    seed_everything(seed)
+    idx = np.arange(len(train))
+    fit_idx, val_idx = holdout(idx, strata(train), training.val_fraction, seed)
+    pre = Preprocessor(preprocess.impute, preprocess.scale, preprocess.missing_indicator)
+    pre.fit(train.subset(fit_idx))
+    data = pre.transform(train)
+    fit_part, val_part = data.subset(fit_idx), data.subset(val_idx)
+    objectives = nn.ModuleDict(
+        {
+            t: TaskObjective(s, alpha=training.alpha, class_weights=training.class_weights).fit(
+                fit_part.targets[t]
+            )
+            for t, s in train.tasks.items()
+        }
+    )
+    model = create_model(model_name, data.specs, train.tasks, **hparams)
+    module = FusionModule(
+        model,
+        objectives,
+        task_weights=task_weights,
+        lr=training.lr,
+        weight_decay=training.weight_decay,
+        l1=training.l1,
+    )
+    best = BestWeights()
+    callbacks: list[Any] = []
+    has_val = len(val_part) > 0
+    if has_val:
+        callbacks += [
+            best,
+            L.pytorch.callbacks.EarlyStopping("val_loss", patience=training.patience),
+        ]
+    if checkpoint_dir is not None:
+        callbacks.append(
+            L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=checkpoint_dir,
+                save_last=True,
+                save_top_k=0,
+                every_n_epochs=training.checkpoint_every,
+            )
+        )
+    ckpt = None
+    if resume:
+        ckpt = checkpoint_dir / "last.ckpt" if checkpoint_dir else None
+        if ckpt is None or not ckpt.is_file():
+            raise ConfigError(f"nothing to resume: no checkpoint at {ckpt}")
+    with _quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=training.epochs,
+            accelerator=training.accelerator,
+            devices=training.devices,
+            precision=training.precision,
+            logger=_logger(training.logger, log_dir),
+            callbacks=callbacks,
+            enable_checkpointing=checkpoint_dir is not None,
+            enable_progress_bar=training.progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            deterministic=True,
+            use_distributed_sampler=False,
+        )
+        trainer.fit(
+            module,
+            make_loader(fit_part, training.batch_size, shuffle=True, seed=seed),
+            make_loader(val_part, PREDICT_BATCH, shuffle=False) if has_val else None,
+            ckpt_path=ckpt,
+        )
+    model.eval()
+    return FittedModel(model_name, hparams, model, objectives, pre, train.specs, best.best_epoch)
+
+
+def _logger(kind: str, log_dir: Path | None):
+    if log_dir is None:
+        return False
+    from lightning.pytorch import loggers
+
+    if kind == "tensorboard":
+        return loggers.TensorBoardLogger(log_dir, name="", version="")
+    if kind == "mlflow":
+        return loggers.MLFlowLogger(save_dir=str(log_dir))
+    return loggers.CSVLogger(log_dir, name="", version="")
+
+
+class _quiet_lightning:
+    """Silence Lightning's start-up chatter (GPU available, …) that users cannot act on."""
+
+    def __enter__(self) -> None:
+        self._loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch")]
+        self._levels = [lg.level for lg in self._loggers]
+        for lg in self._loggers:
+            lg.setLevel(logging.WARNING)
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*number of training batches.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+    def __exit__(self, *exc: object) -> None:
+        self._warn.__exit__(*exc)
+        for lg, level in zip(self._loggers, self._levels, strict=True):
+            lg.setLevel(level)
