@@ -20,7 +20,7 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.data.splits import holdout, strata
-from polyfuse.errors import ConfigError, DataError
+from polyfuse.errors import ConfigError, DataError, require
 from polyfuse.io import atomic_write, write_text
 from polyfuse.models.model import MultimodalModel
 from polyfuse.models.registry import create_model
@@ -266,15 +266,19 @@ def train_model(
 
 
 def _logger(kind: str, log_dir: Path | None):
+    """A logger writing below `log_dir`; each fit (or resumed fit) gets its own `version_N`,
+    so earlier logs are never deleted."""
     if log_dir is None:
         return False
     from lightning.pytorch import loggers
 
     if kind == "tensorboard":
-        return loggers.TensorBoardLogger(log_dir, name="", version="")
+        require("tensorboard", "tensorboard")
+        return loggers.TensorBoardLogger(log_dir, name="")
     if kind == "mlflow":
+        require("mlflow", "mlflow")
         return loggers.MLFlowLogger(save_dir=str(log_dir))
-    return loggers.CSVLogger(log_dir, name="", version="")
+    return loggers.CSVLogger(log_dir, name="")
 
 
 class _quiet_lightning:

@@ -1,0 +1,118 @@
+"""The CLI end to end: bad input → one short message, exit code 2, no traceback."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from polyfuse.cli import app
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "own_data"
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture()
+def own_data(tmp_path: Path) -> Path:
+    """A copy of the own-data example with a short training schedule."""
+    dest = tmp_path / "own"
+    shutil.copytree(EXAMPLE, dest)
+    text = (dest / "experiment.yaml").read_text()
+    text = text.replace("epochs: 30", "epochs: 2").replace("output: ../../runs", "output: runs")
+    (dest / "experiment.yaml").write_text(text)
+    return dest
+
+
+def assert_clean_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("fit", "cv", "predict", "models", "datasets"):
+        assert command in result.output
+        assert run(command, "--help").exit_code == 0
+
+
+def test_models_and_datasets_listings():
+    assert "early" in run("models").output
+    listing = run("datasets").output
+    assert "tcga-acc" in listing and "rppa" in listing and "50% missing" in listing
+
+
+def test_fit_predict_round_trip_and_no_clobbering(own_data: Path):
+    config = own_data / "experiment.yaml"
+    assert run("fit", config).exit_code == 0
+    run_dir = own_data / "runs" / "own-data"
+    assert {"config.yaml", "model.safetensors", "model.json", "preprocess.json"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    assert_clean_error(run("fit", config), "already exists", "--overwrite")
+    out = own_data / "pred.csv"
+    assert run("predict", run_dir, own_data / "patients.csv", "-o", out).exit_code == 0
+    pred = pd.read_csv(out, index_col="id")
+    assert len(pred) == 40 and pred["response.prob"].between(0, 1).all()
+    assert_clean_error(run("predict", run_dir, own_data / "patients.csv", "-o", out), "exists")
+    assert run("fit", config, "--overwrite").exit_code == 0
+
+
+def test_cv_prints_a_summary(own_data: Path):
+    result = run("cv", own_data / "experiment.yaml")
+    assert result.exit_code == 0, result.output
+    assert "auroc" in result.output and "±" in result.output
+    folds = pd.read_csv(own_data / "runs" / "own-data" / "folds.csv")
+    assert len(folds.query("metric == 'auroc'")) == 4
+
+
+def _break(own: Path, old: str, new: str, file: str = "patients.csv") -> Path:
+    path = own / file
+    path.write_text(path.read_text().replace(old, new, 1))
+    return own / "experiment.yaml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "file", "fragments"),
+    [
+        ("scans/P001.png", "scans/gone.png", "patients.csv", ["P001", "gone.png"]),
+        ("scans/P001.png", "../../etc/passwd", "patients.csv", ["P001", "outside the data root"]),
+        ("P001,80", "P000,80", "patients.csv", ["duplicate", "P000"]),
+        (",4.33,", ",high,", "patients.csv", ["lab_crp", "P001", "high"]),
+        (",4.33,", ",inf,", "patients.csv", ["lab_crp", "P001"]),
+        ("png,1\n", "png,maybe\n", "patients.csv", ["response", "maybe"]),
+        ("epochs: 2", "epoch: 2", "experiment.yaml", ["training.epoch", "did you mean 'epochs'"]),
+        ("name: early", "name: eraly", "experiment.yaml", ["eraly", "did you mean 'early'"]),
+        ("column: response", "column: respons", "experiment.yaml", ["respons", "response"]),
+    ],
+)
+def test_bad_input_is_one_clear_message(own_data, old, new, file, fragments):
+    config = _break(own_data, old, new, file)
+    assert_clean_error(run("fit", config), *fragments)
+    assert not (own_data / "runs" / "own-data" / "model.safetensors").exists()
+
+
+def test_corrupt_image_and_missing_config(own_data):
+    (own_data / "scans" / "P002.png").write_bytes(b"not a png at all")
+    assert_clean_error(run("fit", own_data / "experiment.yaml"), "P002.png")
+    assert_clean_error(run("fit", own_data / "nope.yaml"), "not found")
+
+
+def test_the_installed_entry_point_exits_2_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "polyfuse", "fit", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "config file not found" in proc.stderr and "Traceback" not in proc.stderr
