@@ -116,6 +116,23 @@ def predict(
 
 @app.command()
 @_friendly
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `polyfuse fit`")],
+    data: Annotated[
+        str | None, typer.Option(help="explain on this table or dataset instead of the run's")
+    ] = None,
+) -> None:
+    """Per-modality contributions and attention maps of a fitted run (PNG + CSV files)."""
+    from polyfuse.explain.report import explain_run
+
+    files = explain_run(run_dir, data)
+    console = _console()
+    for f in files:
+        console.print(f"  {f}")
+
+
+@app.command()
+@_friendly
 def models() -> None:
     """List the registered models and their hyper-parameters."""
     import pandas as pd

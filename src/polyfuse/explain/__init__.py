@@ -1,0 +1,1 @@
+"""Inspection: attention maps and per-modality contributions, as numbers and figures."""
