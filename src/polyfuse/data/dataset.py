@@ -89,6 +89,10 @@ class Source:
         """A source restricted to samples `idx`, in that order."""
         raise NotImplementedError
 
+    def hide(self, remove: np.ndarray) -> Source:
+        """The same samples with the modality made absent where `remove` is True."""
+        raise NotImplementedError
+
 
 class ArraySource(Source):
     """A dense in-memory array `(N, *shape)`: tabular features or small images.
@@ -109,6 +113,9 @@ class ArraySource(Source):
     def take(self, idx: np.ndarray) -> ArraySource:
         return ArraySource(self.values[idx], self.present[idx])
 
+    def hide(self, remove: np.ndarray) -> ArraySource:
+        return ArraySource(self.values, self.present & ~remove)
+
 
 class ListSource(Source):
     """Per-sample objects held in memory: bags `(N_i, D)`, sequences `((T_i, C), (T_i,))`, text."""
@@ -122,6 +129,9 @@ class ListSource(Source):
 
     def take(self, idx: np.ndarray) -> ListSource:
         return ListSource([self.values[i] for i in idx])
+
+    def hide(self, remove: np.ndarray) -> ListSource:
+        return ListSource([None if r else v for v, r in zip(self.values, remove, strict=True)])
 
 
 class FileSource(Source):
@@ -139,6 +149,10 @@ class FileSource(Source):
 
     def take(self, idx: np.ndarray) -> FileSource:
         return FileSource([self.paths[i] for i in idx], self.kind)
+
+    def hide(self, remove: np.ndarray) -> FileSource:
+        paths = [None if r else p for p, r in zip(self.paths, remove, strict=True)]
+        return FileSource(paths, self.kind)
 
 
 # --------------------------------------------------------------------------------- collate
@@ -275,18 +289,17 @@ class MultimodalDataset(torch.utils.data.Dataset):
         return MultimodalDataset(**fields)
 
     def drop_modalities(self, names: Sequence[str]) -> MultimodalDataset:
-        """The same samples with modalities `names` marked absent everywhere (robustness checks)."""
-        unknown = set(names) - set(self.specs)
+        """The same samples with modalities `names` absent everywhere (robustness checks)."""
+        return self.hide({m: np.ones(len(self), bool) for m in names})
+
+    def hide(self, remove: dict[str, np.ndarray]) -> MultimodalDataset:
+        """The same samples with modality m made absent where `remove[m]` is True."""
+        unknown = set(remove) - set(self.specs)
         if unknown:
             raise DataError(f"unknown modalities {sorted(unknown)}; have {sorted(self.specs)}")
         sources = dict(self.sources)
-        for m in names:
-            src = sources[m]
-            sources[m] = (
-                ArraySource(src.values, np.zeros(len(self), bool))
-                if isinstance(src, ArraySource)
-                else ListSource([None] * len(self))
-            )
+        for m, mask in remove.items():
+            sources[m] = sources[m].hide(np.asarray(mask, dtype=bool))
         return self.replace(sources=sources)
 
     @property
