@@ -1,0 +1,1 @@
+"""Evaluation: classical floors, statistics, robustness, efficiency, reports."""
