@@ -1,0 +1,469 @@
+"""The benchmark's leaderboard (Markdown) and a self-contained HTML report with its figures.
+
+`write_report` turns the benchmark tables (results, efficiency, comparisons, predictions,
+contributions) into `leaderboard.md`, `leaderboard.csv`, `report.html` and `figures/*.png`.
+The HTML embeds every figure as a base64 `data:` URI and uses only inline CSS, so it opens
+anywhere (offline, attached to an e-mail, in a sandboxed viewer) with nothing missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from polyfuse.errors import DataError, MissingDependencyError
+from polyfuse.io import atomic_write, write_text
+
+# Primary metric per task type; regression's is an error, so lower is better there.
+PRIMARY = {
+    "survival": "c_index",
+    "binary": "auroc",
+    "multiclass": "auroc",
+    "multilabel": "auroc",
+    "classification": "auroc",
+    "regression": "rmse",
+}
+EFFICIENCY = [
+    "params",
+    "flops_per_sample",
+    "train_seconds",
+    "latency_ms_b1",
+    "latency_ms_b256",
+    "peak_memory_mb",
+]
+# Metrics where a smaller value is the better one; every other metric is higher-is-better.
+LOWER_IS_BETTER = frozenset(
+    {"ibs", "brier", "integrated_brier_score", "mae", "rmse", "mse", "loss"}
+)
+PREDICTION_COLUMNS = ("dataset", "model", "task", "score", "time", "event", "label")
+ROC_MODELS = 6  # curves on one ROC chart; more would be unreadable without colour
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of `metric` means a better model (False for errors and IBS)."""
+    return metric.lower() not in LOWER_IS_BETTER
+
+
+def primary_metric(metrics: Iterable[str]) -> str:
+    """The primary metric among those a task reports: c_index, else auroc, else rmse.
+
+    Inferred from the metrics rather than from the task name, because tables carry user task
+    names ("os", "grade"), not task types.
+    """
+    present = set(metrics)
+    for name in dict.fromkeys(PRIMARY.values()):
+        if name in present:
+            return name
+    raise DataError(f"no primary metric (c_index, auroc or rmse) among {sorted(present)}")
+
+
+def leaderboard(
+    results: pd.DataFrame, efficiency: pd.DataFrame, comparisons: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per dataset × model × task on the primary metric, best first.
+
+    Mean and sample sd (ddof=1) over every repeat × fold with all modalities; `rank` 1 is the
+    best within a dataset × task (ties share the better rank), floors included. The paired
+    difference against the best classical floor comes from `comparisons`; efficiency columns
+    are NaN for classical floors, which are not profiled.
+    """
+    rows = []
+    base = results[results["condition"] == "all"]
+    for (dataset, task), part in base.groupby(["dataset", "task"], sort=True):
+        metric = primary_metric(part["metric"].unique())
+        scores = part[part["metric"] == metric]
+        stats = scores.groupby("model").agg(
+            family=("family", "first"),
+            mean=("value", "mean"),
+            sd=("value", "std"),
+            n=("value", "count"),
+        )
+        stats = stats.reset_index()
+        stats.insert(0, "dataset", dataset)
+        stats.insert(1, "task", task)
+        stats.insert(3, "metric", metric)
+        stats["rank"] = stats["mean"].rank(ascending=not higher_is_better(metric), method="min")
+        rows.append(stats)
+    if not rows:
+        raise DataError("no results with condition 'all' to rank")
+    lb = pd.concat(rows, ignore_index=True)
+
+    comp_cols = ["diff_vs_floor", "ci_low", "ci_high", "p_value", "baseline"]
+    comp = comparisons.rename(columns={"mean_diff": "diff_vs_floor"})
+    # reindex: a benchmark without floors passes a comparisons table with no columns at all.
+    comp = comp.reindex(columns=["dataset", "model", "task", "metric", *comp_cols])
+    lb = lb.merge(
+        comp,
+        on=["dataset", "model", "task", "metric"],
+        how="left",
+    )
+    eff = efficiency.reindex(columns=["dataset", "model", *EFFICIENCY])
+    lb = lb.merge(eff.drop_duplicates(["dataset", "model"]), on=["dataset", "model"], how="left")
+    lb["rank"] = lb["rank"].astype("Int64")
+    lb = lb.sort_values(["dataset", "task", "rank", "model"], na_position="last")
+    order = ["dataset", "task", "rank", "model", "family", "metric", "mean", "sd", "n"]
+    return lb[order + comp_cols + EFFICIENCY].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def _num(x: float, digits: int = 3) -> str:
+    return "—" if x is None or pd.isna(x) else f"{x:.{digits}f}"
+
+
+def _si(x: float, unit: str = "") -> str:
+    """1234567 → '1.23 M' (SI prefixes; readable for params and FLOPs)."""
+    if x is None or pd.isna(x):
+        return "—"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            return f"{x / factor:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}".rstrip()
+
+
+def _p(p: float) -> str:
+    if p is None or pd.isna(p):
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _formatted(part: pd.DataFrame) -> pd.DataFrame:
+    """The display strings of one dataset × task block of the leaderboard."""
+    metric = part["metric"].iloc[0]
+
+    def diff(r) -> str:
+        if pd.isna(r.diff_vs_floor):
+            return "—"
+        return f"{r.diff_vs_floor:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+
+    return pd.DataFrame(
+        {
+            "rank": [str(r) if not pd.isna(r) else "—" for r in part["rank"]],
+            "model": part["model"].astype(str),
+            "family": part["family"].astype(str),
+            f"{metric} mean ± sd": [
+                f"{_num(m)} ± {_num(s)}" if not pd.isna(s) else _num(m)
+                for m, s in zip(part["mean"], part["sd"], strict=True)
+            ],
+            "Δ vs best floor [CI]": [diff(r) for r in part.itertuples()],
+            "p": [_p(p) for p in part["p_value"]],
+            "params": [_si(x) for x in part["params"]],
+            "FLOPs/sample": [_si(x) for x in part["flops_per_sample"]],
+            "train s": [_num(x, 1) for x in part["train_seconds"]],
+            "latency b1 ms": [_num(x, 2) for x in part["latency_ms_b1"]],
+            "latency b256 ms": [_num(x, 1) for x in part["latency_ms_b256"]],
+            "peak MB": [_num(x, 0) for x in part["peak_memory_mb"]],
+        }
+    )
+
+
+def _heading(part: pd.DataFrame) -> str:
+    dataset, task, metric = part["dataset"].iloc[0], part["task"].iloc[0], part["metric"].iloc[0]
+    direction = "higher" if higher_is_better(metric) else "lower"
+    return f"{dataset} · {task} — {metric} ({direction} is better)"
+
+
+def _floor_note(part: pd.DataFrame) -> str:
+    floors = part["baseline"].dropna().unique()
+    return f"best classical floor: {', '.join(map(str, floors))}" if len(floors) else ""
+
+
+def _blocks(lb: pd.DataFrame):
+    yield from (part for _, part in lb.groupby(["dataset", "task"], sort=False))
+
+
+def leaderboard_markdown(lb: pd.DataFrame) -> str:
+    """The leaderboard as Markdown: one table per dataset × task, best model first."""
+    lines = ["# Leaderboard", ""]
+    for part in _blocks(lb):
+        table = _formatted(part)
+        lines += [f"## {_heading(part)}", ""]
+        if note := _floor_note(part):
+            lines += [f"Δ: paired difference against the {note}.", ""]
+        cells = [list(table.columns), *table.to_numpy().tolist()]
+        cells = [[str(c).replace("|", "\\|") for c in row] for row in cells]
+        lines.append("| " + " | ".join(cells[0]) + " |")
+        lines.append("|" + "|".join("---" if j < 3 else "---:" for j in range(len(cells[0]))) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _html_table(part: pd.DataFrame) -> str:
+    table = _formatted(part)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for row, rank in zip(table.to_numpy().tolist(), part["rank"], strict=True):
+        cls = ' class="best"' if rank == 1 else ""
+        cells = "".join(
+            f"<td{' class=num' if j >= 3 else ''}>{html.escape(str(c))}</td>"
+            for j, c in enumerate(row)
+        )
+        body.append(f"<tr{cls}>{cells}</tr>")
+    rows = "".join(body)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+
+
+# ---------------------------------------------------------------------------- the report
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#111;line-height:1.45}
+h1{border-bottom:2px solid #111}h2{margin-top:2em;border-bottom:1px solid #999}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1.5em;width:100%}
+.scroll{overflow-x:auto}
+th,td{border:1px solid #bbb;padding:.25em .5em;text-align:left;white-space:nowrap}
+th{background:#eee;white-space:normal;vertical-align:bottom}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.best td{font-weight:bold}
+figure{margin:1em 0 2em}figure img{max-width:100%;height:auto;border:1px solid #ddd}
+figcaption{font-size:.9em;color:#333}.note{color:#444;font-style:italic}
+nav ul{columns:2}
+"""
+
+
+def _slug(*parts: object) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", str(p)).strip("-") or "x" for p in parts)
+
+
+def _img(path: Path, alt: str, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _best_fusion(part: pd.DataFrame) -> str | None:
+    fusion = part[(part["family"] != "classical") & part["rank"].notna()]
+    return None if fusion.empty else str(fusion.sort_values("rank")["model"].iloc[0])
+
+
+HOW_TO_READ = """
+<ul>
+<li><b>Leaderboard.</b> Each row is a model's primary metric over every repeat × fold of the
+same cross-validation splits (mean ± sample sd), with all modalities available at test time.
+Rank 1 (bold) is best. Δ is the paired difference against the best classical floor on the same
+folds, with its confidence interval and p-value; an interval that excludes 0 means a difference
+the splits support. Efficiency columns are per fusion model; classical floors are not profiled.</li>
+<li><b>Kaplan–Meier.</b> Patients are split into thirds of the best fusion model's predicted risk
+(cut within each test fold, one repeat pooled, so each patient counts once). Well-separated
+curves and a small log-rank p mean the risk score stratifies outcome.</li>
+<li><b>ROC.</b> Pooled test-fold probabilities; the AUC of the pooled curve can differ slightly
+from the fold mean in the leaderboard. The dotted diagonal is chance.</li>
+<li><b>Metric vs FLOPs.</b> Stars joined by a line are Pareto-optimal: no other model is both
+cheaper and better. Horizontal dashed lines are classical floors (no FLOPs counted).</li>
+<li><b>Robustness.</b> Left: how the metric degrades as modalities go missing at random at
+inference. Right: the metric when one modality is absent for every patient; a large shift means
+the model leans on that modality.</li>
+<li><b>Contributions.</b> Mean absolute change of the best fusion model's prediction when a
+modality is removed: what the model uses, not what is causally important.</li>
+</ul>
+"""
+
+
+def write_report(
+    out_dir: Path,
+    *,
+    results: pd.DataFrame,
+    efficiency: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    predictions: pd.DataFrame,
+    contributions: pd.DataFrame,
+    title: str = "polyfuse benchmark",
+) -> dict[str, Path]:
+    """Write `leaderboard.md|csv`, `figures/*.png` and a self-contained `report.html`.
+
+    Returns `{relative name: path}` of everything written (e.g. `"figures/km_acc_os.png"`).
+    """
+    from polyfuse.evaluation.plots import plot_km_tertiles, plot_pareto, plot_robustness, plot_roc
+
+    out_dir = Path(out_dir)
+    predictions = predictions.reindex(
+        columns=sorted({*predictions.columns, *PREDICTION_COLUMNS}, key=str)
+    )
+    contributions = contributions.reindex(columns=["dataset", "model", "modality", "task", "value"])
+    fig_dir = out_dir / "figures"
+    written: dict[str, Path] = {}
+    lb = leaderboard(results, efficiency, comparisons)
+    md = leaderboard_markdown(lb)
+    write_text(out_dir / "leaderboard.md", md)
+    atomic_write(out_dir / "leaderboard.csv", lambda p: lb.to_csv(p, index=False))
+    written["leaderboard.md"] = out_dir / "leaderboard.md"
+    written["leaderboard.csv"] = out_dir / "leaderboard.csv"
+
+    sections: dict[str, list[str]] = {
+        k: [] for k in ("km", "roc", "pareto", "robustness", "contributions")
+    }
+
+    def figure(kind: str, name: str, path: Path, alt: str, caption: str) -> None:
+        written[f"figures/{name}"] = path
+        sections[kind].append(_img(path, alt, caption))
+
+    for part in _blocks(lb):
+        dataset, task, metric = (str(part[c].iloc[0]) for c in ("dataset", "task", "metric"))
+        label = f"{dataset} · {task}"
+        best = _best_fusion(part)
+        pred = predictions[(predictions["dataset"] == dataset) & (predictions["task"] == task)]
+        is_survival = metric == "c_index"
+
+        if is_survival and best is not None:
+            rows = pred[pred["model"] == best]
+            name = f"km_{_slug(dataset, task)}.png"
+            if rows.dropna(subset=["score", "time", "event"]).empty:
+                sections["km"].append(f"<p class=note>{html.escape(label)}: no predictions.</p>")
+            else:
+                try:
+                    path, p = plot_km_tertiles(
+                        rows, fig_dir / name, title=f"{label}: {best}, risk tertiles"
+                    )
+                except MissingDependencyError as exc:
+                    sections["km"].append(f"<p class=note>{html.escape(str(exc))}</p>")
+                else:
+                    p_text = "n/a" if math.isnan(p) else f"{p:.2g}"
+                    figure(
+                        "km",
+                        name,
+                        path,
+                        f"Kaplan–Meier survival curves for {label}, patients split into "
+                        f"tertiles of risk predicted by {best}; log-rank p = {p_text}",
+                        f"{label}: best fusion model {best}; log-rank p = {p_text}.",
+                    )
+
+        if metric == "auroc":
+            labels = pred["label"].dropna().unique()
+            if len(labels) == 2:
+                models = [m for m in part["model"] if m in set(pred["model"])][:ROC_MODELS]
+                name = f"roc_{_slug(dataset, task)}.png"
+                path = plot_roc(pred, fig_dir / name, models=models, title=f"{label}: ROC")
+                figure(
+                    "roc",
+                    name,
+                    path,
+                    f"ROC curves for {label} of the top {len(models)} models: " + ", ".join(models),
+                    f"{label}: the {len(models)} best-ranked models with predictions.",
+                )
+            else:
+                sections["roc"].append(
+                    f"<p class=note>{html.escape(label)}: ROC is drawn for binary tasks only.</p>"
+                )
+
+        name = f"pareto_{_slug(dataset, task)}.png"
+        path = plot_pareto(part, fig_dir / name, title=f"{label}: {metric} versus FLOPs")
+        pareto_models = part[part["family"] != "classical"]["model"].tolist()
+        figure(
+            "pareto",
+            name,
+            path,
+            f"{metric} versus FLOPs per sample (log scale) for {label}, fusion models "
+            f"{', '.join(pareto_models)}; Pareto front marked; classical floors as lines",
+            f"{label}: mean {metric} against FLOPs per sample.",
+        )
+
+        res = results[(results["dataset"] == dataset) & (results["task"] == task)]
+        fusion_res = res[res["family"] != "classical"]
+        if (fusion_res["condition"] != "all").any():
+            name = f"robustness_{_slug(dataset, task)}.png"
+            path = plot_robustness(res, fig_dir / name, metric=metric, title=f"{label}: robustness")
+            figure(
+                "robustness",
+                name,
+                path,
+                f"Robustness of fusion models on {label}: {metric} versus random modality "
+                f"removal rate, and {metric} with each modality dropped",
+                f"{label}: {metric} under missing modalities at inference.",
+            )
+
+        contrib = contributions[
+            (contributions["dataset"] == dataset)
+            & (contributions["task"] == task)
+            & (contributions["model"] == best)
+        ]
+        if best is not None and not contrib.empty:
+            from polyfuse.explain.report import plot_contributions
+
+            table = contrib.groupby("modality")["value"].mean().sort_values(ascending=False)
+            table = table.to_frame(task)
+            name = f"contributions_{_slug(dataset, task)}.png"
+            path = plot_contributions(table, fig_dir / name)
+            figure(
+                "contributions",
+                name,
+                path,
+                f"Per-modality contribution of {best} on {label}: "
+                + ", ".join(f"{m} {v:.3g}" for m, v in table[task].items()),
+                f"{label}: {best}, mean |change of prediction| when each modality is removed.",
+            )
+
+    html_text = _html(title, lb, sections, results)
+    write_text(out_dir / "report.html", html_text)
+    written["report.html"] = out_dir / "report.html"
+    return written
+
+
+def _html(
+    title: str, lb: pd.DataFrame, sections: dict[str, list[str]], results: pd.DataFrame
+) -> str:
+    folds = results[["repeat", "fold"]].drop_duplicates()
+    n_models = lb["model"].nunique()
+    summary = (
+        f"{n_models} models on {lb['dataset'].nunique()} dataset(s), "
+        f"{results['repeat'].nunique()} repeat(s) × {results['fold'].nunique()} fold(s) "
+        f"({len(folds)} splits), identical splits for every model."
+    )
+    titles = {
+        "leaderboard": "Leaderboard",
+        "km": "Kaplan–Meier curves by predicted-risk tertile",
+        "roc": "ROC curves",
+        "pareto": "Metric versus FLOPs",
+        "robustness": "Robustness to missing modalities",
+        "contributions": "Modality contributions of the best fusion model",
+        "how": "How to read this report",
+    }
+    empty = {
+        "km": "No survival task in this benchmark.",
+        "roc": "No classification task in this benchmark.",
+        "pareto": "",
+        "robustness": "No missing-modality conditions were evaluated.",
+        "contributions": "No contributions were computed for the best fusion models.",
+    }
+    board = []
+    for part in _blocks(lb):
+        board.append(f"<h3>{html.escape(_heading(part))}</h3>")
+        if note := _floor_note(part):
+            board.append(f"<p>Δ: paired difference against the {html.escape(note)}.</p>")
+        board.append(_html_table(part))
+    body = {"leaderboard": board, **sections, "how": [HOW_TO_READ]}
+    nav = "".join(f'<li><a href="#{k}">{html.escape(v)}</a></li>' for k, v in titles.items())
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{html.escape(summary)}</p>",
+        f"<nav><ul>{nav}</ul></nav>",
+    ]
+    for key, heading in titles.items():
+        content = body[key] or [f"<p class=note>{html.escape(empty.get(key, ''))}</p>"]
+        parts.append(f'<section id="{key}"><h2>{html.escape(heading)}</h2>')
+        parts += content
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+__all__ = [
+    "PRIMARY",
+    "higher_is_better",
+    "leaderboard",
+    "leaderboard_markdown",
+    "primary_metric",
+    "write_report",
+]
