@@ -1,0 +1,528 @@
+"""Classical floors on polyfuse datasets, run on exactly the splits the fusion models get.
+
+A fusion model is only interesting if it beats what a statistician would fit in a minute, on
+the same folds (`reference/datasets.md`). The floors here are deliberately untuned beyond one
+documented inner choice, so that they are reproducible and cheap:
+
+* ``coxnet[m]``: an elastic-net Cox model (sksurv ``CoxnetSurvivalAnalysis``, ``l1_ratio=0.5``,
+  a path of 30 penalties down to ``alpha_min_ratio=0.01`` of the largest) whose penalty is picked
+  by an inner 3-fold CV (stratified on the event) on the training fold, maximising the mean
+  inner Harrell c-index; ties go to the larger penalty. With one modality, the model is fitted on
+  the training samples that have it, and test samples lacking it get the training-median risk
+  (they are ranked in the middle: no information, no guess). With several (``coxnet[all]``) the
+  modalities are concatenated (early fusion) and absent blocks are mean-imputed like scattered
+  NaNs.
+* ``rsf[m]``: a random survival forest (200 trees, ``min_samples_leaf=5``, √p features per split)
+  on the same early-fused inputs.
+* ``late-cox``: the missing-aware late fusion of reference §1: one ``coxnet[m]`` per modality,
+  each risk z-scored with the mean and sd of its training-fold risks, averaged over the
+  modalities each patient has. A modality whose training risk is constant (everything shrunk to
+  zero) carries no ranking and is left out of the average; a patient with no usable modality
+  gets 0, the training mean.
+* ``logreg[m]``: L2 logistic regression (``C=1``) on standardised, mean-imputed inputs.
+* ``hgb[m]``: histogram gradient boosting; it reads the raw values with NaN for both scattered
+  and block-missing values (its native missing-value routing), so no imputation is needed.
+
+Every imputation and scaling statistic comes from the training fold only (polyfuse's
+`Preprocessor`, mean imputation and standardisation: a standardised 0 is the training mean, which
+is how absent blocks are imputed). Samples whose target is unknown are dropped before anything is
+fitted and are not scored. Metrics are `TaskObjective.metrics`, so the names and computations are
+those of every fusion model (survival: ``c_index``, ``uno_c_index``, ``td_auc``; no ``ibs``,
+since these floors produce risks, not survival curves).
+
+Only tabular modalities held in memory are used; ``all`` means every such modality.
+scikit-survival is the optional extra ``bench``; it is imported only when a survival floor runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.data.preprocess import Preprocessor
+from polyfuse.data.splits import Split
+from polyfuse.errors import ConfigError, DataError, did_you_mean, require
+
+# Coxnet: elastic net half-way between ridge and lasso (stable with correlated omics, still
+# sparse), a short path (30 penalties) for speed, the penalty picked by inner CV.
+COXNET_L1_RATIO = 0.5
+COXNET_ALPHA_MIN_RATIO = 0.01
+COXNET_N_ALPHAS = 30
+INNER_FOLDS = 3
+RSF_TREES = 200
+RSF_MIN_LEAF = 5
+
+SURVIVAL = ("survival",)
+CLASSIFICATION = ("binary", "multiclass")
+
+
+@dataclass
+class FoldData:
+    """One outer fold, as the floors see it.
+
+    Args:
+        train: preprocessed training samples whose target is known.
+        test: preprocessed test samples (unknown targets included; they are not scored).
+        raw_train, raw_test: the same samples before imputation and scaling.
+        task: the task predicted.
+        seed: a seed derived from the run seed, the repeat and the fold.
+        cache: per-fold results shared between floors (per-modality Cox risks).
+    """
+
+    train: MultimodalDataset
+    test: MultimodalDataset
+    raw_train: MultimodalDataset
+    raw_test: MultimodalDataset
+    task: str
+    seed: int
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def y(self) -> np.ndarray:
+        """Training targets (all known)."""
+        return self.train.targets[self.task]
+
+    def matrix(self, modalities: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Early-fused (train, test) features: imputed and standardised; absent = training mean."""
+        train = np.concatenate([self.train.sources[m].values for m in modalities], axis=1)
+        test = np.concatenate([self.test.sources[m].values for m in modalities], axis=1)
+        return train.astype(np.float64), test.astype(np.float64)
+
+    def raw_matrix(self, modalities: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Early-fused raw (train, test) features with NaN wherever a value or block is absent."""
+
+        def block(data: MultimodalDataset, m: str) -> np.ndarray:
+            src = data.sources[m]
+            return np.where(src.present[:, None], src.values, np.nan)
+
+        train = np.concatenate([block(self.raw_train, m) for m in modalities], axis=1)
+        test = np.concatenate([block(self.raw_test, m) for m in modalities], axis=1)
+        return train.astype(np.float64), test.astype(np.float64)
+
+
+Predictor = Callable[[FoldData, tuple[str, ...]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ClassicalFloor:
+    """A named floor: which task types it serves and how it turns a fold into test scores.
+
+    `predict(fold, modalities)` returns a risk `(n_test,)` (higher = earlier event) for survival,
+    the positive-class probability `(n_test,)` for binary, or `(n_test, K)` probabilities for
+    multiclass tasks.
+    """
+
+    name: str
+    task_types: tuple[str, ...]
+    predict: Predictor
+    description: str
+
+    def __call__(self, fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
+        return self.predict(fold, modalities)
+
+
+# --------------------------------------------------------------------------------- coxnet
+
+
+def _sksurv(module: str) -> Any:
+    return require(f"sksurv.{module}", "bench")
+
+
+def _surv(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    return _sksurv("util").Surv.from_arrays(event.astype(bool), time.astype(np.float64))
+
+
+def _harrell_columns(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Harrell's c-index of each column of `risk (n, A)` at once (for picking the penalty)."""
+    comparable = (time[:, None] < time[None, :]) & (event[:, None] == 1)
+    if not comparable.any():
+        return np.full(risk.shape[1], np.nan)
+    diff = risk[:, None, :] - risk[None, :, :]
+    score = (diff > 0) + 0.5 * (diff == 0)
+    return score[comparable].sum(0) / comparable.sum()
+
+
+def _coxnet(alphas: np.ndarray | None = None, ratio: float = COXNET_ALPHA_MIN_RATIO) -> Any:
+    model = _sksurv("linear_model").CoxnetSurvivalAnalysis
+    if alphas is None:
+        return model(l1_ratio=COXNET_L1_RATIO, alpha_min_ratio=ratio, n_alphas=COXNET_N_ALPHAS)
+    return model(l1_ratio=COXNET_L1_RATIO, alphas=alphas)
+
+
+def fit_coxnet(x: np.ndarray, time: np.ndarray, event: np.ndarray, seed: int) -> Any | None:
+    """A Coxnet with its penalty picked by inner CV; None when it cannot be fitted.
+
+    The model's `chosen_alpha_` attribute holds the penalty to predict with. It cannot be fitted
+    with fewer events than inner folds; a path that fails numerically (too small a penalty for
+    p >> n) is retried with a 10× larger smallest penalty.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import StratifiedKFold
+
+    if int(event.sum()) < INNER_FOLDS or len(time) < 2 * INNER_FOLDS:
+        return None
+    with warnings.catch_warnings():
+        # short paths on p >> n stop early at the smallest penalties; those are rarely chosen
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="all coefficients are zero")
+        ratio, model = COXNET_ALPHA_MIN_RATIO, None
+        while model is None and ratio < 1.0:
+            try:
+                model = _coxnet(ratio=ratio).fit(x, _surv(time, event))
+            except ArithmeticError:
+                ratio *= 10
+        if model is None:
+            return None
+        # each inner fold runs its own path (a path given the outer penalties stops early when
+        # its first ones already zero everything); risks at the outer penalties interpolate it
+        alphas = model.alphas_
+        inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
+        scores = []
+        for tr, te in inner.split(x, event):
+            try:
+                m = _coxnet(ratio=ratio).fit(x[tr], _surv(time[tr], event[tr]))
+            except (ArithmeticError, ValueError):
+                continue
+            risk = np.stack([m.predict(x[te], alpha=a) for a in alphas], axis=1)
+            scores.append(_harrell_columns(risk, time[te], event[te]))
+        warnings.filterwarnings("ignore", message="Mean of empty slice")
+        mean = np.nanmean(scores, axis=0) if scores else np.full(len(alphas), np.nan)
+    if np.isnan(mean).all():
+        model.chosen_alpha_ = alphas[len(alphas) // 2]
+    else:
+        model.chosen_alpha_ = alphas[int(np.nanargmax(mean))]  # first = largest penalty
+    return model
+
+
+def _modality_risk(fold: FoldData, m: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(training risks of the samples that have `m`, test risks of every test sample), cached."""
+    key = ("coxnet", m)
+    if key not in fold.cache:
+        present = fold.train.sources[m].present
+        y = fold.y[present]
+        model = fit_coxnet(fold.train.sources[m].values[present], y[:, 0], y[:, 1], fold.seed)
+        if model is None:
+            fold.cache[key] = None
+        else:
+            a = model.chosen_alpha_
+            fold.cache[key] = (
+                model.predict(fold.train.sources[m].values[present], alpha=a),
+                model.predict(fold.test.sources[m].values, alpha=a),
+            )
+    return fold.cache[key]
+
+
+def _predict_coxnet(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
+    n_test = len(fold.test)
+    if len(modalities) == 1:
+        m = modalities[0]
+        risks = _modality_risk(fold, m)
+        if risks is None:
+            return np.zeros(n_test)
+        train, test = risks
+        return np.where(fold.test.sources[m].present, test, np.median(train))
+    x_train, x_test = fold.matrix(modalities)
+    model = fit_coxnet(x_train, fold.y[:, 0], fold.y[:, 1], fold.seed)
+    if model is None:
+        return np.zeros(n_test)
+    return model.predict(x_test, alpha=model.chosen_alpha_)
+
+
+def _predict_late_cox(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
+    train, test, present = [], [], []
+    for m in modalities:
+        risks = _modality_risk(fold, m)
+        if risks is not None:
+            train.append(risks[0])
+            test.append(risks[1])
+            present.append(fold.test.sources[m].present)
+    if not train:
+        return np.zeros(len(fold.test))
+    return late_fusion_risk(train, test, np.stack(present, axis=1))
+
+
+def late_fusion_risk(
+    train_risks: Sequence[np.ndarray], test_risks: Sequence[np.ndarray], present: np.ndarray
+) -> np.ndarray:
+    """The late-fusion rule on its own: mean of z-scored modality risks over present modalities.
+
+    Args:
+        train_risks: per modality, the training risks used for the z-score statistics.
+        test_risks: per modality, risks `(n,)` of the samples to score (ignored where absent).
+        present: `(n, n_modalities)` bool.
+    """
+    n = present.shape[0]
+    total, count = np.zeros(n), np.zeros(n)
+    for j, (train, test) in enumerate(zip(train_risks, test_risks, strict=True)):
+        sd = np.std(train)
+        if not sd > 1e-8:
+            continue
+        total += np.where(present[:, j], (np.asarray(test) - np.mean(train)) / sd, 0.0)
+        count += present[:, j]
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+
+# --------------------------------------------------------------------------------- rsf
+
+
+def _predict_rsf(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
+    x_train, x_test = fold.matrix(modalities)
+    forest = _sksurv("ensemble").RandomSurvivalForest(
+        n_estimators=RSF_TREES,
+        min_samples_leaf=RSF_MIN_LEAF,
+        max_features="sqrt",
+        n_jobs=1,
+        random_state=fold.seed,
+    )
+    forest.fit(x_train, _surv(fold.y[:, 0], fold.y[:, 1]))
+    return forest.predict(x_test)
+
+
+# --------------------------------------------------------------------------------- classifiers
+
+
+def _class_probs(model: Any, x: np.ndarray, fold: FoldData) -> np.ndarray:
+    """Probabilities in the task's class order, also when a class is missing from training."""
+    spec = fold.train.tasks[fold.task]
+    p = model.predict_proba(x)
+    if spec.type == "binary":
+        classes = list(model.classes_)
+        return p[:, classes.index(1)] if 1 in classes else np.zeros(len(x))
+    out = np.zeros((len(x), len(spec.classes)))
+    out[:, model.classes_.astype(np.int64)] = p
+    return out
+
+
+def _train_labels(fold: FoldData) -> np.ndarray:
+    y = fold.y.astype(np.int64)
+    if len(np.unique(y)) < 2:
+        raise DataError(f"task '{fold.task}': a training fold has a single class")
+    return y
+
+
+def _predict_logreg(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    x_train, x_test = fold.matrix(modalities)
+    model = LogisticRegression(C=1.0, max_iter=5000)
+    model.fit(x_train, _train_labels(fold))
+    return _class_probs(model, x_test, fold)
+
+
+def _predict_hgb(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    x_train, x_test = fold.raw_matrix(modalities)
+    model = HistGradientBoostingClassifier(
+        max_iter=100, max_depth=3, min_samples_leaf=10, random_state=fold.seed
+    )
+    # one thread: on ~100 samples OpenMP start-up and spinning cost more than they save, and
+    # they stall badly when the other cores are busy
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model.fit(x_train, _train_labels(fold))
+        return _class_probs(model, x_test, fold)
+
+
+CLASSICAL: dict[str, ClassicalFloor] = {
+    f.name: f
+    for f in (
+        ClassicalFloor(
+            "coxnet",
+            SURVIVAL,
+            _predict_coxnet,
+            "elastic-net Cox, penalty by inner 3-fold CV; one modality: fitted where present",
+        ),
+        ClassicalFloor("rsf", SURVIVAL, _predict_rsf, "random survival forest, early fusion"),
+        ClassicalFloor(
+            "late-cox",
+            SURVIVAL,
+            _predict_late_cox,
+            "mean of per-modality Coxnet z-scored risks over the modalities a patient has",
+        ),
+        ClassicalFloor("logreg", CLASSIFICATION, _predict_logreg, "L2 logistic regression"),
+        ClassicalFloor("hgb", CLASSIFICATION, _predict_hgb, "histogram gradient boosting"),
+    )
+}
+
+
+# --------------------------------------------------------------------------------- running
+
+
+def tabular_modalities(data: MultimodalDataset) -> list[str]:
+    """The modalities classical floors can read: tabular and held in memory."""
+    return [
+        m
+        for m, spec in data.specs.items()
+        if spec.kind == "tabular" and isinstance(data.sources[m], ArraySource)
+    ]
+
+
+def resolve_floor(
+    name: str, data: MultimodalDataset
+) -> tuple[ClassicalFloor, tuple[str, ...], str]:
+    """`"coxnet[clinical,rna]"` → (floor, modalities, display name).
+
+    No bracket, or `[all]`, means every tabular modality; the display name says `[all]` then
+    (`late-cox` is shown without a bracket when it uses all modalities).
+    """
+    match = re.fullmatch(r"\s*([\w-]+)\s*(?:\[([^\]]*)\])?\s*", name)
+    if not match or match.group(1) not in CLASSICAL:
+        base = match.group(1) if match else name
+        raise ConfigError(
+            f"unknown classical floor '{name}'{did_you_mean(base, CLASSICAL)}; "
+            f"available: {sorted(CLASSICAL)}"
+        )
+    floor = CLASSICAL[match.group(1)]
+    usable = tabular_modalities(data)
+    if not usable:
+        raise DataError(f"{data.name or 'dataset'} has no tabular modality for classical floors")
+    inside = (match.group(2) or "all").strip()
+    if inside == "all":
+        modalities = tuple(usable)
+    else:
+        modalities = tuple(m.strip() for m in inside.split(",") if m.strip())
+        bad = [m for m in modalities if m not in usable]
+        if bad or not modalities:
+            raise ConfigError(
+                f"classical floor '{name}': modalities {bad} are not tabular modalities of "
+                f"{data.name or 'the dataset'}; use some of {usable} or 'all'"
+            )
+    if modalities == tuple(usable):
+        display = floor.name if floor.name == "late-cox" else f"{floor.name}[all]"
+    else:
+        display = f"{floor.name}[{','.join(modalities)}]"
+    return floor, modalities, display
+
+
+def default_floors(data: MultimodalDataset, task: str | None = None) -> list[str]:
+    """The default floor names for a task's type (the first task by default)."""
+    spec = data.tasks[_task(data, task)]
+    if spec.type == "survival":
+        per = [f"coxnet[{m}]" for m in tabular_modalities(data)]
+        return [*per, "coxnet[all]", "rsf[all]", "late-cox"]
+    if spec.type in CLASSIFICATION:
+        return ["logreg[all]", "hgb[all]"]
+    raise ConfigError(
+        f"task '{spec.name}' is {spec.type}: classical floors cover survival, binary, multiclass"
+    )
+
+
+def _task(data: MultimodalDataset, task: str | None) -> str:
+    if not data.tasks:
+        raise DataError(f"{data.name or 'dataset'} has no task")
+    task = task or next(iter(data.tasks))
+    if task not in data.tasks:
+        raise ConfigError(f"unknown task '{task}'{did_you_mean(task, data.tasks)}")
+    return task
+
+
+def _known(target: np.ndarray) -> np.ndarray:
+    return ~np.isnan(target.reshape(len(target), -1)).any(1)
+
+
+def make_fold(data: MultimodalDataset, split: Split, task: str, seed: int = 0) -> FoldData:
+    """One split as floors see it: known-target training samples, preprocessing fitted on them."""
+    train_idx = np.asarray(split.train)[_known(data.targets[task][split.train])]
+    raw_train, raw_test = data.subset(train_idx), data.subset(split.test)
+    pre = Preprocessor(impute="mean", scale=True).fit(raw_train)
+    return FoldData(
+        pre.transform(raw_train),
+        pre.transform(raw_test),
+        raw_train,
+        raw_test,
+        task,
+        (seed * 1_000_003 + split.repeat * 1_000 + split.fold) % 2**32,
+    )
+
+
+def run_floors(
+    names: Sequence[str],
+    data: MultimodalDataset,
+    splits: Sequence[Split],
+    *,
+    task: str | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Several floors on the same splits, sharing per-fold work (per-modality Cox fits).
+
+    Returns long rows `model, repeat, fold, task, metric, value`, floor by floor in the order
+    given, then split by split. The same splits and seed give the same numbers.
+    """
+    from polyfuse.tasks.objective import TaskObjective
+
+    task = _task(data, task)
+    spec = data.tasks[task]
+    resolved = [resolve_floor(n, data) for n in names]
+    for floor, _, display in resolved:
+        if spec.type not in floor.task_types:
+            raise ConfigError(
+                f"classical floor '{display}' serves {list(floor.task_types)} tasks; "
+                f"task '{task}' is {spec.type}"
+            )
+    # the metric computation of every fusion model; risks only, so no discrete-time curve/IBS
+    metric_spec = (
+        dataclasses.replace(spec, survival_head="cox") if spec.type == "survival" else spec
+    )
+    objective = TaskObjective(metric_spec)
+    key = "risk" if spec.type == "survival" else "prob"
+    rows: dict[str, list[dict[str, Any]]] = {display: [] for _, _, display in resolved}
+    for split in splits:
+        fold = make_fold(data, split, task, seed)
+        for floor, modalities, display in resolved:
+            scores = np.asarray(floor(fold, modalities), dtype=np.float64)
+            metrics = objective.metrics(
+                {key: scores}, fold.raw_test.targets[task], fold.raw_train.targets[task]
+            )
+            rows[display] += [
+                dict(
+                    model=display,
+                    repeat=split.repeat,
+                    fold=split.fold,
+                    task=task,
+                    metric=k,
+                    value=float(v),
+                )
+                for k, v in metrics.items()
+            ]
+    columns = ["model", "repeat", "fold", "task", "metric", "value"]
+    flat = [r for display in rows for r in rows[display]]
+    return pd.DataFrame(flat, columns=columns)
+
+
+def run_classical(
+    name: str,
+    data: MultimodalDataset,
+    splits: Sequence[Split],
+    *,
+    task: str | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One floor, e.g. `"coxnet[clinical]"`, `"rsf"` (= `rsf[all]`) or `"late-cox"`.
+
+    Returns long rows `model, repeat, fold, task, metric, value` with `model` the display name.
+    """
+    return run_floors([name], data, splits, task=task, seed=seed)
+
+
+def classical_floors(
+    data: MultimodalDataset,
+    splits: Sequence[Split],
+    *,
+    task: str | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The default floors for the task's type (first task by default), on the given splits.
+
+    Survival: Coxnet per tabular modality and on all of them, RSF on all, late Cox fusion.
+    Binary/multiclass: logistic regression and gradient boosting on all modalities.
+    """
+    return run_floors(default_floors(data, task), data, splits, task=task, seed=seed)

@@ -1,0 +1,198 @@
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("sksurv")
+
+from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.data.splits import kfold
+from polyfuse.errors import ConfigError, MissingDependencyError
+from polyfuse.evaluation.classical import (
+    CLASSICAL,
+    classical_floors,
+    default_floors,
+    fit_coxnet,
+    late_fusion_risk,
+    make_fold,
+    resolve_floor,
+    run_classical,
+    run_floors,
+)
+
+COLUMNS = ["model", "repeat", "fold", "task", "metric", "value"]
+
+
+@pytest.fixture(scope="module")
+def acc() -> MultimodalDataset:
+    import polyfuse as pf
+
+    return pf.datasets.load("tcga-acc")
+
+
+@pytest.fixture(scope="module")
+def acc_rows(acc: MultimodalDataset) -> pd.DataFrame:
+    return classical_floors(acc, kfold(acc, 3, 1, seed=0), seed=0)
+
+
+def _toy(n: int = 120, seed: int = 0, task: str = "survival") -> MultimodalDataset:
+    """Two tabular modalities, `b` absent for ~30% of samples; the target depends on both."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, 4)).astype(np.float32)
+    b = rng.normal(size=(n, 3)).astype(np.float32)
+    a[rng.uniform(size=(n, 4)) < 0.05] = np.nan
+    present_b = rng.uniform(size=n) < 0.7
+    score = 1.2 * np.nan_to_num(a[:, 0]) - 1.2 * b[:, 1] * present_b
+    if task == "survival":
+        t = rng.exponential(np.exp(-score)) * 100 + 1
+        c = rng.exponential(150, n) + 1
+        target = np.stack([np.minimum(t, c), (t <= c).astype(float)], 1)
+        spec = TaskSpec("os", "survival")
+    elif task == "binary":
+        target = (score + rng.normal(0, 0.5, n) > 0).astype(np.float32)
+        spec = TaskSpec("y", "binary")
+    else:
+        target = np.digitize(score + rng.normal(0, 0.3, n), [-0.7, 0.7]).astype(np.float32)
+        spec = TaskSpec("y", "multiclass", classes=("lo", "mid", "hi"))
+    return MultimodalDataset(
+        [f"s{i}" for i in range(n)],
+        {"a": ModalitySpec("a", "tabular", (4,)), "b": ModalitySpec("b", "tabular", (3,))},
+        {"a": ArraySource(a, np.ones(n, bool)), "b": ArraySource(b, present_b)},
+        {spec.name: spec},
+        {spec.name: target},
+        name="toy",
+    )
+
+
+def _c_index(rows: pd.DataFrame, model: str) -> pd.Series:
+    return rows[(rows["model"] == model) & (rows["metric"] == "c_index")]["value"]
+
+
+def test_default_floors_on_tcga_acc(acc: MultimodalDataset, acc_rows: pd.DataFrame) -> None:
+    assert list(acc_rows.columns) == COLUMNS
+    expected = [f"coxnet[{m}]" for m in acc.specs] + ["coxnet[all]", "rsf[all]", "late-cox"]
+    assert list(acc_rows["model"].unique()) == expected
+    assert set(acc_rows["metric"]) == {"c_index", "uno_c_index", "td_auc"}
+    assert (acc_rows.groupby(["model", "metric"]).size() == 3).all()
+    assert _c_index(acc_rows, "coxnet[clinical]").mean() > 0.6
+    for model in ("coxnet[all]", "rsf[all]", "late-cox"):
+        assert 0.6 < _c_index(acc_rows, model).mean() <= 1.0
+
+
+def test_same_splits_same_numbers(acc: MultimodalDataset, acc_rows: pd.DataFrame) -> None:
+    splits = kfold(acc, 3, 1, seed=0)
+    again = run_floors(["coxnet[clinical]", "rsf[clinical]", "late-cox"], acc, splits, seed=0)
+    for model in ("coxnet[clinical]", "late-cox"):
+        pd.testing.assert_frame_equal(
+            again[again["model"] == model].reset_index(drop=True),
+            acc_rows[acc_rows["model"] == model].reset_index(drop=True),
+        )
+    rsf = run_classical("rsf[clinical]", acc, splits, seed=0)
+    pd.testing.assert_frame_equal(
+        rsf, again[again["model"] == "rsf[clinical]"].reset_index(drop=True)
+    )
+
+
+def test_late_fusion_is_mean_of_present_z_scored_risks() -> None:
+    data = _toy()
+    split = kfold(data, 3, 1, seed=1)[0]
+    fold = make_fold(data, split, "os", seed=0)
+    fused = CLASSICAL["late-cox"](fold, ("a", "b"))
+
+    by_hand = []
+    for m in ("a", "b"):
+        present = fold.train.sources[m].present
+        y = fold.y[present]
+        x = fold.train.sources[m].values[present]
+        model = fit_coxnet(x, y[:, 0], y[:, 1], fold.seed)
+        train = model.predict(x, alpha=model.chosen_alpha_)
+        test = model.predict(fold.test.sources[m].values, alpha=model.chosen_alpha_)
+        assert train.std() > 0
+        by_hand.append((test - train.mean()) / train.std())
+    has_b = fold.test.sources["b"].present
+    assert has_b.any() and not has_b.all()
+    expected = np.where(has_b, (by_hand[0] + by_hand[1]) / 2, by_hand[0])
+    np.testing.assert_allclose(fused, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_late_fusion_rule_skips_absent_and_constant_modalities() -> None:
+    train = [np.array([0.0, 2.0]), np.array([1.0, 3.0]), np.array([5.0, 5.0])]
+    test = [np.array([2.0, 0.0, 7.0]), np.array([9.0, 1.0, 7.0]), np.array([1.0, 2.0, 3.0])]
+    present = np.array([[True, True, True], [True, False, True], [False, False, True]])
+    # z-scores: modality 0 (mean 1, sd 1): 1, -1, 6; modality 1 (mean 2, sd 1): 7, -, 5
+    # modality 2 is constant in training: never counted
+    np.testing.assert_allclose(late_fusion_risk(train, test, present), [4.0, -1.0, 0.0])
+
+
+def test_single_modality_coxnet_gives_absent_samples_the_training_median() -> None:
+    data = _toy()
+    fold = make_fold(data, kfold(data, 3, 1, seed=0)[0], "os", seed=0)
+    risk = CLASSICAL["coxnet"](fold, ("b",))
+    present = fold.train.sources["b"].present
+    y = fold.y[present]
+    x = fold.train.sources["b"].values[present]
+    model = fit_coxnet(x, y[:, 0], y[:, 1], fold.seed)
+    median = np.median(model.predict(x, alpha=model.chosen_alpha_))
+    absent = ~fold.test.sources["b"].present
+    np.testing.assert_allclose(risk[absent], median)
+
+
+def test_unknown_targets_are_neither_fitted_nor_scored() -> None:
+    data = _toy()
+    target = data.targets["os"].copy()
+    unknown = np.arange(0, len(data), 7)
+    target[unknown] = np.nan
+    masked = data.replace(targets={"os": target})
+    splits = kfold(masked, 3, 1, seed=0)
+    fold = make_fold(masked, splits[0], "os")
+    assert not np.isnan(fold.y).any()
+    # changing the features of unknown-target samples changes nothing
+    a = masked.sources["a"].values.copy()
+    a[unknown] = 100.0
+    noisy = masked.replace(sources={**masked.sources, "a": ArraySource(a, np.ones(len(a), bool))})
+    names = ["coxnet[all]", "late-cox"]
+    pd.testing.assert_frame_equal(
+        run_floors(names, masked, splits), run_floors(names, noisy, splits)
+    )
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_classification_floors(task: str) -> None:
+    data = _toy(task=task)
+    assert default_floors(data) == ["logreg[all]", "hgb[all]"]
+    rows = classical_floors(data, kfold(data, 3, 1, seed=0), seed=0)
+    assert list(rows.columns) == COLUMNS
+    auroc = rows[rows["metric"] == "auroc"].groupby("model")["value"].mean()
+    assert set(auroc.index) == {"logreg[all]", "hgb[all]"}
+    assert (auroc > 0.7).all()
+    fold = make_fold(data, kfold(data, 3, 1, seed=0)[0], "y")
+    p = CLASSICAL["logreg"](fold, ("a", "b"))
+    if task == "binary":
+        assert p.shape == (len(fold.test),)
+    else:
+        assert p.shape == (len(fold.test), 3)
+        np.testing.assert_allclose(p.sum(1), 1.0)
+
+
+def test_floor_names_resolve() -> None:
+    data = _toy()
+    assert resolve_floor("coxnet", data)[1:] == (("a", "b"), "coxnet[all]")
+    assert resolve_floor("coxnet[all]", data)[2] == "coxnet[all]"
+    assert resolve_floor("rsf[b, a]", data)[1:] == (("b", "a"), "rsf[b,a]")
+    assert resolve_floor("late-cox", data)[2] == "late-cox"
+    assert resolve_floor("late-cox[a]", data)[2] == "late-cox[a]"
+    with pytest.raises(ConfigError, match="did you mean 'coxnet'"):
+        resolve_floor("coxnt[a]", data)
+    with pytest.raises(ConfigError, match="not tabular modalities"):
+        resolve_floor("coxnet[c]", data)
+    with pytest.raises(ConfigError, match="serves"):
+        run_classical("logreg", data, kfold(data, 3, 1))
+
+
+def test_missing_bench_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sksurv.linear_model", None)
+    data = _toy()
+    with pytest.raises(MissingDependencyError, match=r"polyfuse\[bench\]"):
+        run_classical("coxnet[a]", data, kfold(data, 3, 1))
