@@ -39,12 +39,15 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _console():
+    """A console; when output is not a terminal (a log, CI), wide enough for whole tables."""
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _table(title: str, frame) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title)
@@ -52,7 +55,7 @@ def _table(title: str, frame) -> Any:
         table.add_column(str(col))
     for idx, row in frame.iterrows():
         label = " / ".join(map(str, idx)) if isinstance(idx, tuple) else str(idx)
-        table.add_row(label, *[_cell(v) for v in row])
+        table.add_row(escape(label), *[escape(_cell(v)) for v in row])
     return table
 
 
@@ -60,6 +63,7 @@ def _cell(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+TERMINAL_HIDDEN = ("family", "latency b1 ms", "latency b256 ms", "peak MB")
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="replace the results of an existing run directory")
@@ -112,6 +116,80 @@ def predict(
 
     out = predict_run(run_dir, data, output=output, overwrite=overwrite)
     _console().print(f"predictions → {out}")
+
+
+@app.command()
+@_friendly
+def benchmark(
+    models: Annotated[
+        list[str] | None, typer.Option("--models", "-m", help="models to run (default: all)")
+    ] = None,
+    datasets: Annotated[
+        list[str] | None, typer.Option("--datasets", "-d", help="bundled cohorts")
+    ] = None,
+    suite: Annotated[
+        str, typer.Option(help="default: TCGA-ACC; full: every available cohort")
+    ] = "default",
+    config: Annotated[
+        Path | None, typer.Option(help="experiment YAML: benchmark on its data and training")
+    ] = None,
+    folds: int = 5,
+    repeats: int = 3,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/benchmark"),
+    resume: Annotated[bool, typer.Option(help="skip the folds already done in OUT")] = False,
+    overwrite: Overwrite = False,
+    classical: Annotated[bool, typer.Option(help="run the classical floors")] = True,
+) -> None:
+    """The main job: every model and the classical floors on identical folds, with a report."""
+    from polyfuse.evaluation.benchmark import benchmark as run_benchmark
+    from polyfuse.evaluation.report import leaderboard_blocks
+    from polyfuse.evaluation.suites import suite_datasets
+
+    chosen, training, preprocess = suite_datasets(suite, datasets, config)
+    result = run_benchmark(
+        chosen,
+        models=models,
+        folds=folds,
+        repeats=repeats,
+        seed=seed,
+        out=out,
+        training=training,
+        preprocess=preprocess,
+        classical=classical,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    console = _console()
+    for heading, table in leaderboard_blocks(result.leaderboard()):
+        shown = [c for c in table.columns if c not in TERMINAL_HIDDEN]
+        console.print(_table(heading, table[shown].set_index("rank")))
+    console.print(f"{result.seconds:.0f} s; report: {result.out / 'report.html'}", markup=False)
+
+
+@app.command()
+@_friendly
+def profile(
+    config: Annotated[
+        Path | None, typer.Argument(help="experiment YAML (default: the bundled TCGA-ACC)")
+    ] = None,
+    models: Annotated[list[str] | None, typer.Option("--models", "-m")] = None,
+) -> None:
+    """Parameters, FLOPs, latency and peak memory per model, without training."""
+    from polyfuse.evaluation.profile import profile_models
+    from polyfuse.evaluation.suites import suite_datasets
+    from polyfuse.models.registry import list_models
+
+    chosen, _, _ = suite_datasets("default", None, config)
+    data = chosen[0]
+    hparams = {}
+    if config is not None:
+        from polyfuse.config import load_config
+
+        cfg = load_config(config)
+        hparams = {cfg.model.name: cfg.model.params}
+    table = profile_models(models or list_models(), data, hparams=hparams)
+    _console().print(_table(f"profile on {data.name}", table.set_index("model")))
 
 
 @app.command()

@@ -179,6 +179,12 @@ def _blocks(lb: pd.DataFrame):
     yield from (part for _, part in lb.groupby(["dataset", "task"], sort=False))
 
 
+def leaderboard_blocks(lb: pd.DataFrame):
+    """(heading, display table) for each dataset × task: what a terminal shows."""
+    for part in _blocks(lb):
+        yield _heading(part), _formatted(part)
+
+
 def leaderboard_markdown(lb: pd.DataFrame) -> str:
     """The leaderboard as Markdown: one table per dataset × task, best model first."""
     lines = ["# Leaderboard", ""]

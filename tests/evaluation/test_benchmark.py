@@ -1,0 +1,81 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from polyfuse.config import TrainingConfig
+from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.errors import ConfigError
+from polyfuse.evaluation.benchmark import benchmark
+
+pytest.importorskip("sksurv")
+FAST = TrainingConfig(epochs=4, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cohort() -> MultimodalDataset:
+    rng = np.random.default_rng(1)
+    n = 60
+    a, b = rng.normal(size=(n, 4)), rng.normal(size=(n, 3))
+    present_b = rng.uniform(size=n) < 0.7
+    risk = a[:, 0] + b[:, 0] * present_b
+    time = rng.exponential(np.exp(-risk)) * 50 + 1
+    event = (rng.uniform(size=n) < 0.7).astype(float)
+    return MultimodalDataset(
+        [f"p{i}" for i in range(n)],
+        {"a": ModalitySpec("a", "tabular", (4,)), "b": ModalitySpec("b", "tabular", (3,))},
+        {"a": ArraySource(a, np.ones(n, bool)), "b": ArraySource(b, present_b)},
+        {"os": TaskSpec("os", "survival")},
+        {"os": np.stack([time, event], 1)},
+        name="toy",
+    )
+
+
+def test_benchmark_tables_report_and_resume(cohort, tmp_path):
+    out = tmp_path / "bench"
+    kw = dict(models=["early", "unimodal"], folds=2, repeats=1, training=FAST, progress=False)
+    first = benchmark([cohort], out=out, **kw)
+    res = first.results
+    fusion = res[res["family"] == "fusion"]
+    assert set(fusion["model"]) == {"early", "unimodal[a]", "unimodal[b]"}
+    conds = set(fusion["condition"])
+    assert {"all", "drop:a", "drop:b", "random:0.2", "random:0.8"} <= conds
+    assert len(fusion.query("condition == 'all' and metric == 'c_index'")) == 3 * 2
+    assert (res[res["family"] == "classical"]["condition"] == "all").all()
+    # each fusion model is compared with the same (best) floor, paired over the 2 folds
+    comp = first.comparisons
+    assert set(comp["model"]) == {"early", "unimodal[a]", "unimodal[b]"}
+    assert comp["baseline"].nunique() == 1 and comp["baseline"].iloc[0] in set(res["model"])
+    # unimodal[a] never reads b: dropping b changes nothing
+    ua = fusion[(fusion["model"] == "unimodal[a]") & (fusion["metric"] == "c_index")]
+    assert np.allclose(
+        ua[ua["condition"] == "all"]["value"].to_numpy(),
+        ua[ua["condition"] == "drop:b"]["value"].to_numpy(),
+    )
+    eff = first.efficiency.set_index("model")
+    assert eff.loc["early", "params"] > eff.loc["unimodal[a]", "params"] > 0
+    assert (eff["train_seconds"] > 0).all()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "early" in html
+    assert (out / "leaderboard.md").read_text().count("unimodal[") == 2
+
+    # interrupted: one fold's results are lost; resume recomputes only that fold
+    lost = out / "parts" / "toy" / "early" / "r0f1.results.csv"
+    kept = out / "parts" / "toy" / "early" / "r0f0.results.csv"
+    lost.unlink()
+    stamp = kept.stat().st_mtime_ns
+    with pytest.raises(ConfigError, match="already exists"):
+        benchmark([cohort], out=out, **kw)
+    second = benchmark([cohort], out=out, resume=True, **kw)
+    assert kept.stat().st_mtime_ns == stamp and lost.is_file()
+    cols = ["model", "repeat", "fold", "condition", "task", "metric"]
+    a = first.results.sort_values(cols).reset_index(drop=True)
+    b = second.results.sort_values(cols).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    np.testing.assert_allclose(a["value"], b["value"], rtol=1e-6)
+
+
+def test_unknown_model_fails_before_any_work(cohort, tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'early'"):
+        benchmark([cohort], models=["eraly"], out=tmp_path / "b", progress=False)
+    assert not (tmp_path / "b" / "parts").exists()
