@@ -32,6 +32,11 @@ class ModalitySpec:
     vocab_size: int = 0
 
     def __post_init__(self) -> None:
+        if not self.name or "." in self.name:
+            raise ConfigError(
+                f"modality name {self.name!r}: use a non-empty name without '.' "
+                "(it keys the model's per-modality modules)"
+            )
         if self.kind not in MODALITY_KINDS:
             raise ConfigError(
                 f"modality '{self.name}': unknown kind '{self.kind}'; use one of {MODALITY_KINDS}"

@@ -1,0 +1,515 @@
+"""HEALNet: Hybrid Early-fusion Attention Learning Network.
+
+Hemker, Simidjievski, Jamnik. "HEALNet: Multimodal Fusion for Heterogeneous Biomedical Data".
+NeurIPS 2024, arXiv 2311.09115. Reference code: konst-int-i/healnet@90459b6 (a derivative of
+lucidrains' perceiver-pytorch). Specification: `reference/methods.md` §1.
+
+One learned latent array S (L × d) is shared by all modalities. Over `depth` fusion layers it is
+updated modality by modality, in the fixed order of `specs`, by that modality's own
+cross-attention over its raw tokens and a feed-forward block:
+
+    S ← S + CrossAttn_{ℓ,m}(LN(S), LN_m(X_m))        queries from S, keys/values from X_m
+    S ← S + FF_{ℓ,m}(LN(S))
+    S ← S + SelfAttn_ℓ(LN(S)); S ← S + FF_ℓ(LN(S))   optional, after each modality's update
+
+    prediction = heads(LN(mean_L S))
+
+X_m are raw inputs, not learned encodings: each modality's channels plus Fourier positional
+channels over its spatial axes (`blocks/fourier.py`). Attention is temperature-scaled
+(τ = 0.5) and followed by a LeakyReLU (`blocks/attention.py`). The L1 regulariser and the
+discrete-time survival NLL live in the training engine (`TrainingConfig.l1`, `tasks/`).
+
+Missing modalities (per sample). An absent modality's update is *skipped*: with present_m the
+per-sample presence, S ← where(present_m, S + Δ_m(S), S), for the cross-attention, its FF and
+the self-attention in its slot. Every step normalises per token (LayerNorm, never batch
+statistics), so a sample whose modality m is absent gets exactly the output of the same model
+without m. A present token modality with no real token (an empty bag) is skipped alike: with
+nothing to attend to there is no update.
+
+Raw tokens per modality kind (choices where the paper covers only omics and WSI features):
+
+* tabular (B, F): one token of F channels (`tabular_as_tokens=False`, the default: the layout of
+  the reference's main config and its tutorial, "because positional encodings add noise"; its
+  attention is trivially 1) or F tokens of one channel (`True`: per-feature attention maps).
+  Either way one spatial axis (of size 1 or F) gets Fourier channels, as in the reference.
+* image (B, C, H, W) / (B, C, D, H, W): H·W(·D) tokens of C channels + Fourier channels over the
+  2 or 3 spatial axes.
+* bag (B, N, D): N tokens of D channels, padding masked, no positional channels (instances are
+  an unordered set, and positions over a padded length would depend on the batch). The
+  reference's WSI layout (tokens = feature dims, channels = patches zero-padded to the cohort
+  maximum) is `wsi_tokens="feature_dims"` with `max_instances`.
+* sequence (B, T, C): T tokens of [values, observed] (NaN = not measured, as in the sequence
+  encoder) + `time_channels` sinusoidal channels of the observation times (`blocks/time.py`),
+  batch-independent, unlike positions over the padded length.
+* text (B, N) ids: the one learned input map, `nn.Embedding(vocab, text_dim)` (ids have no
+  numeric meaning to attend to), + time channels of the token index.
+
+Code-vs-intent choices (§1(j)); each is a flag and the default follows the paper's intent:
+
+1. `per_sample_missing=True`: masked per-sample updates. False: the code's batch-level
+   semantics, where a modality is skipped only when absent from the whole batch (absent rows
+   are then updated from their zero fill).
+2. `self_attn_on_missing=False`: the latent self-attention in an absent modality's slot is
+   skipped too ("skip the update step"). True reproduces the code with `verbose=False`, where it
+   still runs (then an absent modality is no longer equivalent to a model without it).
+3. `tabular_as_tokens`: the tabular layout, above.
+4. `wsi_tokens="patches"`: instances are tokens; "feature_dims" is the code's layout (without
+   its stale-buffer extraction bug, which belongs to feature extraction, not to the model).
+5. `weight_tie_layers`: the code's meaning (its docstring says the opposite). True: layer 0 has
+   its own weights and layers 1..depth−1 share one set, in which each modality keeps its own
+   cross-attention while one cross-FF is shared by all modalities (the reference's `cache_fn`).
+6. `temperature=0.5`, for cross- and self-attention alike, as in the code.
+7. `attn_leaky_relu=True`: LeakyReLU(0.01) on every attention output, as in the code.
+8. L1 with the 1/16 NLL scaling and 9. a real deep copy when restoring the best weights belong
+   to training: `HEALNET_TRAINING` holds per-cohort training settings with the L1 strength
+   already multiplied by 16 (Adam is invariant to the scale of the loss, so NLL/16 + λ|θ| trains
+   like NLL + 16λ|θ|), and the engine's `BestWeights` deep-copies.
+
+One more choice of the code kept as a flag: `self_attn_per_modality=True` runs the latent
+self-attention after each modality's update (inside the modality loop, as the code does and as
+the name `self_per_cross_attn` says); False runs it once per layer, Perceiver-style. Any number
+of self-attention blocks works (the code fails for `self_per_cross_attn` ≥ 2).
+
+Inspection: `aux["attention/layer{i}/{modality}"]` (i from 0) is the cross-attention of layer i
+over that modality's tokens, (B, cross_heads, num_latents, tokens), per head (not averaged), the
+softmax probabilities after temperature and before dropout; rows sum to 1 over real tokens, are
+0 on padding, and are all 0 for a sample whose update was skipped.
+
+Defaults: the settings shared by the four tuned configs of §1(f) (one cross head, no
+self-attention, SELU gates, K = 2 bands with max_freq 2, untied weights) at a size near the tuned
+BRCA/UCEC ones. `preset=` loads a tuned cohort ("blca", "brca", "kirp", "ucec") or "reference",
+the reference constructor's defaults; explicit keywords override the preset.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from polyfuse.data.dataset import ModalityBatch
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.errors import ConfigError, DataError, did_you_mean
+from polyfuse.models.blocks.attention import Attention
+from polyfuse.models.blocks.feedforward import FeedForward, PreNorm
+from polyfuse.models.blocks.fourier import FourierEncoding
+from polyfuse.models.blocks.time import TimeEncoding
+from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.registry import register_model
+
+_SHARED_TUNED: dict[str, Any] = dict(
+    num_freq_bands=2,
+    max_freq=2.0,
+    cross_heads=1,
+    latent_heads=8,
+    self_per_cross_attn=0,
+    weight_tie_layers=False,
+    snn=True,
+)
+
+# Tuned per cohort: konst-int-i/healnet@90459b6:config/best_hyperparams.yml (methods.md §1(f)).
+HEALNET_PRESETS: dict[str, dict[str, Any]] = {
+    "blca": dict(
+        _SHARED_TUNED,
+        depth=2,
+        num_latents=25,
+        latent_dim=119,
+        cross_dim_head=16,
+        latent_dim_head=127,
+        attn_dropout=0.0830,
+        ff_dropout=0.4733,
+    ),
+    "brca": dict(
+        _SHARED_TUNED,
+        depth=2,
+        num_latents=17,
+        latent_dim=126,
+        cross_dim_head=63,
+        latent_dim_head=20,
+        attn_dropout=0.4553,
+        ff_dropout=0.3647,
+    ),
+    "kirp": dict(
+        _SHARED_TUNED,
+        depth=5,
+        num_latents=17,
+        latent_dim=62,
+        cross_dim_head=27,
+        latent_dim_head=113,
+        attn_dropout=0.3179,
+        ff_dropout=0.0474,
+    ),
+    "ucec": dict(
+        _SHARED_TUNED,
+        depth=2,
+        num_latents=16,
+        latent_dim=65,
+        cross_dim_head=103,
+        latent_dim_head=51,
+        attn_dropout=0.2488,
+        ff_dropout=0.0571,
+    ),
+    # The reference constructor's defaults (methods.md §1(b)).
+    "reference": dict(
+        depth=3,
+        num_freq_bands=2,
+        max_freq=10.0,
+        num_latents=128,
+        latent_dim=128,
+        cross_heads=8,
+        latent_heads=8,
+        cross_dim_head=64,
+        latent_dim_head=64,
+        attn_dropout=0.0,
+        ff_dropout=0.0,
+        weight_tie_layers=False,
+        fourier_encode_data=True,
+        self_per_cross_attn=1,
+        snn=True,
+    ),
+}
+
+# Training settings of the tuned runs (config/main_gpu.yml, best_hyperparams.yml), as
+# `TrainingConfig` fields (Adam: no weight decay). `l1` is 16 × the tuned value: the code
+# back-propagates NLL/16 + l1·Σ|θ|, which Adam (invariant to the loss scale) trains like
+# NLL + 16·l1·Σ|θ|.
+# Not reproduced by the engine: OneCycleLR (max_lr 0.008) and the 5 × random 70/15/15 splits.
+_TRAINING = dict(
+    lr=0.007765016508403882, weight_decay=0.0, batch_size=4, epochs=50, patience=5, alpha=0.4
+)
+HEALNET_TRAINING: dict[str, dict[str, Any]] = {
+    cohort: dict(_TRAINING, class_weights="inverse", l1=16 * l1)
+    for cohort, l1 in {
+        "blca": 1.165e-5,
+        "brca": 6.824e-6,
+        "kirp": 4.627e-5,
+        "ucec": 3.185e-4,
+    }.items()
+}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The hyper-parameters of a named preset (case-insensitive), or a ConfigError."""
+    key = name.lower()
+    if key not in HEALNET_PRESETS:
+        raise ConfigError(
+            f"unknown HEALNet preset '{name}'{did_you_mean(key, HEALNET_PRESETS)}; "
+            f"use one of {sorted(HEALNET_PRESETS)}"
+        )
+    return dict(HEALNET_PRESETS[key])
+
+
+def _with_preset(init: Callable[..., None]) -> Callable[..., None]:
+    """Fill the keywords a caller did not pass from `preset`; explicit keywords win.
+
+    `functools.wraps` keeps the signature visible to the registry (`model_hparams`).
+    """
+
+    @functools.wraps(init)
+    def wrapper(self, specs, tasks, *, preset: str | None = None, **explicit: Any) -> None:
+        values = {**preset_values(preset), **explicit} if preset is not None else explicit
+        init(self, specs, tasks, preset=preset, **values)
+
+    return wrapper
+
+
+def _skip_unless(use: Tensor, s: Tensor, delta: Tensor) -> Tensor:
+    """The masked residual update: S + Δ where the sample uses this step, S untouched elsewhere."""
+    return torch.where(rearrange(use, "b -> b 1 1"), s + delta, s)
+
+
+@register_model("healnet")
+class HEALNet(MultimodalModel):
+    """A shared latent array updated by per-modality cross-attention over raw inputs.
+
+    Args:
+        preset: a tuned configuration ("blca", "brca", "kirp", "ucec") or "reference"; explicit
+            keywords override its values.
+        depth: number of fusion layers.
+        num_latents: L, the number of latents (`l_c` in the code).
+        latent_dim: d, the width of each latent (`l_d`).
+        cross_heads: heads of the cross-attention (`x_heads`).
+        latent_heads: heads of the latent self-attention (`l_heads`).
+        cross_dim_head: width of one cross-attention head.
+        latent_dim_head: width of one self-attention head.
+        attn_dropout: dropout on the attention weights.
+        ff_dropout: dropout at the end of each feed-forward block.
+        ff_mult: hidden width of the feed-forward blocks, in multiples of d.
+        self_per_cross_attn: latent self-attention blocks (each with its FF) per slot; 0: none.
+        weight_tie_layers: share the weights of layers 1..depth−1 (the code's meaning).
+        snn: SELU-gated "self-normalising" feed-forward; False gives GEGLU.
+        fourier_encode_data: append Fourier channels over each modality's spatial axes.
+        num_freq_bands: K, Fourier bands per axis.
+        max_freq: the Fourier scales run from 1 to max_freq / 2.
+        temperature: softmax temperature τ of every attention.
+        attn_leaky_relu: LeakyReLU(0.01) on every attention output.
+        tabular_as_tokens: a tabular modality is F tokens of 1 channel instead of 1 of F.
+        wsi_tokens: bag layout, "patches" (instances as tokens) or "feature_dims" (the code's).
+        max_instances: instances per bag for `wsi_tokens="feature_dims"` (bags are zero-padded
+            to it; a larger bag is an error).
+        time_channels: sinusoidal time channels of sequence steps and text tokens; 0: none.
+        time_max_period: slowest period of those channels, in the unit of the times.
+        text_dim: width of the learned token embedding of text modalities.
+        per_sample_missing: masked per-sample updates (else the code's batch-level skipping).
+        self_attn_on_missing: run the self-attention in the slot of an absent modality (code).
+        self_attn_per_modality: self-attention after each modality (code) or once per layer.
+        return_attention: put the cross-attention maps in `aux` (computed explicitly; without
+            them attention runs through `scaled_dot_product_attention`).
+    """
+
+    @_with_preset
+    def __init__(
+        self,
+        specs: dict[str, ModalitySpec],
+        tasks: dict[str, TaskSpec],
+        *,
+        preset: str | None = None,
+        depth: int = 2,
+        num_latents: int = 16,
+        latent_dim: int = 64,
+        cross_heads: int = 1,
+        latent_heads: int = 8,
+        cross_dim_head: int = 64,
+        latent_dim_head: int = 64,
+        attn_dropout: float = 0.0,
+        ff_dropout: float = 0.0,
+        ff_mult: int = 4,
+        self_per_cross_attn: int = 0,
+        weight_tie_layers: bool = False,
+        snn: bool = True,
+        fourier_encode_data: bool = True,
+        num_freq_bands: int = 2,
+        max_freq: float = 2.0,
+        temperature: float = 0.5,
+        attn_leaky_relu: bool = True,
+        tabular_as_tokens: bool = False,
+        wsi_tokens: Literal["patches", "feature_dims"] = "patches",
+        max_instances: int | None = None,
+        time_channels: int = 8,
+        time_max_period: float = 10_000.0,
+        text_dim: int = 16,
+        per_sample_missing: bool = True,
+        self_attn_on_missing: bool = False,
+        self_attn_per_modality: bool = True,
+        return_attention: bool = True,
+    ) -> None:
+        super().__init__(specs, tasks)
+        for key, value, low in (
+            ("depth", depth, 1),
+            ("num_latents", num_latents, 1),
+            ("latent_dim", latent_dim, 1),
+            ("self_per_cross_attn", self_per_cross_attn, 0),
+            ("time_channels", time_channels, 0),
+            ("text_dim", text_dim, 1),
+        ):
+            if value < low:
+                raise ConfigError(f"healnet: {key} must be >= {low}, got {value}")
+        if wsi_tokens not in ("patches", "feature_dims"):
+            raise ConfigError(
+                f"healnet: wsi_tokens must be 'patches' or 'feature_dims', got '{wsi_tokens}'"
+            )
+        bags = [m for m, s in specs.items() if s.kind == "bag"]
+        if wsi_tokens == "feature_dims" and bags and (max_instances or 0) < 1:
+            raise ConfigError(
+                f"healnet: wsi_tokens='feature_dims' needs max_instances >= 1 (the number of "
+                f"instances every bag is padded to) for bag modalities {bags}"
+            )
+        self.tabular_as_tokens = tabular_as_tokens
+        self.wsi_tokens = wsi_tokens
+        self.max_instances = max_instances
+        self.per_sample_missing = per_sample_missing
+        self.self_attn_on_missing = self_attn_on_missing
+        self.self_attn_per_modality = self_attn_per_modality
+        self.return_attention = return_attention
+        self.cross_heads = cross_heads
+
+        self.fourier = FourierEncoding(max_freq, num_freq_bands) if fourier_encode_data else None
+        self.time = TimeEncoding(time_channels, time_max_period) if time_channels else None
+        self.embed = nn.ModuleDict(
+            {
+                m: nn.Embedding(s.vocab_size, text_dim, padding_idx=0)
+                for m, s in specs.items()
+                if s.kind == "text"
+            }
+        )
+        self.token_dims = {m: self._token_dim(s, text_dim, time_channels) for m, s in specs.items()}
+
+        self.latents = nn.Parameter(torch.randn(num_latents, latent_dim))
+
+        def cross_attention(m: str) -> nn.Module:
+            attn = Attention(
+                latent_dim,
+                self.token_dims[m],
+                heads=cross_heads,
+                dim_head=cross_dim_head,
+                dropout=attn_dropout,
+                temperature=temperature,
+                leaky_relu=attn_leaky_relu,
+            )
+            return PreNorm(latent_dim, attn, context_dim=self.token_dims[m])
+
+        def feed_forward() -> nn.Module:
+            ff = FeedForward(
+                latent_dim, mult=ff_mult, dropout=ff_dropout, gate="selu" if snn else "gelu"
+            )
+            return PreNorm(latent_dim, ff)
+
+        def self_attention() -> nn.Module:
+            attn = Attention(
+                latent_dim,
+                heads=latent_heads,
+                dim_head=latent_dim_head,
+                dropout=attn_dropout,
+                temperature=temperature,
+                leaky_relu=attn_leaky_relu,
+            )
+            return nn.ModuleList([PreNorm(latent_dim, attn), feed_forward()])
+
+        def layer(tied: bool) -> nn.ModuleDict:
+            blocks = nn.ModuleDict({"cross": nn.ModuleDict({m: cross_attention(m) for m in specs})})
+            if tied:  # one cross-FF for every modality, as the code's cache_fn(key=None) gives
+                blocks["shared_ff"] = feed_forward()
+            else:
+                blocks["cross_ff"] = nn.ModuleDict({m: feed_forward() for m in specs})
+            blocks["latent"] = nn.ModuleList(self_attention() for _ in range(self_per_cross_attn))
+            return blocks
+
+        # Weight tying as the code's cache_fn does it: layer 0 is its own and layers 1..depth-1
+        # run one shared module set. Each module is registered once (`layer_order` says which
+        # runs at each depth), so a state_dict holds every tensor once and safetensors can
+        # save it.
+        self.depth = depth
+        tie = weight_tie_layers and depth > 1
+        self.layers = nn.ModuleList([layer(tied=False)] + ([layer(tied=True)] if tie else []))
+        self.layers.extend(layer(tied=False) for _ in range(0 if tie else depth - 1))
+        self.layer_order = [min(i, 1) for i in range(depth)] if tie else list(range(depth))
+        self.norm = nn.LayerNorm(latent_dim)
+        self.heads = build_heads(tasks, latent_dim)
+
+    # ----------------------------------------------------------------------------- raw tokens
+
+    def _token_dim(self, spec: ModalitySpec, text_dim: int, time_channels: int) -> int:
+        """D_m: the width of modality m's tokens, positional channels included."""
+        fourier = self.fourier.channels if self.fourier is not None else (lambda axes: 0)
+        if spec.kind == "tabular":
+            return (1 if self.tabular_as_tokens else spec.width) + fourier(1)
+        if spec.kind == "image":
+            return spec.width + fourier(spec.spatial_dims)
+        if spec.kind == "bag":
+            if self.wsi_tokens == "feature_dims":
+                return int(self.max_instances or 0) + fourier(1)
+            return spec.width
+        if spec.kind == "sequence":
+            return 2 * spec.width + time_channels
+        return text_dim + time_channels
+
+    def _with_fourier(self, x: Tensor) -> Tensor:
+        """`(B, *spatial, C)` → `(B, *spatial, C + A·(2K+1))`."""
+        if self.fourier is None:
+            return x
+        pos = self.fourier(x.shape[1:-1], device=x.device, dtype=x.dtype)
+        return torch.cat([x, pos.expand(x.shape[0], *pos.shape)], dim=-1)
+
+    def _with_time(self, x: Tensor, times: Tensor) -> Tensor:
+        if self.time is None:
+            return x
+        return torch.cat([x, self.time(times).to(x.dtype)], dim=-1)
+
+    def _tokens(self, m: str, batch: ModalityBatch) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Modality m as `(tokens (B, N, D_m), token mask (B, N) or None, use (B,))`.
+
+        `use` says which samples get m's update: present, with at least one real token.
+        """
+        spec = self.specs[m]
+        data, mask = batch.data, batch.token_mask
+        if spec.kind == "tabular":
+            pattern = "b f -> b f 1" if self.tabular_as_tokens else "b f -> b 1 f"
+            return self._with_fourier(rearrange(data, pattern)), None, batch.present
+        if spec.kind == "image":
+            x = self._with_fourier(rearrange(data, "b c ... -> b ... c"))
+            return rearrange(x, "b ... d -> b (...) d"), None, batch.present
+        assert mask is not None  # prepare_inputs guarantees a mask for token kinds
+        use = batch.present & mask.any(dim=1)
+        if spec.kind == "bag":
+            if self.wsi_tokens == "patches":
+                return data, mask, use
+            return self._feature_dim_tokens(m, data), None, use
+        if spec.kind == "sequence":
+            observed = mask[..., None] & ~data.isnan()
+            values = torch.where(observed, data, torch.zeros((), dtype=data.dtype))
+            x = torch.cat([values, observed.to(data.dtype)], dim=-1)
+            times = batch.times
+            if times is None:
+                times = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
+            return self._with_time(x, times.to(data.dtype)), mask, use
+        # text: ids of real tokens must lie in the vocabulary (padding is already 0)
+        vocab = spec.vocab_size
+        if data.numel() and (int(data.min()) < 0 or int(data.max()) >= vocab):
+            raise DataError(
+                f"modality '{m}': token ids must lie in [0, {vocab}), "
+                f"got [{int(data.min())}, {int(data.max())}]"
+            )
+        x = self.embed[m](data)
+        index = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
+        return self._with_time(x, index.to(x.dtype)), mask, use
+
+    def _feature_dim_tokens(self, m: str, data: Tensor) -> Tensor:
+        """The code's WSI layout: (B, P, D) zero-padded to P = max_instances → D tokens of P."""
+        limit = int(self.max_instances or 0)
+        if data.shape[1] > limit:
+            raise DataError(
+                f"modality '{m}': a bag has {data.shape[1]} instances but max_instances is "
+                f"{limit}; raise max_instances or use wsi_tokens='patches'"
+            )
+        data = torch.nn.functional.pad(data, (0, 0, 0, limit - data.shape[1]))
+        return self._with_fourier(rearrange(data, "b p d -> b d p"))
+
+    # ----------------------------------------------------------------------------- fusion
+
+    def _latent_blocks(self, layer: nn.ModuleDict, s: Tensor, use: Tensor | None) -> Tensor:
+        """Latent self-attention blocks (each with its FF), skipped where `use` is False."""
+        for attn, ff in layer["latent"]:
+            if use is None:
+                s = s + attn(s)[0]
+                s = s + ff(s)
+            elif use.any():
+                s = _skip_unless(use, s, attn(s)[0])
+                s = _skip_unless(use, s, ff(s))
+        return s
+
+    def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
+        tokens = {m: self._tokens(m, inputs[m]) for m in self.specs}
+        size = len(next(iter(inputs.values())).present)
+        s = repeat(self.latents, "l d -> b l d", b=size)
+        aux: dict[str, Tensor] = {}
+        for i, index in enumerate(self.layer_order):
+            layer = self.layers[index]
+            for m, (x, mask, use) in tokens.items():
+                if not self.per_sample_missing:
+                    use = use.any().expand_as(use)
+                weights = None
+                if use.any():
+                    delta, weights = layer["cross"][m](
+                        s, x, mask=mask, return_weights=self.return_attention
+                    )
+                    s = _skip_unless(use, s, delta)
+                    ff = layer["shared_ff"] if "shared_ff" in layer else layer["cross_ff"][m]
+                    s = _skip_unless(use, s, ff(s))
+                if self.return_attention:
+                    if weights is None:
+                        weights = s.new_zeros(size, self.cross_heads, s.shape[1], x.shape[1])
+                    keep = rearrange(use, "b -> b 1 1 1")
+                    weights = torch.where(keep, weights, torch.zeros((), dtype=weights.dtype))
+                    aux[f"attention/layer{i}/{m}"] = weights
+                if self.self_attn_per_modality:
+                    s = self._latent_blocks(layer, s, None if self.self_attn_on_missing else use)
+            if not self.self_attn_per_modality:
+                s = self._latent_blocks(layer, s, None)
+        return self.norm(s.mean(dim=1)), aux
+
+
+__all__ = ["HEALNET_PRESETS", "HEALNET_TRAINING", "HEALNet", "preset_values"]
