@@ -11,14 +11,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/polyfuse datasets
-	$(VENV)/bin/polyfuse cv examples/tcga_acc.yaml --overwrite
+	$(VENV)/bin/polyfuse benchmark --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -m "slow or not slow" -p no:cacheprovider
+	$(PY) benchmarks/engine_overhead.py
+	$(PY) benchmarks/healnet_step.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
