@@ -59,3 +59,20 @@ def test_explain_writes_readable_figures(bag_data, tmp_path):
     for f in files:
         if f.suffix == ".png":
             assert f.read_bytes()[:8] == PNG and f.stat().st_size > 5000
+
+
+def test_healnet_feature_attention_and_bag_instances(bag_data, tmp_path):
+    fitted = train_model(
+        "healnet",
+        bag_data,
+        training=FAST,
+        hparams={"tabular_as_tokens": True, "depth": 1, "latent_dim": 16, "num_latents": 4},
+        seed=0,
+    )
+    att = token_attention(fitted, bag_data)
+    assert att["clin"].shape == (30, 4)
+    np.testing.assert_allclose(att["clin"].sum(1), 1.0, rtol=1e-5)  # one map per feature token
+    files = {f.name for f in explain(fitted, bag_data, tmp_path)}
+    assert {"attention_clin.png", "attention_clin.csv", "top_instances_wsi.csv"} <= files
+    table = (tmp_path / "attention_clin.csv").read_text()
+    assert all(name in table for name in "abcd")
