@@ -77,3 +77,15 @@ def test_resume_continues_from_the_last_checkpoint(signal_data, tmp_path):
 def test_unknown_hyper_parameter_fails_before_training(signal_data):
     with pytest.raises(ConfigError, match="did you mean 'dropout'"):
         train_model("early", signal_data, training=FAST, hparams={"dropuot": 0.2})
+
+
+def test_model_training_defaults_yield_to_user_settings():
+    from polyfuse.models.healnet import HEALNET_TRAINING
+    from polyfuse.training.fit import with_model_defaults
+
+    assert with_model_defaults("healnet", {}, TrainingConfig()).lr == 3e-4
+    assert with_model_defaults("healnet", {}, TrainingConfig(lr=0.01)).lr == 0.01
+    blca = with_model_defaults("healnet", {"preset": "BLCA"}, TrainingConfig(epochs=3))
+    assert blca.l1 == HEALNET_TRAINING["blca"]["l1"] and blca.batch_size == 4
+    assert blca.epochs == 3  # set by the user
+    assert with_model_defaults("early", {}, TrainingConfig()).lr == 1e-3

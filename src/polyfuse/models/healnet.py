@@ -261,6 +261,18 @@ class HEALNet(MultimodalModel):
             them attention runs through `scaled_dot_product_attention`).
     """
 
+    @classmethod
+    def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """A tuned preset brings its cohort's training settings (`HEALNET_TRAINING`).
+
+        Without a preset, lr 3e-4: on TCGA-ACC (5 × 3 CV) the engine's default 1e-3 let some
+        folds collapse at epoch 0-1 (c-index 0.743 ± 0.125), 3e-4 gave 0.784 ± 0.073.
+        """
+        preset = hparams.get("preset")
+        if preset is not None and preset.lower() in HEALNET_TRAINING:
+            return dict(HEALNET_TRAINING[preset.lower()])
+        return {"lr": 3e-4}
+
     @_with_preset
     def __init__(
         self,

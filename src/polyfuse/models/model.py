@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -116,6 +117,14 @@ class MultimodalModel(nn.Module):
         self.specs = dict(specs)
         self.tasks = dict(tasks)
         self.used_modalities: tuple[str, ...] = tuple(specs)  # a model reading fewer says so
+
+    @classmethod
+    def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Training settings (TrainingConfig fields) this model trains best with.
+
+        The engine applies them unless the user set the same field explicitly.
+        """
+        return {}
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError

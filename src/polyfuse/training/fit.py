@@ -23,7 +23,7 @@ from polyfuse.data.splits import holdout, strata
 from polyfuse.errors import ConfigError, DataError, require
 from polyfuse.io import atomic_write, write_text
 from polyfuse.models.model import MultimodalModel
-from polyfuse.models.registry import create_model
+from polyfuse.models.registry import create_model, model_class
 from polyfuse.tasks.objective import TaskObjective
 
 PREDICT_BATCH = 256
@@ -167,6 +167,16 @@ def _transformed_specs(
     return pre.transform(empty).specs
 
 
+def with_model_defaults(
+    model_name: str, hparams: dict[str, Any], training: TrainingConfig
+) -> TrainingConfig:
+    """The model's recommended training settings, overridden by every field the user set."""
+    defaults = model_class(model_name).training_defaults(hparams)
+    if not defaults:
+        return training
+    return TrainingConfig(**{**defaults, **training.model_dump(include=training.model_fields_set)})
+
+
 def train_model(
     model_name: str,
     train: MultimodalDataset,
@@ -191,7 +201,7 @@ def train_model(
     from polyfuse.training.module import FusionModule
 
     hparams = dict(hparams or {})
-    training = training or TrainingConfig()
+    training = with_model_defaults(model_name, hparams, training or TrainingConfig())
     preprocess = preprocess or PreprocessConfig()
     seed_everything(seed)
     idx = np.arange(len(train))
