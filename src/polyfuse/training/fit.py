@@ -304,6 +304,7 @@ class _quiet_lightning:
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*validation_step` but have no `val_dataloader.*")
 
     def __exit__(self, *exc: object) -> None:
         self._warn.__exit__(*exc)
