@@ -1,0 +1,112 @@
+"""Low-rank Multimodal Fusion (LMF): TFN with its fusion weight factorised, linear in M.
+
+Liu, Shen, Lakshminarasimhan, Liang, Zadeh, Morency. "Efficient Low-rank Multimodal Fusion
+with Modality-Specific Factors." ACL 2018.
+
+TFN computes h = W · vec(⊗_m ẑ_m) + b with ẑ_m = [z_m; 1]. LMF writes each output slice of W
+as a rank-r sum of outer products of modality-specific factors, W = Σ_i λ_i ⊗_m W_m^(i), which
+lets the product be taken after projecting each modality, without ever forming the tensor:
+
+    h = Σ_{i=1}^{r} λ_i · Π_m (W_m^(i) ẑ_m) + b        (Π elementwise over the output width)
+
+Cost and parameters are linear in the number of modalities M (TFN's are exponential), so no
+width bound is needed for many modalities. The factorised layer replaces the first (largest)
+layer of TFN's post-fusion MLP, the rest of that MLP is kept. With r = Π_{m ≥ 2} (w_m + 1), a
+bound on the CP rank of each output slice of W, LMF can express any TFN exactly (tested).
+
+Absent modalities: as in TFN, the projected embedding of an absent modality is exactly 0, so
+ẑ_m = [0 … 0, 1] and W_m^(i) ẑ_m is the factor's last row: the same learned constant for every
+sample lacking m, and h is the low-rank TFN of the present modalities only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from einops import einsum
+from torch import Tensor, nn
+
+from polyfuse.data.dataset import ModalityBatch
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.errors import ConfigError
+from polyfuse.models.blocks.kronecker import with_one
+from polyfuse.models.blocks.mlp import mlp
+from polyfuse.models.encoders import build_encoders, encode_all
+from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.registry import register_model
+
+
+@register_model("lmf")
+class LowRankFusion(MultimodalModel):
+    """Encoders → projection to width w → rank-r factorised tensor fusion → MLP → heads.
+
+    Parameters as in the paper: `factors[m]` is (r, w + 1, out) (the W_m^(i) for all i),
+    `rank_weights` is λ (r,), `bias` is b (out,), with out = `hidden[0]` (or `dim` when
+    `hidden` is empty). `self.post` is the rest of TFN's post-fusion MLP.
+
+    Args:
+        dim: width of each modality's encoding and of the embedding.
+        width: per-modality width inside the fusion.
+        rank: rank r of the factorisation (the paper finds 4 or so enough).
+        hidden: widths of the post-fusion MLP, the first being the fusion output
+            (and of tabular encoders).
+        dropout: dropout in the encoders and the post-fusion MLP.
+        tabular: "mlp" or "snn" for tabular modalities.
+        encoder: further `build_encoder` options.
+    """
+
+    def __init__(
+        self,
+        specs: dict[str, ModalitySpec],
+        tasks: dict[str, TaskSpec],
+        *,
+        dim: int = 64,
+        width: int = 16,
+        rank: int = 4,
+        hidden: Sequence[int] = (64,),
+        dropout: float = 0.1,
+        tabular: str = "mlp",
+        encoder: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(specs, tasks)
+        if rank < 1 or width < 1:
+            raise ConfigError(f"lmf: rank and width must be ≥ 1, got rank={rank} width={width}")
+        hidden = tuple(int(h) for h in hidden)
+        out = hidden[0] if hidden else dim
+        self.encoders = build_encoders(
+            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
+        )
+        self.project = nn.ModuleDict({m: nn.Linear(dim, width) for m in specs})
+        # Xavier-like scale per factor, so that the product of M factors stays O(1)
+        self.factors = nn.ParameterDict(
+            {
+                m: nn.Parameter(torch.randn(rank, width + 1, out) / math.sqrt(width + 1))
+                for m in specs
+            }
+        )
+        self.rank_weights = nn.Parameter(torch.full((rank,), 1.0 / rank))
+        self.bias = nn.Parameter(torch.zeros(out))
+        # TFN's post-fusion MLP without its first Linear (which the factors replace)
+        self.post: nn.Module = nn.Identity()
+        if hidden:
+            self.post = nn.Sequential(
+                nn.LayerNorm(out),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                mlp(out, hidden[1:], dim, dropout=dropout),
+            )
+        self.heads = build_heads(tasks, dim)
+
+    def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
+        vectors, aux = encode_all(self.encoders, inputs)
+        product: Tensor | None = None
+        for m, z in vectors.items():
+            z = torch.where(inputs[m].present[:, None], self.project[m](z), 0.0)
+            term = einsum(with_one(z), self.factors[m], "b i, r i o -> b r o")
+            product = term if product is None else product * term
+        assert product is not None  # a model has at least one modality
+        h = einsum(product, self.rank_weights, "b r o, r -> b o") + self.bias
+        return self.post(h), aux

@@ -1,0 +1,84 @@
+"""Tensor Fusion Network (TFN): the outer product of the modality embeddings, each with a 1.
+
+Zadeh, Chen, Poria, Cambria, Morency. "Tensor Fusion Network for Multimodal Sentiment
+Analysis." EMNLP 2017.
+
+    ẑ_m = [z_m; 1],    T = ẑ_1 ⊗ ẑ_2 ⊗ … ⊗ ẑ_M,    h = MLP(vec(T))
+
+The 1s make T hold the constant, every unimodal term z_m, every bimodal product z_m ⊗ z_n, …,
+and the full M-modal product, so the post-fusion network sees all interaction orders at once.
+
+Generalised to M modalities: the paper fuses three modalities of fixed widths (32 each).
+Here each modality's encoding is projected to a width w chosen by `bounded_width` so that
+`(w + 1) ** M ≤ max_product` (with the defaults width 16 and 4096: w = 16 for two modalities,
+15 for three, 3 for six, 1 up to twelve; beyond that construction raises and points to `lmf`).
+
+Absent modalities: the projected embedding of an absent modality is set to exactly 0, so its
+augmented vector is [0 … 0, 1] and T keeps exactly the interaction terms of the present
+modalities (every term involving the absent one is 0). The fill value never reaches T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from polyfuse.data.dataset import ModalityBatch
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.models.blocks.kronecker import bounded_width, kronecker
+from polyfuse.models.blocks.mlp import mlp
+from polyfuse.models.encoders import build_encoders, encode_all
+from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.registry import register_model
+
+
+@register_model("tfn")
+class TensorFusionNetwork(MultimodalModel):
+    """Encoders → per-modality projection to width w → `vec(⊗_m [z_m; 1])` → MLP → heads.
+
+    `self.post` is the post-fusion network; its first `Linear` is the (large) fusion weight
+    that `lmf` factorises.
+
+    Args:
+        dim: width of each modality's encoding and of the embedding.
+        width: largest per-modality width inside the product (reduced for many modalities).
+        max_product: bound on the size of the product, Π_m (w + 1).
+        hidden: hidden widths of the post-fusion MLP (and of tabular encoders).
+        dropout: dropout in the encoders and the post-fusion MLP.
+        tabular: "mlp" or "snn" for tabular modalities.
+        encoder: further `build_encoder` options.
+    """
+
+    def __init__(
+        self,
+        specs: dict[str, ModalitySpec],
+        tasks: dict[str, TaskSpec],
+        *,
+        dim: int = 64,
+        width: int = 16,
+        max_product: int = 4096,
+        hidden: Sequence[int] = (64,),
+        dropout: float = 0.1,
+        tabular: str = "mlp",
+        encoder: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(specs, tasks)
+        self.width = bounded_width(len(specs), width, max_product)
+        self.encoders = build_encoders(
+            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
+        )
+        self.project = nn.ModuleDict({m: nn.Linear(dim, self.width) for m in specs})
+        self.post = mlp((self.width + 1) ** len(specs), hidden, dim, dropout=dropout)
+        self.heads = build_heads(tasks, dim)
+
+    def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
+        vectors, aux = encode_all(self.encoders, inputs)
+        # an absent modality becomes exactly 0 (the projection's bias would not be)
+        projected = [
+            torch.where(inputs[m].present[:, None], self.project[m](z), 0.0)
+            for m, z in vectors.items()
+        ]
+        return self.post(kronecker(projected)), aux
