@@ -89,3 +89,21 @@ def test_model_training_defaults_yield_to_user_settings():
     assert blca.l1 == HEALNET_TRAINING["blca"]["l1"] and blca.batch_size == 4
     assert blca.epochs == 3  # set by the user
     assert with_model_defaults("early", {}, TrainingConfig()).lr == 1e-3
+
+
+def test_auxiliary_losses_in_aux_are_added(signal_data):
+    fitted = train_model("early", signal_data, training=FAST.model_copy(update={"epochs": 1}))
+    module = FusionModule(fitted.model, fitted.objectives)
+    batch = fitted.preprocessor.transform(signal_data).batch(np.arange(16))
+    with torch.no_grad():
+        base = float(module.loss(batch))
+    forward = fitted.model.forward
+
+    def with_aux(inputs):
+        out = forward(inputs)
+        out.aux["loss/extra"] = torch.tensor(2.5)
+        return out
+
+    fitted.model.forward = with_aux
+    with torch.no_grad():
+        assert float(module.loss(batch)) == pytest.approx(base + 2.5, rel=1e-5)

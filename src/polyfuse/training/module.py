@@ -11,7 +11,8 @@ from polyfuse.models.model import ModelOutput, MultimodalModel
 
 
 class FusionModule(L.LightningModule):
-    """Trains any `MultimodalModel` on the weighted sum of its task losses.
+    """Trains any `MultimodalModel` on the weighted sum of its task losses, plus the model's
+    auxiliary losses (scalars in `aux` under keys "loss/<name>") and an optional L1 penalty.
 
     Args:
         model: the plain PyTorch model.
@@ -46,6 +47,10 @@ class FusionModule(L.LightningModule):
             self.task_weights.get(t, 1.0) * obj.loss(out.logits[t], batch.targets[t])
             for t, obj in self.objectives.items()
         )
+        # a model's own auxiliary losses (e.g. a similarity term) travel in aux as "loss/<name>"
+        for key, value in out.aux.items():
+            if key.startswith("loss/"):
+                total = total + value
         if self.l1:
             total = total + self.l1 * sum(p.abs().sum() for p in self.model.parameters())
         return total
