@@ -6,6 +6,7 @@ Any `PolyfuseError` is printed as one short message, without a traceback, and ex
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -140,6 +141,9 @@ def benchmark(
     resume: Annotated[bool, typer.Option(help="skip the folds already done in OUT")] = False,
     overwrite: Overwrite = False,
     classical: Annotated[bool, typer.Option(help="run the classical floors")] = True,
+    workers: Annotated[
+        int | None, typer.Option(help="folds trained at once (default: one per CPU core)")
+    ] = None,
 ) -> None:
     """The main job: every model and the classical floors on identical folds, with a report."""
     from polyfuse.evaluation.benchmark import benchmark as run_benchmark
@@ -159,6 +163,7 @@ def benchmark(
         classical=classical,
         resume=resume,
         overwrite=overwrite,
+        workers=workers or os.cpu_count() or 1,
     )
     console = _console()
     for heading, table in leaderboard_blocks(result.leaderboard()):

@@ -79,3 +79,14 @@ def test_unknown_model_fails_before_any_work(cohort, tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'early'"):
         benchmark([cohort], models=["eraly"], out=tmp_path / "b", progress=False)
     assert not (tmp_path / "b" / "parts").exists()
+
+
+def test_folds_in_worker_processes_give_the_same_results(cohort, tmp_path):
+    kw = dict(models=["early"], folds=2, repeats=1, training=FAST, progress=False, classical=False)
+    one = benchmark([cohort], out=tmp_path / "one", **kw)
+    two = benchmark([cohort], out=tmp_path / "two", workers=2, **kw)
+    cols = ["model", "repeat", "fold", "condition", "task", "metric"]
+    a = one.results.sort_values(cols).reset_index(drop=True)
+    b = two.results.sort_values(cols).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    np.testing.assert_allclose(a["value"], b["value"], rtol=1e-4, atol=1e-4)

@@ -140,6 +140,40 @@ def _predictions(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+FOLD_TABLES = ("results", "predictions", "contributions", "timing")
+
+
+def _fold_job(job: tuple) -> tuple[Entry, Split]:
+    """Run one fold and write its tables to parts/ (results last: the completion marker)."""
+    entry, data, split, training, preprocess, seed, out, name = job
+    parts = _run_fold(entry, data, split, training=training, preprocess=preprocess, seed=seed)
+    for table in FOLD_TABLES[::-1]:
+        _write(_part(out, name, entry.name, split, table), parts[table])
+    return entry, split
+
+
+def _single_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _map(fn, jobs: list, workers: int):
+    """`fn` over `jobs`, yielding results as they finish; in worker processes when asked."""
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(fn, jobs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: a forked child of a process that already ran torch can deadlock
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_thread) as pool:
+        futures = [pool.submit(fn, job) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def _write(path: Path, frame: pd.DataFrame) -> None:
     atomic_write(path, lambda p: frame.to_csv(p, index=False))
 
@@ -159,11 +193,14 @@ def benchmark(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> BenchmarkResult:
     """Benchmark models on datasets (names of bundled cohorts or loaded datasets).
 
     Every fusion model and classical floor sees the same folds of a dataset. `hparams` maps a
-    model name (or display name such as "unimodal[rna]") to hyper-parameters.
+    model name (or display name such as "unimodal[rna]") to hyper-parameters. `workers` > 1
+    trains that many folds at once in separate processes of one thread each (small models gain
+    nothing from a second thread, so this is the way to use several cores).
     """
     import lightning  # noqa: F401  (imported before timing, so fold 1 does not pay for it)
 
@@ -190,27 +227,24 @@ def benchmark(
                 tables.setdefault("results", []).append(
                     _classical(data, splits, out, name, seed, resume, bar)
                 )
+            todo = [
+                (e, i, split)
+                for e in entries
+                for i, split in enumerate(splits)
+                if not (resume and _part(out, name, e.name, split, "results").is_file())
+            ]
+            bar.advance(len(entries) * len(splits) - len(todo))
+            jobs = [
+                (e, data, split, training, preprocess, seed + i, out, name) for e, i, split in todo
+            ]
+            for e, split in _map(_fold_job, jobs, workers):
+                bar.describe(f"{name}: {e.name} (repeat {split.repeat}, fold {split.fold})")
+                bar.advance()
             for e in entries:
-                for i, split in enumerate(splits):
-                    bar.describe(f"{name}: {e.name} (repeat {split.repeat}, fold {split.fold})")
-                    done = _part(out, name, e.name, split, "results")
-                    if not (resume and done.is_file()):
-                        parts = _run_fold(
-                            e,
-                            data,
-                            split,
-                            training=training,
-                            preprocess=preprocess,
-                            seed=seed + i,
-                        )
-                        for table, frame in parts.items():  # results last: the done-marker
-                            if table != "results":
-                                _write(_part(out, name, e.name, split, table), frame)
-                        _write(done, parts["results"])
-                    for table in ("results", "predictions", "contributions", "timing"):
+                for split in splits:
+                    for table in FOLD_TABLES:
                         frame = pd.read_csv(_part(out, name, e.name, split, table))
                         tables.setdefault(table, []).append(frame.assign(dataset=name))
-                    bar.advance()
             tables.setdefault("efficiency", []).append(_efficiency(data, entries, name))
     results = pd.concat(tables["results"], ignore_index=True)
     timing = pd.concat(tables["timing"], ignore_index=True)
