@@ -1,0 +1,645 @@
+"""EHPAL-Net: Efficient Hybrid-fusion Physics-inspired Attention Learning Network.
+
+"Advancing Multimodal Fusion on Heterogeneous Data with Physics-inspired Attention", ICLR 2026
+submission 20215 (openreview.net/forum?id=mZJM8hXmVg). Reference code: the Keras notebooks of
+Submission-01/EHPAL@425259a (cells 19-33). Specification: `reference/methods.md` §2. This is a
+PyTorch, channels-first re-implementation.
+
+A two-stream staged CNN. Stream A is the running shared representation, stream B the modality
+being injected. Stage k (of K = len(injection_schedule), default max(2, M)):
+
+    stage 1:   EHF1 ∘ EHF1 (s=1)                       A = m1, B = m2; no merge
+    stage k≥2: EHF2(s=2) ∘ EHF1(s=1)                  B = m2 (k=2) or m_k injected (k≥3)
+    EHF1(X₁,X₂) = PCMFA(EMRC(X₁,X₂))
+    EHF2(X₁,X₂) = X ← Norm(EMRC(X; s=2)); X ← PCMFA(X); side = (SIR₁(X₁), SIR₂(X₂));
+                  A ← GConv1x1([s₁X₁; s₂X₂])              learnable-scaled merge, B consumed
+    EMRC(X₁,X₂) = (RGSA₁(X₁), RGSA₂(X₂))                 separate weights per stream
+    RGSA(X)     = ReLU(N(Conv1x1(MHCF(ReLU(N(MHCF(X; s))))) + N(GConv1x1_s(X)))
+    MHCF(X)     = act(N(GConv1x1_s(X)) + N(GConv1x1(Shuffle_g([N(GConv1x1_s X); N(DW3_s X);
+                                                              N(DW5_s X)]))))
+    PCMFA       = MACFusion₂ ∘ MACFusion₁
+    head        = GAP(Dropout([A; side_A(2..K); side_B(2..K)]))  → one linear head per task
+
+MACFusion (channel-wise cross gating; U = C units, x̄_m = DCT-II_ortho(GAP(X_m))):
+
+    c = clip(exp θ_c, 0.1, 10);  S̃ = S ⊙ σ(c);  c̃ = c · mean σ(S)
+    ψ_m = x̄_m W_re + i x̄_m W_im;  P_m = |ψ_m|²              quantum-inspired, Born rule
+    ρ_m = ‖x̄_m W_re‖;  A_m = softmax_U(P_m ⊙ ρ_m^(S̃−2))     fractal power law
+    b_m = A_m W_reᵀ;  t_m = √(1 + c̃‖x̄_m‖²)/c̃              Lorentz time coordinate
+    ℓ_1 = α(−t_2² + Σ β(x̄_1 + b_1)²), ℓ_2 likewise with t_1  times swapped across modalities
+    p_m = Poincaré term (see `poincare`);  g_m = σ(γ₁ℓ_m + γ₂p_m) ∈ (0,1)
+    Y_1 = o ⊙ κ ⊙ X_1 ⊙ (A_2 + g_2),  Y_2 = o ⊙ κ ⊙ X_2 ⊙ (A_1 + g_1)   (no residual, as coded)
+
+Sequential injection: stage k≥3 brings modality m_k through its stem or adapter and k−2
+stride-2 MHCF(f_k) blocks to A's resolution. Widths f_k = min(64·2^(k−1), 512) · `width`
+(rounded to multiples of 8). The paper's setting is `width=1` with 128² images (stems give
+32×32×64, stage outputs 32²×64 → 16²×128 → 8²×256 → 4²×512, sides 4²×512, head 3584); the
+default `width=0.25, grid_size=8` is sized for ~100-patient cohorts on a CPU.
+
+Generalisation (methods.md §2(j), RECONSTRUCTION):
+
+* Any number and kind of modalities. `injection_schedule` lists per stage the modalities of
+  that stage: `[[a, b], [a, b], [c], [d], ...]` (the first two entries the same pair, then one
+  modality per stage). Default: the order of `specs`, K = max(2, M). A user may set a longer
+  schedule (re-injecting a modality: its stem is shared, its downsampling is per stage) or a
+  shorter one (modalities left out are not read, see `used_modalities`).
+* M = 1: both streams start from the one modality (`[[m, m], [m, m]]`), through one shared
+  stem; their EMRC/PCMFA weights differ, so the net trains as a two-stream CNN on one input.
+* 2D images enter through the paper's stem (Conv7×7/2 → Norm → ReLU → MaxPool3/2), adaptively
+  average-pooled to `grid_size` when the stem gives another size (never for 128² and
+  `grid_size=32`). Every other kind enters through a learned to-grid adapter: the kind's
+  `build_encoder` vector (`adapter_dim`) → Linear → (c₀, G, G) → Norm → ReLU. 3D volumes take
+  the adapter (3D CNN encoder) with `volumes="adapter"`, or are refused at construction with
+  `volumes="refuse"` (the backbone is 2D and has no volumetric stem).
+
+Missing modalities per sample (RECONSTRUCTION, not in the paper, which needs every input):
+with `per_sample_missing=True` a stream is present where one of its modalities is. An absent
+partner does not gate: MACFusion returns the present stream unchanged (Y_1 = X_1 where stream 2
+is absent). An absent stream's side outputs are 0 and it enters the merge as 0, so the shared
+stream goes on from the present stream only; after a merge A is present where A or B was.
+Inputs of absent samples are zero-filled by `prepare_inputs` and no layer uses batch
+statistics, so outputs do not depend on the fill value.
+
+Code-vs-intent choices (§2(b)); each is a flag and the default follows the stated intent:
+
+1. `poincare="exp_map"`: p = tanh(√c̃‖x̄‖)·x̄/(√c̃‖x̄‖) · x̄ (the textbook exp-map, then the
+   dot product with x̄ as coded). "as_coded": tanh(√c̃‖x̄‖)·Σx̄ᵢ³/(‖x̄‖ + 1e-6).
+2. `fractal_constraint="elementwise_clip"`: each fractal dimension Sᵢ in [1, 2] (a
+   "fractal dimension 1.8 per unit"). "keras_minmaxnorm": the L2 norm of the whole vector in
+   [1, 2], as Keras `MinMaxNorm(1, 2)` trains it (each element ≈ 2/√U). Keras projects after
+   each update; here the projection is applied where S is used (the same value at every use).
+3. `mc_dropout_at_inference=False`: deterministic evaluation. True reproduces the code's
+   `Dropout(training=True)`: two eval passes differ (MC-dropout).
+4. `always_project_shortcut=False`: RGSA's shortcut is the identity when stride 1 and widths
+   match. True is the code, whose `strides != (1, 1)` test is always true.
+5. `mhcf_activation="gelu"` (survival notebook); "relu" is the classification notebook's.
+
+Departures, not flags: BatchNorm → GroupNorm (`norm_groups`, default 1 = LayerNorm over
+C×H×W per sample) because outputs must not depend on the rest of the batch; the declared but
+unused Keras weights (global pooling, `global_attention`, `global_scale1/2`) are not built.
+
+Choices where the sources are silent: ρ_m gets + 1e-6 before the negative power (the code's
+ρ = 0 would give 0·∞ for a zero input); SIR side branches and the merge conv keep Keras'
+default bias (no norm follows them), MHCF/RGSA convs are bias-free as coded; SIR's bottleneck
+f/4 is rounded up to a multiple of `groups`; each stream has its own SIR weights; the SIR
+chain of stage k has one stride-2 unit per later stage, widths f_(k+1)..f_K (one stride-1 unit
+when k = K), so every side ends at the last stage's shape, as in the paper's table; θ_c,
+β and α are he-normal initialised (truncated, Keras fan-in rule), W_re/W_im glorot-uniform.
+
+Inspection: for every MACFusion layer, `aux["attention/stage{k}/ehf{j}/mac{l}/{a|b}"]` is
+A_m (B, U), summing to 1 over units, and `aux["gate/stage{k}/ehf{j}/mac{l}/{a|b}"]` is g_m
+(B, 1) in (0, 1); k from 1, j ∈ {1, 2}, l ∈ {1, 2}; stream "a" is the shared stream (m1 at
+stage 1-2), "b" the injected one. Both are 0 for a sample whose stream is absent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce
+from torch import Tensor, nn
+
+from polyfuse.data.dataset import ModalityBatch
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.errors import ConfigError
+from polyfuse.models.encoders import build_encoder
+from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.registry import register_model
+
+_EPS = 1e-6
+
+
+def _round(c: float, multiple: int = 8) -> int:
+    """A channel count rounded to a positive multiple of `multiple` (group divisibility)."""
+    return max(multiple, round(c / multiple) * multiple)
+
+
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(groups, channels), channels)
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet channel shuffle: (g·c) channels → interleaved (c·g)."""
+    return rearrange(x, "b (g c) h w -> b (c g) h w", g=groups)
+
+
+def dct_matrix(n: int) -> Tensor:
+    """Orthonormal DCT-II matrix D (n × n): DCT(x) = D x (scipy `dct(x, norm="ortho")`)."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+    d[0] /= math.sqrt(2.0)
+    return d.float()
+
+
+def _safe_norm(x: Tensor) -> Tensor:
+    """‖x‖ over the last axis, keepdim, with a finite gradient at 0."""
+    return torch.sqrt(x.pow(2).sum(-1, keepdim=True) + 1e-12)
+
+
+def _he_normal(shape: tuple[int, ...], fan_in: int) -> Tensor:
+    """Keras he_normal: truncated normal (±2σ), σ = √(2 / fan_in)."""
+    return nn.init.trunc_normal_(torch.empty(shape), std=math.sqrt(2.0 / fan_in), a=-2.0, b=2.0)
+
+
+def _keep(present: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
+    """`new` where the sample's partner is present, `old` elsewhere (per sample)."""
+    if present is None:
+        return new
+    return torch.where(present.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+def _zero_absent(present: Tensor | None, x: Tensor) -> Tensor:
+    if present is None:
+        return x
+    return torch.where(present.view(-1, *([1] * (x.dim() - 1))), x, torch.zeros((), dtype=x.dtype))
+
+
+# --------------------------------------------------------------------------- conv blocks
+
+
+def _dw(c: int, k: int, stride: int = 1, dilation: int = 1, bias: bool = False) -> nn.Conv2d:
+    pad = dilation * (k - 1) // 2
+    return nn.Conv2d(c, c, k, stride, pad, dilation=dilation, groups=c, bias=bias)
+
+
+class MHCF(nn.Module):
+    """Multi-kernel grouped convolution with channel shuffle (`multi_kernel_groupwise_conv3`)."""
+
+    def __init__(
+        self, c_in: int, f: int, stride: int, *, groups: int, norm_groups: int, activation: str
+    ) -> None:
+        super().__init__()
+        self.groups = groups
+        self.pointwise = nn.Sequential(
+            nn.Conv2d(c_in, f, 1, stride, groups=groups, bias=False), _norm(f, norm_groups)
+        )
+        self.dw3 = nn.Sequential(_dw(c_in, 3, stride), _norm(c_in, norm_groups))
+        self.dw5 = nn.Sequential(_dw(c_in, 5, stride), _norm(c_in, norm_groups))
+        self.mix = nn.Sequential(
+            nn.Conv2d(f + 2 * c_in, f, 1, groups=groups, bias=False), _norm(f, norm_groups)
+        )
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(c_in, f, 1, stride, groups=groups, bias=False), _norm(f, norm_groups)
+        )
+        self.act = {"gelu": nn.GELU(), "relu": nn.ReLU()}[activation]
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = torch.cat([self.pointwise(x), self.dw3(x), self.dw5(x)], dim=1)
+        z = self.mix(channel_shuffle(z, self.groups))
+        return self.act(self.shortcut(x) + z)
+
+
+class RGSA(nn.Module):
+    """Residual unit of EMRC: two MHCFs, a full 1×1 conv, and a grouped 1×1 shortcut."""
+
+    def __init__(
+        self, c_in: int, f: int, stride: int, *, always_project: bool, **opts: Any
+    ) -> None:
+        super().__init__()
+        g, ng = opts["groups"], opts["norm_groups"]
+        self.body = nn.Sequential(
+            MHCF(c_in, f, stride, **opts),
+            _norm(f, ng),
+            nn.ReLU(),
+            MHCF(f, f, 1, **opts),
+            nn.Conv2d(f, f, 1, bias=False),
+            _norm(f, ng),
+        )
+        project = always_project or stride != 1 or c_in != f
+        self.shortcut: nn.Module = (
+            nn.Sequential(nn.Conv2d(c_in, f, 1, stride, groups=g, bias=False), _norm(f, ng))
+            if project
+            else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class SIRUnit(nn.Module):
+    """One SIR side-branch unit (`multi_kernel_groupwise_conv1`, no normalisation)."""
+
+    def __init__(self, c_in: int, f: int, stride: int, *, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+        squeeze = _round(f / 4, groups)
+        self.squeeze = nn.Conv2d(c_in, squeeze, 1, groups=groups)
+        self.dw3, self.dw5 = _dw(c_in, 3, bias=True), _dw(c_in, 5, bias=True)
+        self.dw3_dil = _dw(c_in, 3, dilation=2, bias=True)
+        mixed = squeeze + 3 * c_in
+        self.mix = nn.Sequential(_dw(mixed, 3, bias=True), nn.Conv2d(mixed, f, 1, groups=groups))
+        self.out = _dw(f, 3, stride, bias=True)
+        self.skip = nn.Sequential(
+            nn.Conv2d(c_in, f, 1, groups=groups), _dw(f, 3, stride, bias=True)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = torch.cat([self.squeeze(x), self.dw3(x), self.dw5(x), self.dw3_dil(x)], dim=1)
+        z = self.mix(channel_shuffle(z, self.groups))
+        return F.gelu(self.out(z) + self.skip(x))
+
+
+# --------------------------------------------------------------------------- MACFusion
+
+
+class MACFusion(nn.Module):
+    """Quantum/hyperbolic channel-wise cross gating of two streams (units U = C); keeps shapes.
+
+    `forward(x1, x2, present1, present2)` returns (Y1, Y2, {"a1", "a2", "g1", "g2"}).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        fractal_dim: float = 1.8,
+        fractal_constraint: str = "elementwise_clip",
+        poincare: str = "exp_map",
+        learnable_curvature: bool = True,
+    ) -> None:
+        super().__init__()
+        c = channels
+        self.fractal_constraint, self.poincare = fractal_constraint, poincare
+        self.register_buffer("dct", dct_matrix(c), persistent=False)
+        self.theta_c = nn.Parameter(_he_normal((1,), 1), requires_grad=learnable_curvature)
+        self.fractal = nn.Parameter(torch.full((c,), float(fractal_dim)))
+        bound = math.sqrt(6.0 / (2 * c))  # glorot_uniform of a C × U matrix
+        self.w_re = nn.Parameter(torch.empty(c, c).uniform_(-bound, bound))
+        self.w_im = nn.Parameter(torch.empty(c, c).uniform_(-bound, bound))
+        self.alpha = nn.Parameter(_he_normal((1,), 1))
+        self.beta = nn.Parameter(_he_normal((c,), c))
+        self.gamma = nn.Parameter(torch.ones(2))
+        self.cross_gate = nn.Parameter(torch.ones(c))
+        self.output_gate = nn.Parameter(torch.ones(c))
+
+    def fractal_dims(self) -> Tensor:
+        """S after its constraint (elementwise [1, 2] clip, or Keras MinMaxNorm(1, 2))."""
+        s = self.fractal
+        if self.fractal_constraint == "elementwise_clip":
+            return s.clamp(1.0, 2.0)
+        norm = s.norm()
+        return s * norm.clamp(1.0, 2.0) / (norm + 1e-7)
+
+    def _poincare(self, v: Tensor, sqrt_c: Tensor) -> Tensor:
+        norm = _safe_norm(v)
+        scale = torch.tanh(sqrt_c * norm)
+        if self.poincare == "as_coded":
+            return scale * v.pow(3).sum(-1, keepdim=True) / (norm + _EPS)
+        return scale * norm.pow(2) / (sqrt_c * norm + _EPS)  # (tanh·x/(√c‖x‖)) · x
+
+    def forward(
+        self, x1: Tensor, x2: Tensor, present1: Tensor | None, present2: Tensor | None
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        c = self.theta_c.exp().clamp(0.1, 10.0)
+        s = self.fractal_dims()
+        s_tilde = s * torch.sigmoid(c)
+        c_tilde = c * torch.sigmoid(s).mean()
+        v1, v2 = (reduce(x, "b c h w -> b c", "mean") @ self.dct.T for x in (x1, x2))
+
+        def attend(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            re, im = v @ self.w_re, v @ self.w_im
+            born = re.pow(2) + im.pow(2)  # |ψ|²
+            rho = _safe_norm(re)
+            attention = torch.softmax(born * (rho + _EPS).pow(s_tilde - 2.0), dim=-1)
+            bias = attention @ self.w_re.T
+            time = torch.sqrt(1.0 + c_tilde * v.pow(2).sum(-1, keepdim=True)) / c_tilde
+            return attention, bias, time
+
+        a1, b1, t1 = attend(v1)
+        a2, b2, t2 = attend(v2)
+        sqrt_c = c_tilde.sqrt()
+        gates = []
+        for v, b, t_other in ((v1, b1, t2), (v2, b2, t1)):  # Lorentz times swapped
+            lorentz = self.alpha * (-t_other.pow(2) + (self.beta * (v + b).pow(2)).sum(-1, True))
+            gates.append(
+                torch.sigmoid(self.gamma[0] * lorentz + self.gamma[1] * self._poincare(v, sqrt_c))
+            )
+        g1, g2 = gates
+        scale = self.output_gate * self.cross_gate
+        y1 = x1 * rearrange(scale * (a2 + g2), "b c -> b c 1 1")
+        y2 = x2 * rearrange(scale * (a1 + g1), "b c -> b c 1 1")
+        y1, y2 = _keep(present2, y1, x1), _keep(present1, y2, x2)
+        info = {
+            "a": _zero_absent(present1, a1),
+            "b": _zero_absent(present2, a2),
+            "ga": _zero_absent(present1, g1),
+            "gb": _zero_absent(present2, g2),
+        }
+        return y1, y2, info
+
+
+# --------------------------------------------------------------------------- EHF stages
+
+
+class EHF(nn.Module):
+    """EHF1 (`merge=False`): PCMFA ∘ EMRC. EHF2 (`merge=True`): + Norm, SIR sides, merge."""
+
+    def __init__(
+        self,
+        c_a: int,
+        c_b: int,
+        f: int,
+        stride: int,
+        *,
+        merge: bool,
+        side_widths: Sequence[int],
+        conv: Mapping[str, Any],
+        mac: Mapping[str, Any],
+        always_project: bool,
+    ) -> None:
+        super().__init__()
+        self.merge = merge
+        self.emrc = nn.ModuleList(
+            [RGSA(c, f, stride, always_project=always_project, **conv) for c in (c_a, c_b)]
+        )
+        self.pcmfa = nn.ModuleList([MACFusion(f, **mac) for _ in range(2)])
+        if merge:
+            ng, g = conv["norm_groups"], conv["groups"]
+            self.norms = nn.ModuleList([_norm(f, ng) for _ in range(2)])
+            self.sides = nn.ModuleList([self._sir(f, side_widths, g) for _ in range(2)])
+            self.scales = nn.Parameter(torch.ones(2))
+            self.fuse = nn.Conv2d(2 * f, f, 1, groups=g)
+
+    @staticmethod
+    def _sir(f: int, widths: Sequence[int], groups: int) -> nn.Sequential:
+        steps = [(w, 2) for w in widths] or [(f, 1)]
+        units, c = [], f
+        for w, s in steps:
+            units.append(SIRUnit(c, w, s, groups=groups))
+            c = w
+        return nn.Sequential(*units)
+
+    def forward(
+        self, a: Tensor, b: Tensor, pa: Tensor | None, pb: Tensor | None
+    ) -> tuple[Tensor, Tensor, list[Tensor], list[dict[str, Tensor]]]:
+        a, b = self.emrc[0](a), self.emrc[1](b)
+        if self.merge:
+            a, b = self.norms[0](a), self.norms[1](b)
+        infos = []
+        for mac in self.pcmfa:
+            a, b, info = mac(a, b, pa, pb)
+            infos.append(info)
+        if not self.merge:
+            return a, b, [], infos
+        a, b = _zero_absent(pa, a), _zero_absent(pb, b)  # absent streams: zero sides, zero merge
+        sides = [_zero_absent(pa, self.sides[0](a)), _zero_absent(pb, self.sides[1](b))]
+        fused = self.fuse(torch.cat([self.scales[0] * a, self.scales[1] * b], dim=1))
+        return fused, b, sides, infos
+
+
+class Stage(nn.Module):
+    """Stage 1: EHF1 ∘ EHF1 (two streams go on). Stage k ≥ 2: EHF2(s=2) ∘ EHF1 (B merged)."""
+
+    def __init__(
+        self, c_a: int, c_b: int, f: int, *, first: bool, side_widths: Sequence[int], **kw: Any
+    ) -> None:
+        super().__init__()
+        self.first = first
+        self.ehf1 = EHF(c_a, c_b, f, 1, merge=False, side_widths=(), **kw)
+        self.ehf2 = EHF(f, f, f, 1 if first else 2, merge=not first, side_widths=side_widths, **kw)
+
+    def forward(
+        self, a: Tensor, b: Tensor, pa: Tensor | None, pb: Tensor | None
+    ) -> tuple[Tensor, Tensor, list[Tensor], dict[str, dict[str, Tensor]]]:
+        a, b, _, infos1 = self.ehf1(a, b, pa, pb)
+        a, b, sides, infos2 = self.ehf2(a, b, pa, pb)
+        infos = {f"ehf1/mac{i + 1}": v for i, v in enumerate(infos1)}
+        infos.update({f"ehf2/mac{i + 1}": v for i, v in enumerate(infos2)})
+        return a, b, sides, infos
+
+
+# --------------------------------------------------------------------------- to-grid inputs
+
+
+class ImageStem(nn.Module):
+    """The paper's stem, Conv7×7/2 → Norm → ReLU → MaxPool3/2, then pooled to G × G if needed."""
+
+    def __init__(self, c_in: int, c0: int, grid: int, norm_groups: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.net = nn.Sequential(
+            nn.Conv2d(c_in, c0, 7, 2, 3, bias=False),
+            _norm(c0, norm_groups),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        )
+
+    def forward(self, batch: ModalityBatch) -> Tensor:
+        x = self.net(batch.data)
+        if x.shape[-2:] != (self.grid, self.grid):
+            x = F.adaptive_avg_pool2d(x, self.grid)
+        return x
+
+
+class GridAdapter(nn.Module):
+    """Any kind → its `build_encoder` vector → Linear → (c₀, G, G) → Norm → ReLU."""
+
+    def __init__(
+        self, spec: ModalitySpec, c0: int, grid: int, dim: int, norm_groups: int, **options: Any
+    ) -> None:
+        super().__init__()
+        self.c0, self.grid = c0, grid
+        self.encoder = build_encoder(spec, dim, **options)
+        self.proj = nn.Linear(dim, c0 * grid * grid)
+        self.norm = _norm(c0, norm_groups)
+
+    def forward(self, batch: ModalityBatch) -> Tensor:
+        z = rearrange(
+            self.proj(self.encoder(batch)), "b (c h w) -> b c h w", c=self.c0, h=self.grid
+        )
+        return F.relu(self.norm(z))
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def default_schedule(modalities: Sequence[str]) -> list[list[str]]:
+    """`[[m1, m2], [m1, m2], [m3], ...]`; one modality gives `[[m, m], [m, m]]`."""
+    ms = list(modalities)
+    pair = [ms[0], ms[1]] if len(ms) > 1 else [ms[0], ms[0]]
+    return [pair, list(pair)] + [[m] for m in ms[2:]]
+
+
+def _check_schedule(schedule: Sequence[Sequence[str]], specs: Mapping[str, ModalitySpec]) -> None:
+    def fail(why: str) -> None:
+        raise ConfigError(
+            f"ehpal: injection_schedule {[list(s) for s in schedule]} {why}; expected "
+            "[[a, b], [a, b], [c], ...]: the same pair at stages 1-2, then one modality per stage"
+        )
+
+    if len(schedule) < 2:
+        fail("needs at least 2 stages")
+    if len(schedule[0]) != 2 or list(schedule[0]) != list(schedule[1]):
+        fail("must start with the same pair of modalities twice")
+    if any(len(s) != 1 for s in schedule[2:]):
+        fail("must inject exactly one modality per stage after stage 2")
+    for stage in schedule:
+        for m in stage:
+            if m not in specs:
+                raise ConfigError(
+                    f"ehpal: injection_schedule names modality '{m}', which is not one of "
+                    f"{list(specs)}"
+                )
+
+
+@register_model("ehpal")
+class EHPALNet(MultimodalModel):
+    """Two-stream staged CNN with physics-inspired cross-modal channel gating (EHPAL-Net).
+
+    Args:
+        width: channel multiplier of the widths 64/128/256/512 (1 = the paper; the default
+            0.25 gives 16/32/64/128, for ~100-patient cohorts on a CPU).
+        grid_size: G, the side of the grid every stem/adapter produces at stage 1 (the paper's
+            128² images give 32).
+        injection_schedule: modalities per stage, `[[a, b], [a, b], [c], ...]`; None: the
+            order of `specs`, K = max(2, M) stages.
+        groups: groups of the grouped 1×1 convs and of the channel shuffle (8 in the code).
+        norm_groups: GroupNorm groups replacing BatchNorm (1: per-sample LayerNorm over C×H×W).
+        mhcf_activation: "gelu" (survival notebook) or "relu" (classification notebook).
+        always_project_shortcut: the code's always-on RGSA shortcut projection.
+        fractal_dim: initial fractal dimension S of every MACFusion unit.
+        fractal_constraint: "elementwise_clip" (each Sᵢ in [1, 2]) or "keras_minmaxnorm".
+        poincare: "exp_map" (textbook) or "as_coded".
+        learnable_curvature: train the curvature θ_c of MACFusion (True in the code).
+        dropout: the head's dropout before GAP (0.25 in the code).
+        mc_dropout_at_inference: keep that dropout on in eval mode (the code's MC-dropout).
+        per_sample_missing: presence-aware gating, sides and merge (reconstruction); False
+            treats zero-filled absent inputs as data, as the code would.
+        volumes: "adapter" (3D CNN encoder + to-grid adapter) or "refuse" 3D volumes.
+        adapter_dim: width of the encoder vector behind each to-grid adapter.
+        encoder: further `build_encoder` options of the adapters' encoders.
+    """
+
+    @classmethod
+    def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def __init__(
+        self,
+        specs: dict[str, ModalitySpec],
+        tasks: dict[str, TaskSpec],
+        *,
+        width: float = 0.25,
+        grid_size: int = 8,
+        injection_schedule: Sequence[Sequence[str]] | None = None,
+        groups: int = 8,
+        norm_groups: int = 1,
+        mhcf_activation: Literal["gelu", "relu"] = "gelu",
+        always_project_shortcut: bool = False,
+        fractal_dim: float = 1.8,
+        fractal_constraint: Literal["elementwise_clip", "keras_minmaxnorm"] = "elementwise_clip",
+        poincare: Literal["exp_map", "as_coded"] = "exp_map",
+        learnable_curvature: bool = True,
+        dropout: float = 0.25,
+        mc_dropout_at_inference: bool = False,
+        per_sample_missing: bool = True,
+        volumes: Literal["adapter", "refuse"] = "adapter",
+        adapter_dim: int = 64,
+        encoder: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(specs, tasks)
+        for key, value, allowed in (
+            ("mhcf_activation", mhcf_activation, ("gelu", "relu")),
+            ("fractal_constraint", fractal_constraint, ("elementwise_clip", "keras_minmaxnorm")),
+            ("poincare", poincare, ("exp_map", "as_coded")),
+            ("volumes", volumes, ("adapter", "refuse")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"ehpal: {key} must be one of {allowed}, got '{value}'")
+        if width <= 0 or grid_size < 1 or groups < 1 or norm_groups < 1 or adapter_dim < 1:
+            raise ConfigError(
+                "ehpal: width must be > 0 and grid_size, groups, norm_groups, adapter_dim >= 1"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"ehpal: dropout must lie in [0, 1), got {dropout}")
+        schedule = (
+            default_schedule(list(specs))
+            if injection_schedule is None
+            else [list(s) for s in injection_schedule]
+        )
+        _check_schedule(schedule, specs)
+        self.schedule = schedule
+        used = {m for stage in schedule for m in stage}
+        self.used_modalities = tuple(m for m in specs if m in used)
+        self.per_sample_missing = per_sample_missing
+        self.mc_dropout_at_inference = mc_dropout_at_inference
+        self.dropout = dropout
+
+        n = len(schedule)
+        widths = [_round(min(64 * 2**k, 512) * width, groups) for k in range(n)]
+        self.widths = widths
+        c0 = widths[0]
+        conv = dict(groups=groups, norm_groups=norm_groups, activation=mhcf_activation)
+        mac = dict(
+            fractal_dim=fractal_dim,
+            fractal_constraint=fractal_constraint,
+            poincare=poincare,
+            learnable_curvature=learnable_curvature,
+        )
+        kw = dict(conv=conv, mac=mac, always_project=always_project_shortcut)
+
+        self.to_grid = nn.ModuleDict()
+        for m in self.used_modalities:
+            spec = specs[m]
+            if spec.kind == "image" and spec.spatial_dims == 2:
+                self.to_grid[m] = ImageStem(spec.width, c0, grid_size, norm_groups)
+                continue
+            if spec.kind == "image" and volumes == "refuse":
+                raise ConfigError(
+                    f"ehpal: modality '{m}' is a 3D volume {spec.shape}; the EHPAL backbone is "
+                    "2D (Conv2d stems and grids) and the paper has no volumetric stem. Use "
+                    "volumes='adapter' (3D CNN encoder + learned to-grid adapter) or give 2D "
+                    "slices or precomputed features"
+                )
+            self.to_grid[m] = GridAdapter(
+                spec, c0, grid_size, adapter_dim, norm_groups, **dict(encoder or {})
+            )
+
+        self.stages = nn.ModuleList()
+        self.inject = nn.ModuleDict()
+        for k in range(n):
+            f = widths[k]
+            if k == 0:
+                c_a = c_b = c0
+            else:
+                c_a, c_b = widths[k - 1], widths[k - 1] if k == 1 else f
+            sides = widths[k + 1 :]
+            self.stages.append(Stage(c_a, c_b, f, first=k == 0, side_widths=sides, **kw))
+            if k >= 2:  # stem → (k − 1) stride-2 MHCF(f_k) blocks to stream A's resolution
+                blocks = [MHCF(c0 if i == 0 else f, f, 2, **conv) for i in range(k - 1)]
+                self.inject[str(k)] = nn.Sequential(*blocks)
+        self.embed_dim = widths[-1] * (1 + 2 * (n - 1))
+        self.heads = build_heads(tasks, self.embed_dim)
+
+    def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
+        grids = {m: self.to_grid[m](inputs[m]) for m in self.used_modalities}
+        present = {
+            m: inputs[m].present if self.per_sample_missing else None for m in self.used_modalities
+        }
+        (ma, mb), aux = self.schedule[0], {}
+        a, b, pa, pb = grids[ma], grids[mb], present[ma], present[mb]
+        sides_a, sides_b = [], []
+        for k, stage in enumerate(self.stages):
+            if k >= 2:
+                m = self.schedule[k][0]
+                b, pb = self.inject[str(k)](grids[m]), present[m]
+            a, b, sides, infos = stage(a, b, pa, pb)
+            if sides:
+                sides_a.append(sides[0])
+                sides_b.append(sides[1])
+                pa = None if pa is None else pa | pb
+            for name, info in infos.items():
+                for s in ("a", "b"):
+                    aux[f"attention/stage{k + 1}/{name}/{s}"] = info[s]
+                    aux[f"gate/stage{k + 1}/{name}/{s}"] = info[f"g{s}"]
+        h = torch.cat([a, *sides_a, *sides_b], dim=1)
+        h = F.dropout(h, self.dropout, training=self.training or self.mc_dropout_at_inference)
+        return reduce(h, "b c h w -> b c", "mean"), aux
+
+
+__all__ = ["MHCF", "RGSA", "EHPALNet", "MACFusion", "SIRUnit", "channel_shuffle", "dct_matrix"]
