@@ -32,13 +32,16 @@ _EXPORTS = {
     "FittedModel": "polyfuse.training.fit",
     "cross_validate": "polyfuse.training.cv",
     "CVResult": "polyfuse.training.cv",
+    "benchmark": "polyfuse.evaluation.benchmark",
+    "BenchmarkResult": "polyfuse.evaluation.benchmark",
+    "explain": "polyfuse.explain.report",
     "load_config": "polyfuse.config",
     "ExperimentConfig": "polyfuse.config",
     "PolyfuseError": "polyfuse.errors",
     "DataError": "polyfuse.errors",
     "ConfigError": "polyfuse.errors",
 }
-_SUBMODULES = {"datasets", "data", "models", "tasks", "training", "config", "errors"}
+_SUBMODULES = {"datasets", "data", "models", "tasks", "training", "config", "errors", "evaluation"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
