@@ -34,7 +34,6 @@ _EXPORTS = {
     "CVResult": "polyfuse.training.cv",
     "benchmark": "polyfuse.evaluation.benchmark",
     "BenchmarkResult": "polyfuse.evaluation.benchmark",
-    "explain": "polyfuse.explain.report",
     "load_config": "polyfuse.config",
     "ExperimentConfig": "polyfuse.config",
     "PolyfuseError": "polyfuse.errors",
