@@ -129,7 +129,11 @@ def benchmark(
         list[str] | None, typer.Option("--datasets", "-d", help="bundled cohorts")
     ] = None,
     suite: Annotated[
-        str, typer.Option(help="default: TCGA-ACC; full: every available cohort")
+        str,
+        typer.Option(
+            help="default: TCGA-ACC with the baselines and core methods; "
+            "full: every registered model on every available cohort"
+        ),
     ] = "default",
     config: Annotated[
         Path | None, typer.Option(help="experiment YAML: benchmark on its data and training")
@@ -148,12 +152,12 @@ def benchmark(
     """The main job: every model and the classical floors on identical folds, with a report."""
     from polyfuse.evaluation.benchmark import benchmark as run_benchmark
     from polyfuse.evaluation.report import leaderboard_blocks
-    from polyfuse.evaluation.suites import suite_datasets
+    from polyfuse.evaluation.suites import suite_datasets, suite_models
 
     chosen, training, preprocess = suite_datasets(suite, datasets, config)
     result = run_benchmark(
         chosen,
-        models=models,
+        models=suite_models(suite, models),
         folds=folds,
         repeats=repeats,
         seed=seed,

@@ -9,6 +9,19 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.errors import ConfigError, MissingDependencyError
 
 SUITES = ("default", "full")
+# The default suite's models: the baselines and the core methods that train a TCGA-ACC fold in
+# seconds on one CPU thread. `ehpal` (~85 s per fold on one thread) and the catalogue join with
+# suite "full" or `--models`.
+DEFAULT_MODELS = ("unimodal", "early", "late", "healnet", "synergies", "hierarchical")
+
+
+def suite_models(suite: str, models: list[str] | None) -> list[str] | None:
+    """The models a suite runs (None: every registered model); `models` wins when given."""
+    if models:
+        return models
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite '{suite}'; use one of {SUITES}")
+    return list(DEFAULT_MODELS) if suite == "default" else None
 
 
 def suite_datasets(
