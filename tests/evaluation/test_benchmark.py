@@ -90,3 +90,13 @@ def test_folds_in_worker_processes_give_the_same_results(cohort, tmp_path):
     b = two.results.sort_values(cols).reset_index(drop=True)
     pd.testing.assert_frame_equal(a[cols], b[cols])
     np.testing.assert_allclose(a["value"], b["value"], rtol=1e-4, atol=1e-4)
+
+
+def test_suites_choose_models():
+    from polyfuse.evaluation.suites import DEFAULT_MODELS, suite_models
+
+    assert suite_models("default", None) == list(DEFAULT_MODELS)
+    assert suite_models("full", None) is None  # every registered model
+    assert suite_models("full", ["early"]) == ["early"]
+    with pytest.raises(ConfigError, match="unknown suite"):
+        suite_models("fast", None)
