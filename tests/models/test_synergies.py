@@ -22,7 +22,15 @@ from polyfuse.models.blocks.tokenizers import FeatureTokenizer
 from polyfuse.models.registry import create_model, model_class
 from polyfuse.models.synergies import SYNERGIES_PRESETS, PerceiverMemory, Synergies
 
-SMALL = dict(dim=16, depth=2, heads=2, dim_head=8, num_latents=5, memory_dim_head=8)
+SMALL = dict(
+    dim=16,
+    depth=2,
+    heads=2,
+    dim_head=8,
+    num_latents=5,
+    memory_dim_head=8,
+    tabular_tokens="features",
+)
 TASKS = {"dx": TaskSpec("dx", "multilabel", classes=("a", "b", "c"))}
 
 
@@ -41,7 +49,7 @@ def without(model: Synergies, m: str, **hparams: Any) -> Synergies:
 
 
 def test_memory_rule(specs) -> None:
-    model = build(specs, memory_threshold=3)
+    model = build(specs, memory_threshold=3, tabular_tokens="features")
     # sequences and bags always; the 7-feature table (7 > 3) and the images (1 patch) by size
     assert model.memory_modalities == ("clinical", "wsi", "labs")
     assert build(specs).memory_modalities == ("wsi", "labs")
@@ -50,7 +58,10 @@ def test_memory_rule(specs) -> None:
         build(specs, memory_modalities=["nope"])
 
 
-@pytest.mark.parametrize("hparams", [{}, {"memory_threshold": 3, "text_tokens": "pooled"}])
+@pytest.mark.parametrize(
+    "hparams",
+    [{}, {"memory_threshold": 3, "text_tokens": "pooled", "tabular_tokens": "features"}],
+)
 def test_absent_modality_equals_model_without_it(specs, dataset, hparams) -> None:
     """Masked default: for a sample lacking m, the output is that of the model without m."""
     batch = dataset.batch(np.arange(len(dataset))).inputs

@@ -30,12 +30,14 @@ the generalisation of §3(j), a RECONSTRUCTION):
 
 * image (B, C, H, W) / (B, C, D, H, W): a ViT patch embedding written here (a convolution with
   kernel = stride = `patch_size`, Conv2d or Conv3d by `spatial_dims`) plus a learned position
-  embedding per patch. Each spatial size must be divisible by min(patch_size, size). The paper
+  embedding per patch; the image is zero-padded to whole patches (`blocks/tokenizers.py`). The paper
   uses a pretrained ViT-S (timm) whose 12 encoder layers we do not have: pretrained backbones
   plug in as precomputed features (a bag or tabular modality).
-* tabular (B, F): the feature tokenizer of FT-Transformer (Gorishniy et al. 2021), token_f =
-  x_f · W_f + b_f with b_f a learned feature embedding (`tabular_tokens="features"`, default);
-  or one token Linear(F, d) (`"single"`).
+* tabular (B, F): one token Linear(F, d) (`tabular_tokens="single"`, the default), or the
+  feature tokenizer of FT-Transformer (Gorishniy et al. 2021), token_f = x_f · W_f + b_f with
+  b_f a learned feature embedding (`"features"`). On TCGA-ACC (5 × 3 CV, 92 patients, omics
+  of up to 471 features) feature tokens gave c-index 0.643 ± 0.187 (folds collapsing) and one
+  token 0.768 ± 0.075, so "single" is the default for small cohorts.
 * bag (B, N, D): one token per instance, Linear(D, d), no position (an unordered set).
 * sequence (B, T, C): steps as in the sequence encoder: NaN = not measured, so a step is
   Linear([values, observed]) + TimeEncoding(t) of its observation time (the step index if no
@@ -302,7 +304,7 @@ class Synergies(MultimodalModel):
         memory_ff_dropout: float = 0.0,
         memory_threshold: int = 64,
         memory_modalities: Sequence[str] | None = None,
-        tabular_tokens: Literal["features", "single"] = "features",
+        tabular_tokens: Literal["features", "single"] = "single",
         text_tokens: Literal["tokens", "pooled"] = "tokens",
         patch_size: int = 16,
         time_max_period: float = 10_000.0,
