@@ -2,7 +2,8 @@
 
 Issue item 5. Two sweeps of one training step (forward + backward of a summed-logit loss, batch
 4, two threads, default model sizes, `return_attention=False` since training does not need the
-maps), random inputs, one multilabel head of 25 labels (the paper's phenotypes):
+maps, feature tokens for tables), random inputs, one multilabel head of 25 labels (the paper's
+phenotypes):
 
 1. modalities: 2, 4, 8, 16 tabular modalities of 64 features, each a set of 64 feature tokens
    going straight into the joint transformer (64 is the default `memory_threshold`): the
@@ -80,7 +81,9 @@ def step_seconds(model: torch.nn.Module, batch: dict[str, ModalityBatch]) -> flo
 def measure(specs, batch, repeats: int, **hparams: Any) -> tuple[int, float, float]:
     """(joint sequence length, median step seconds, peak MiB)."""
     torch.manual_seed(0)
-    model = create_model("synergies", specs, TASKS, return_attention=False, **hparams).train()
+    model = create_model(
+        "synergies", specs, TASKS, return_attention=False, tabular_tokens="features", **hparams
+    ).train()
     step_seconds(model, batch)  # warm-up
     seconds = statistics.median(step_seconds(model, batch) for _ in range(repeats))
     peak, _ = measure_peak_memory(model, batch)
