@@ -83,8 +83,6 @@ the reference constructor's defaults; explicit keywords override the preset.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -93,12 +91,13 @@ from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import ConfigError, DataError, did_you_mean
+from polyfuse.errors import ConfigError, DataError
 from polyfuse.models.blocks.attention import Attention
 from polyfuse.models.blocks.feedforward import FeedForward, PreNorm
 from polyfuse.models.blocks.fourier import FourierEncoding
 from polyfuse.models.blocks.time import TimeEncoding
 from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
 
 _SHARED_TUNED: dict[str, Any] = dict(
@@ -192,31 +191,6 @@ HEALNET_TRAINING: dict[str, dict[str, Any]] = {
 }
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The hyper-parameters of a named preset (case-insensitive), or a ConfigError."""
-    key = name.lower()
-    if key not in HEALNET_PRESETS:
-        raise ConfigError(
-            f"unknown HEALNet preset '{name}'{did_you_mean(key, HEALNET_PRESETS)}; "
-            f"use one of {sorted(HEALNET_PRESETS)}"
-        )
-    return dict(HEALNET_PRESETS[key])
-
-
-def _with_preset(init: Callable[..., None]) -> Callable[..., None]:
-    """Fill the keywords a caller did not pass from `preset`; explicit keywords win.
-
-    `functools.wraps` keeps the signature visible to the registry (`model_hparams`).
-    """
-
-    @functools.wraps(init)
-    def wrapper(self, specs, tasks, *, preset: str | None = None, **explicit: Any) -> None:
-        values = {**preset_values(preset), **explicit} if preset is not None else explicit
-        init(self, specs, tasks, preset=preset, **values)
-
-    return wrapper
-
-
 def _skip_unless(use: Tensor, s: Tensor, delta: Tensor) -> Tensor:
     """The masked residual update: S + Δ where the sample uses this step, S untouched elsewhere."""
     return torch.where(rearrange(use, "b -> b 1 1"), s + delta, s)
@@ -268,12 +242,9 @@ class HEALNet(MultimodalModel):
         Without a preset, lr 3e-4: on TCGA-ACC (5 × 3 CV) the engine's default 1e-3 let some
         folds collapse at epoch 0-1 (c-index 0.743 ± 0.125), 3e-4 gave 0.784 ± 0.073.
         """
-        preset = hparams.get("preset")
-        if preset is not None and preset.lower() in HEALNET_TRAINING:
-            return dict(HEALNET_TRAINING[preset.lower()])
-        return {"lr": 3e-4}
+        return preset_training(HEALNET_TRAINING, hparams, {"lr": 3e-4})
 
-    @_with_preset
+    @with_presets(HEALNET_PRESETS, "HEALNet")
     def __init__(
         self,
         specs: dict[str, ModalitySpec],
@@ -524,4 +495,4 @@ class HEALNet(MultimodalModel):
         return self.norm(s.mean(dim=1)), aux
 
 
-__all__ = ["HEALNET_PRESETS", "HEALNET_TRAINING", "HEALNet", "preset_values"]
+__all__ = ["HEALNET_PRESETS", "HEALNET_TRAINING", "HEALNet"]

@@ -105,8 +105,7 @@ decay 0.01 (torch's default, which the code does not change).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -115,12 +114,13 @@ from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import ConfigError, did_you_mean
+from polyfuse.errors import ConfigError
 from polyfuse.models.blocks.time import TimeEncoding
 from polyfuse.models.blocks.tokenizers import ModalityTokenizer
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.encoders import Encoder, build_encoder
 from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
 
 # Published sizes (methods.md §3(b), §3(f)): paper commands, where they differ from the config.
@@ -149,25 +149,6 @@ SYNERGIES_PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 SYNERGIES_TRAINING: dict[str, dict[str, Any]] = {"paper": dict(lr=4e-5, weight_decay=0.01)}
-
-
-def _with_preset(init: Callable[..., None]) -> Callable[..., None]:
-    """Fill the keywords a caller did not pass from `preset`; explicit keywords win."""
-
-    @functools.wraps(init)
-    def wrapper(self, specs, tasks, *, preset: str | None = None, **explicit: Any) -> None:
-        values = explicit
-        if preset is not None:
-            if preset.lower() not in SYNERGIES_PRESETS:
-                raise ConfigError(
-                    f"unknown synergies preset '{preset}'"
-                    f"{did_you_mean(preset.lower(), SYNERGIES_PRESETS)}; "
-                    f"use one of {sorted(SYNERGIES_PRESETS)}"
-                )
-            values = {**SYNERGIES_PRESETS[preset.lower()], **explicit}
-        init(self, specs, tasks, preset=preset, **values)
-
-    return wrapper
 
 
 # --------------------------------------------------------------------------------- tokenizers
@@ -273,12 +254,9 @@ class Synergies(MultimodalModel):
     @classmethod
     def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:
         """The paper preset brings the paper's AdamW settings; otherwise lr 3e-4."""
-        preset = hparams.get("preset")
-        if preset is not None and preset.lower() in SYNERGIES_TRAINING:
-            return dict(SYNERGIES_TRAINING[preset.lower()])
-        return {"lr": 3e-4}
+        return preset_training(SYNERGIES_TRAINING, hparams, {"lr": 3e-4})
 
-    @_with_preset
+    @with_presets(SYNERGIES_PRESETS, "synergies")
     def __init__(
         self,
         specs: dict[str, ModalitySpec],
