@@ -76,3 +76,9 @@ def test_healnet_feature_attention_and_bag_instances(bag_data, tmp_path):
     assert {"attention_clin.png", "attention_clin.csv", "top_instances_wsi.csv"} <= files
     table = (tmp_path / "attention_clin.csv").read_text()
     assert all(name in table for name in "abcd")
+
+
+def test_hierarchical_pair_weights_figure(bag_data, tmp_path):
+    fitted = train_model("hierarchical", bag_data, training=FAST, hparams={"dim": 8}, seed=0)
+    files = {f.name: f for f in explain(fitted, bag_data, tmp_path)}
+    assert files["pair_weights.png"].read_bytes()[:8] == PNG

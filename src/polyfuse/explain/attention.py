@@ -8,10 +8,12 @@ latents) and over layers, giving one `(samples, tokens)` array per modality.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
-from polyfuse.data.dataset import MultimodalDataset
+from polyfuse.data.dataset import Batch, MultimodalDataset
 from polyfuse.training.fit import PREDICT_BATCH, FittedModel
 
 
@@ -24,18 +26,31 @@ def modality_of(key: str, modalities: list[str]) -> str | None:
 
 
 @torch.no_grad()
+def aux_outputs(
+    fitted: FittedModel, dataset: MultimodalDataset
+) -> Iterator[tuple[Batch, dict[str, torch.Tensor]]]:
+    """(batch, aux) for the whole dataset, preprocessed, in eval mode."""
+    data = fitted.preprocessor.transform(dataset)
+    fitted.model.eval()
+    for start in range(0, len(data), PREDICT_BATCH):
+        batch = data.batch(np.arange(start, min(start + PREDICT_BATCH, len(data))))
+        yield batch, fitted.model(batch.inputs).aux
+
+
+def collect_aux(fitted: FittedModel, dataset: MultimodalDataset, key: str) -> np.ndarray:
+    """One `aux[key]` array over all samples (e.g. HEALNet gates, hierarchical pair weights)."""
+    parts = [aux[key].float().cpu().numpy() for _, aux in aux_outputs(fitted, dataset)]
+    return np.concatenate(parts)
+
+
 def token_attention(fitted: FittedModel, dataset: MultimodalDataset) -> dict[str, np.ndarray]:
     """`{modality: (samples, tokens)}` mean attention; NaN for samples lacking the modality.
 
     Bags of different sizes are padded with NaN to the largest bag.
     """
-    data = fitted.preprocessor.transform(dataset)
-    fitted.model.eval()
-    modalities = list(data.specs)
+    modalities = list(dataset.specs)
     chunks: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(data), PREDICT_BATCH):
-        batch = data.batch(np.arange(start, min(start + PREDICT_BATCH, len(data))))
-        aux = fitted.model(batch.inputs).aux
+    for batch, aux in aux_outputs(fitted, dataset):
         per_mod: dict[str, list[torch.Tensor]] = {}
         for key, value in aux.items():
             m = modality_of(key, modalities)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from polyfuse.data.dataset import MultimodalDataset
-from polyfuse.explain.attention import token_attention
+from polyfuse.explain.attention import collect_aux, token_attention
 from polyfuse.explain.attribution import modality_contributions
 from polyfuse.io import atomic_write
 from polyfuse.training.fit import FittedModel
@@ -94,6 +94,13 @@ def explain(fitted: FittedModel, dataset: MultimodalDataset, out: Path) -> list[
     contrib = modality_contributions(fitted, dataset)
     atomic_write(out / "contributions.csv", lambda p: contrib.to_csv(p))
     written += [out / "contributions.csv", plot_contributions(contrib, out / "contributions.png")]
+    if hasattr(fitted.model, "pair_names"):  # hierarchical fusion: per-sample pair weights
+        from polyfuse.explain.pairs import plot_pair_weights
+
+        weights = collect_aux(fitted, dataset, "pair_weights")
+        path = out / "pair_weights.png"
+        names, mods = fitted.model.pair_names, list(dataset.specs)
+        written.append(plot_pair_weights(weights, names, mods, path, ids=dataset.ids))
     for m, att in token_attention(fitted, dataset).items():
         spec = dataset.specs[m]
         names = spec.feature_names
