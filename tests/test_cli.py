@@ -116,3 +116,19 @@ def test_the_installed_entry_point_exits_2_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "config file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_profile_prints_a_row_per_model():
+    result = run("profile", "-m", "early", "-m", "late")
+    assert result.exit_code == 0, result.output
+    assert "early" in result.output and "late" in result.output and "params" in result.output
+
+
+def test_benchmark_command_prints_the_leaderboard(tmp_path):
+    out = tmp_path / "bench"
+    args = ["benchmark", "-m", "early", "--folds", "2", "--repeats", "1", "--no-classical"]
+    result = run(*args, "--workers", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "c_index" in result.output and "early" in result.output
+    assert (out / "report.html").is_file() and (out / "leaderboard.md").is_file()
+    assert_clean_error(run(*args, "--out", out), "already exists")

@@ -198,7 +198,7 @@ def profile(
         cfg = load_config(config)
         hparams = {cfg.model.name: cfg.model.params}
     table = profile_models(models or list_models(), data, hparams=hparams)
-    _console().print(_table(f"profile on {data.name}", table.set_index("model")))
+    _console().print(_table(f"profile on {data.name}", table))
 
 
 @app.command()
