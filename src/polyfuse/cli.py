@@ -82,9 +82,11 @@ def fit(
 ) -> None:
     """Train one model on all samples of CONFIG's data; save it to runs/<name>/."""
     from polyfuse.config import load_config
+
+    experiment = load_config(config)  # config errors first, before torch is imported
     from polyfuse.training.experiment import run_fit
 
-    run, fitted = run_fit(load_config(config), overwrite=overwrite, resume=resume)
+    run, fitted = run_fit(experiment, overwrite=overwrite, resume=resume)
     _console().print(f"fitted [bold]{fitted.model_name}[/] → {run}")
 
 
@@ -93,9 +95,11 @@ def fit(
 def cv(config: ConfigArg, overwrite: Overwrite = False) -> None:
     """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to the run dir."""
     from polyfuse.config import load_config
+
+    experiment = load_config(config)  # config errors first, before torch is imported
     from polyfuse.training.experiment import run_cv
 
-    run, result = run_cv(load_config(config), overwrite=overwrite)
+    run, result = run_cv(experiment, overwrite=overwrite)
     summary = result.summary()[["text", "n"]].rename(columns={"text": "mean ± sd"})
     console = _console()
     console.print(_table(f"{result.model}: cross-validation", summary))

@@ -1,0 +1,212 @@
+"""Loss balancers and focal weights against values worked out by hand (methods.md §4(c))."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from polyfuse.errors import ConfigError
+from polyfuse.tasks.balancing import (
+    DTPBalancer,
+    DWABalancer,
+    LossBalancer,
+    StaticBalancer,
+    UncertaintyBalancer,
+    build_balancer,
+    focal_weights,
+)
+
+TASKS = ["a", "b", "c"]
+
+
+def _losses(*values: float, requires_grad: bool = False) -> dict[str, torch.Tensor]:
+    return {
+        t: torch.tensor(v, requires_grad=requires_grad) for t, v in zip(TASKS, values, strict=True)
+    }
+
+
+# --------------------------------------------------------------------------- static
+
+
+def test_static_weighted_sum() -> None:
+    bal = StaticBalancer(TASKS, weights={"a": 2.0, "c": 0.5})
+    out = bal(_losses(1.0, 3.0, 4.0))
+    assert out.item() == pytest.approx(2 * 1 + 1 * 3 + 0.5 * 4)
+    assert bal.weights() == {"a": 2.0, "b": 1.0, "c": 0.5}
+    bal.epoch_end(None, {"a": 1.0, "b": 1.0, "c": 1.0})  # no-op
+    assert bal.weights()["a"] == 2.0
+
+
+def test_static_default_and_subset_of_tasks() -> None:
+    bal = build_balancer("static", TASKS)
+    assert isinstance(bal, LossBalancer)
+    assert bal(_losses(1.0, 2.0, 3.0)).item() == pytest.approx(6.0)
+    # a batch without labels for some task: only the present ones are summed
+    assert bal({"b": torch.tensor(2.0)}).item() == pytest.approx(2.0)
+
+
+def test_static_gradient_flows_to_losses() -> None:
+    losses = _losses(1.0, 2.0, 3.0, requires_grad=True)
+    StaticBalancer(TASKS, weights={"b": 3.0})(losses).backward()
+    assert [losses[t].grad.item() for t in TASKS] == [1.0, 3.0, 1.0]
+
+
+# --------------------------------------------------------------------------- uncertainty
+
+
+def test_uncertainty_gradient_by_hand_and_learned() -> None:
+    bal = UncertaintyBalancer(TASKS, init=0.0)
+    with torch.no_grad():
+        bal.log_vars.copy_(torch.tensor([0.0, 0.5, -1.0]))
+    s = bal.log_vars.detach().clone()
+    values = [2.0, 0.3, 1.0]
+    out = bal(_losses(*values))
+    expected = sum(math.exp(-si) * li + si for si, li in zip(s.tolist(), values, strict=True))
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+    out.backward()
+    by_hand = [math.exp(-si) * (-li) + 1 for si, li in zip(s.tolist(), values, strict=True)]
+    assert bal.log_vars.grad.tolist() == pytest.approx(by_hand, rel=1e-6)
+
+    opt = torch.optim.SGD(bal.parameters(), lr=0.1)
+    opt.step()
+    assert not torch.allclose(bal.log_vars.detach(), s)
+    # s_t moves against its gradient: up where L_t > exp(s_t), down where L_t < exp(s_t)
+    step = (bal.log_vars.detach() - s).tolist()
+    assert step == pytest.approx([-0.1 * g for g in by_hand], rel=1e-5)
+    assert bal.weights()["a"] == pytest.approx(math.exp(-bal.log_vars[0].item()))
+
+
+def test_uncertainty_regression_factor() -> None:
+    bal = build_balancer("uw", ["x"], factor="regression", init=-0.5)
+    out = bal({"x": torch.tensor(2.0)})
+    assert out.item() == pytest.approx(2.0 / (2 * math.exp(-0.5)) + (-0.5) / 2, rel=1e-6)
+    assert bal.weights()["x"] == pytest.approx(0.5 * math.exp(0.5))
+    with pytest.raises(ConfigError, match="did you mean 'regression'"):
+        UncertaintyBalancer(["x"], factor="regresion")
+
+
+# --------------------------------------------------------------------------- DWA
+
+
+def test_dwa_equal_then_softmax_of_ratios() -> None:
+    bal = build_balancer("dwa", TASKS)
+    assert bal.weights() == {"a": 1.0, "b": 1.0, "c": 1.0}
+    bal.epoch_end(None, {"a": 1.0, "b": 1.0, "c": 1.0})
+    assert bal.weights() == {"a": 1.0, "b": 1.0, "c": 1.0}  # still one epoch only
+    bal.epoch_end(None, {"a": 0.5, "b": 0.9, "c": 0.7})  # "b" decreased least
+    w = bal.weights()
+    assert sum(w.values()) == pytest.approx(len(TASKS))
+    assert max(w, key=w.get) == "b" and min(w, key=w.get) == "a"
+    ratios = [0.5, 0.9, 0.7]
+    exps = [math.exp(r / 2.0) for r in ratios]
+    by_hand = [3 * e / sum(exps) for e in exps]
+    assert [w[t] for t in TASKS] == pytest.approx(by_hand, rel=1e-6)
+    assert bal(_losses(1.0, 1.0, 1.0)).item() == pytest.approx(3.0, rel=1e-6)
+
+
+def test_dwa_uses_last_two_epochs_only() -> None:
+    bal = DWABalancer(["a", "b"], temperature=1.0)
+    bal.epoch_end(None, {"a": 100.0, "b": 1.0})
+    bal.epoch_end(None, {"a": 2.0, "b": 1.0})
+    bal.epoch_end(None, {"a": 2.0, "b": 0.5})  # ratios now 1.0 and 0.5
+    w = bal.weights()
+    assert w["a"] == pytest.approx(2 * math.exp(1.0) / (math.exp(1.0) + math.exp(0.5)))
+    assert sum(w.values()) == pytest.approx(2.0)
+    with pytest.raises(ConfigError, match="no value"):
+        bal.epoch_end(None, {"a": 1.0})
+
+
+# --------------------------------------------------------------------------- DTP
+
+
+def test_dtp_formula_and_monotone_in_kpi() -> None:
+    bal = DTPBalancer(["x"], gamma=2.0)
+    assert bal.weights() == {"x": 1.0}
+    kpis = [0.55, 0.65, 0.75, 0.85, 0.95]
+    weights = []
+    for k in kpis:
+        fresh = DTPBalancer(["x"])
+        fresh.epoch_end({"x": k}, {"x": 0.0})
+        weights.append(fresh.weights()["x"])
+        assert weights[-1] == pytest.approx(-((1 - k) ** 2) * math.log(k), rel=1e-6)
+    assert weights == sorted(weights, reverse=True) and len(set(weights)) == len(weights)
+
+
+def test_dtp_smoothing_and_clamp() -> None:
+    bal = build_balancer("dtp", ["x", "y"], alpha=0.9, gamma={"y": 1.0})
+    bal.epoch_end({"x": 0.6, "y": 0.0}, {})
+    bal.epoch_end({"x": 0.8, "y": 1.0}, {})
+    k_x = 0.9 * 0.8 + 0.1 * 0.6
+    k_y = 0.9 * 1.0 + 0.1 * 0.0
+    w = bal.weights()
+    assert w["x"] == pytest.approx(-((1 - k_x) ** 2) * math.log(k_x), rel=1e-6)
+    assert w["y"] == pytest.approx(-(1 - k_y) * math.log(k_y), rel=1e-6)
+    # clamping keeps a KPI of exactly 0 or 1 finite
+    edge = DTPBalancer(["lo", "hi"])
+    edge.epoch_end({"lo": 0.0, "hi": 1.0}, {})
+    assert all(math.isfinite(v) and v >= 0 for v in edge.weights().values())
+    assert edge.weights()["lo"] > edge.weights()["hi"]
+    edge.epoch_end(None, {})  # no KPI this epoch: weights unchanged
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        edge.epoch_end({"lo": 1.5, "hi": 0.5}, {})
+
+
+# --------------------------------------------------------------------------- focal
+
+
+def test_focal_weights_by_hand() -> None:
+    prob = torch.tensor([[0.9, 0.2], [0.4, 0.5]])
+    target = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    # p_t = [[0.9, 0.8], [0.4, 0.5]] -> (1 - p_t)^2
+    expected = torch.tensor([[0.01, 0.04], [0.36, 0.25]])
+    assert torch.allclose(focal_weights(prob, target), expected, atol=1e-6)
+    assert torch.allclose(
+        focal_weights(prob, target, gamma=1.0), torch.tensor([[0.1, 0.2], [0.6, 0.5]]), atol=1e-6
+    )
+    assert torch.equal(focal_weights(prob, target, gamma=0.0), torch.ones(2, 2))
+
+
+def test_focal_detach_cuts_gradient() -> None:
+    prob = torch.tensor([0.3, 0.8], requires_grad=True)
+    target = torch.tensor([1.0, 0.0])
+    w = focal_weights(prob, target)
+    assert not w.requires_grad
+    w2 = focal_weights(prob, target, detach=False)
+    w2.sum().backward()
+    # d/dp (1 - p)^2 = -2(1 - p) for y = 1; d/dp p^2 = 2p for y = 0
+    assert prob.grad.tolist() == pytest.approx([-2 * 0.7, 2 * 0.8], rel=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        focal_weights(prob, target[:1])
+
+
+# --------------------------------------------------------------------------- build / errors
+
+
+def test_build_balancer_errors() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'dwa'"):
+        build_balancer("dwaa", TASKS)
+    with pytest.raises(ConfigError, match="choose from"):
+        build_balancer("gradnorm", TASKS)
+    with pytest.raises(ConfigError, match="bad option"):
+        build_balancer("dwa", TASKS, gamma=2.0)
+    with pytest.raises(ConfigError, match="did you mean 'a'"):
+        build_balancer("static", TASKS, weights={"aa": 1.0})
+    with pytest.raises(ConfigError, match="unknown task"):
+        build_balancer("static", TASKS)({"zzz": torch.tensor(1.0)})
+    with pytest.raises(ConfigError, match="duplicate"):
+        build_balancer("static", ["a", "a"])
+    with pytest.raises(ConfigError, match="temperature"):
+        build_balancer("dwa", TASKS, temperature=0.0)
+    assert isinstance(build_balancer("DTP", TASKS), DTPBalancer)
+    assert isinstance(build_balancer("uncertainty", TASKS), UncertaintyBalancer)
+
+
+def test_state_dict_round_trip() -> None:
+    bal = DWABalancer(TASKS)
+    bal.epoch_end(None, {"a": 1.0, "b": 1.0, "c": 1.0})
+    bal.epoch_end(None, {"a": 0.2, "b": 0.9, "c": 0.5})
+    other = DWABalancer(TASKS)
+    other.load_state_dict(bal.state_dict())
+    assert other.weights() == pytest.approx(bal.weights())
