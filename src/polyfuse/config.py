@@ -134,6 +134,7 @@ class TrainingConfig(_Section):
     monitor: Literal["loss", "metric"] = "loss"
     alpha: float = Field(default=0.4, ge=0, le=1, description="discrete-survival NLL α")
     class_weights: Literal["none", "inverse"] = "none"
+    balancing: Literal["static", "uncertainty", "dwa", "dtp"] = "static"
     accelerator: str = "cpu"
     devices: int | str = 1
     precision: str = "32-true"

@@ -107,3 +107,18 @@ def test_auxiliary_losses_in_aux_are_added(signal_data):
     fitted.model.forward = with_aux
     with torch.no_grad():
         assert float(module.loss(batch)) == pytest.approx(base + 2.5, rel=1e-5)
+
+
+@pytest.mark.parametrize("balancing", ["dwa", "dtp", "uncertainty"])
+def test_dynamic_balancing_trains_and_logs_task_weights(signal_data, tmp_path, balancing):
+    cfg = FAST.model_copy(update={"epochs": 4, "balancing": balancing, "patience": 10})
+    fitted = train_model("early", signal_data, training=cfg, seed=0, log_dir=tmp_path)
+    log = pd.read_csv(tmp_path / "version_0" / "metrics.csv")
+    weights = log[["weight/y", "weight/os"]].dropna()
+    assert len(weights) == 4 and np.isfinite(weights.to_numpy()).all()
+    if balancing == "dwa":  # equal for two epochs, then K·softmax: always summing to K = 2
+        np.testing.assert_allclose(weights.sum(1), 2.0, rtol=1e-5)
+        assert (weights.iloc[:2] == 1.0).all().all() and not (weights.iloc[2:] == 1.0).all().all()
+    else:  # learned log-variances or KPI-driven weights move away from the start
+        assert not np.allclose(weights.iloc[-1], weights.iloc[0])
+    assert fitted.evaluate(signal_data, signal_data.targets)["y"]["auroc"] > 0.5

@@ -226,6 +226,7 @@ def train_model(
         lr=training.lr,
         weight_decay=training.weight_decay,
         l1=training.l1,
+        balancing=training.balancing,
     )
     best = BestWeights()
     callbacks: list[Any] = []
