@@ -63,3 +63,13 @@ def test_early_fusion_learns_on_real_patients(acc):
     training = TrainingConfig(epochs=30, progress=False)
     result = pf.cross_validate("early", acc, folds=3, training=training, progress=False, dim=16)
     assert result.summary().loc[("os", "c_index"), "mean"] > 0.65
+
+
+def test_tcga_acc_multitask_adds_subtype_targets_not_inputs(acc):
+    multi = pf.datasets.load("tcga-acc-multitask")
+    assert multi.specs == acc.specs  # the subtype calls are never inputs
+    assert multi.tasks["c1a_c1b"].type == "binary"
+    assert multi.tasks["oncosign"].classes[:2] == ("CN1", "CN2")
+    y = multi.targets["protein_cluster"]
+    assert np.isnan(y).sum() == 47 and set(np.unique(y[~np.isnan(y)])) == {0.0, 1.0, 2.0}
+    np.testing.assert_array_equal(multi.targets["os"], acc.targets["os"])

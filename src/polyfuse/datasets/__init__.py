@@ -38,6 +38,13 @@ DATASETS: dict[str, DatasetInfo] = {
             "polyfuse.datasets.tcga_acc:load_tcga_acc",
         ),
         DatasetInfo(
+            "tcga-acc-multitask",
+            "TCGA-ACC with survival plus 8 omics-derived subtype calls (mRNA, miRNA, copy "
+            "number, protein, methylation clusters, COC, C1A/C1B, OncoSign) as extra tasks",
+            "Artistic-2.0 (MultiAssayExperiment); TCGA open access",
+            "polyfuse.datasets.tcga_acc:load_tcga_acc_multitask",
+        ),
+        DatasetInfo(
             "gse7390",
             "TRANSBIG breast cancer (GSE7390): 198 patients, clinical + 76 gene probes, "
             "distant-metastasis-free survival",

@@ -34,8 +34,27 @@ CLINICAL_CATEGORICAL = (
 )
 
 
-def load_tcga_acc() -> MultimodalDataset:
-    """The bundled TCGA-ACC cohort with one survival task, `os`."""
+# Subtype calls derived from the omics: usable as targets only, never as inputs (leakage).
+SUBTYPE_TASKS = {
+    "c1a_c1b": ("C1A.C1B", "binary"),
+    "mrna_k4": ("mRNA_K4", "multiclass"),
+    "methylevel": ("MethyLevel", "multiclass"),
+    "mirna_cluster": ("miRNA.cluster", "multiclass"),
+    "scna_cluster": ("SCNA.cluster", "multiclass"),
+    "protein_cluster": ("protein.cluster", "multiclass"),
+    "coc": ("COC", "multiclass"),
+    "oncosign": ("OncoSign", "multiclass"),
+}
+
+
+def load_tcga_acc_multitask() -> MultimodalDataset:
+    """TCGA-ACC with survival plus the eight omics-derived subtype calls as extra tasks
+    (a patient without a call has an unknown target for that task)."""
+    return load_tcga_acc(subtypes=True)
+
+
+def load_tcga_acc(subtypes: bool = False) -> MultimodalDataset:
+    """The bundled TCGA-ACC cohort with one survival task, `os` (and the subtype tasks)."""
     tables, targets = read_tcga_acc_tables()
     patients = tables["clinical"].index
     parts = [tables["clinical"].reindex(patients)]
@@ -54,8 +73,14 @@ def load_tcga_acc() -> MultimodalDataset:
         modalities[name] = ModalityConfig(kind="tabular", prefix=f"{name}:")
     os_time = targets["os_time"].where(targets["os_time"] > 0)
     parts.append(pd.DataFrame({"os_time": os_time, "os_event": targets["os_event"]}))
-    frame = pd.concat(parts, axis=1).rename_axis("patient").reset_index()
     tasks = {"os": TaskConfig(type="survival", time_column="os_time", event_column="os_event")}
+    if subtypes:
+        parts.append(targets[[column for column, _ in SUBTYPE_TASKS.values()]])
+        tasks |= {
+            name: TaskConfig(type=kind, column=column)
+            for name, (column, kind) in SUBTYPE_TASKS.items()
+        }
+    frame = pd.concat(parts, axis=1).rename_axis("patient").reset_index()
     data = load_frame(
         frame,
         modalities,
@@ -63,7 +88,7 @@ def load_tcga_acc() -> MultimodalDataset:
         id_column="patient",
         root=Path("."),
         where="tcga-acc",
-        name="tcga-acc",
+        name="tcga-acc-multitask" if subtypes else "tcga-acc",
     )
-    check_dataset(data, "tcga-acc")
+    check_dataset(data, data.name)
     return data
