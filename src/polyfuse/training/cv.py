@@ -15,6 +15,7 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.io import atomic_write
 from polyfuse.training.fit import train_model
+from polyfuse.training.predict import score_columns
 
 
 @dataclass
@@ -106,19 +107,8 @@ def cross_validate(
 def _prediction_frame(
     test: MultimodalDataset, split: Split, task: str, scores: dict[str, np.ndarray]
 ) -> pd.DataFrame:
-    cols: dict[str, Any] = {
-        "id": test.ids,
-        "repeat": split.repeat,
-        "fold": split.fold,
-        "task": task,
-    }
-    for name, value in scores.items():
-        if value.ndim == 1:
-            cols[name] = value
-        else:
-            for j in range(value.shape[1]):
-                cols[f"{name}_{j}"] = value[:, j]
-    return pd.DataFrame(cols)
+    keys = {"id": test.ids, "repeat": split.repeat, "fold": split.fold, "task": task}
+    return pd.DataFrame(keys | score_columns(scores))
 
 
 def _progress(items: list, label: str, enabled: bool):

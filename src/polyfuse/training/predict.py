@@ -33,16 +33,23 @@ def load_new_data(run_dir: Path, data: str) -> MultimodalDataset:
     return from_config(config.data.model_copy(update={"table": path, "root": root}))
 
 
+def score_columns(scores: dict[str, np.ndarray], prefix: str = "") -> dict[str, np.ndarray]:
+    """Flat columns of one task's scores: `<prefix><score>`, matrices as `_<j>` columns."""
+    cols: dict[str, np.ndarray] = {}
+    for name, value in scores.items():
+        if value.ndim == 1:
+            cols[f"{prefix}{name}"] = value
+        else:
+            for j in range(value.shape[1]):
+                cols[f"{prefix}{name}_{j}"] = value[:, j]
+    return cols
+
+
 def prediction_frame(dataset: MultimodalDataset, scores: dict[str, dict[str, np.ndarray]]):
     """One row per sample: `<task>.<score>` columns (matrices spread over `_<j>` columns)."""
     cols: dict[str, np.ndarray] = {}
     for task, d in scores.items():
-        for name, value in d.items():
-            if value.ndim == 1:
-                cols[f"{task}.{name}"] = value
-            else:
-                for j in range(value.shape[1]):
-                    cols[f"{task}.{name}_{j}"] = value[:, j]
+        cols |= score_columns(d, f"{task}.")
     return pd.DataFrame(cols, index=pd.Index(dataset.ids, name="id"))
 
 
