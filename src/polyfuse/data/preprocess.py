@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.data.specs import ModalitySpec
 from polyfuse.errors import DataError
 
 
@@ -75,26 +76,33 @@ class Preprocessor:
             )
         return self
 
-    def transform(self, dataset: MultimodalDataset) -> MultimodalDataset:
-        """The dataset with fitted tabular modalities imputed and scaled (a new object)."""
-        specs, sources = dict(dataset.specs), dict(dataset.sources)
+    def transform_specs(self, specs: dict[str, ModalitySpec]) -> dict[str, ModalitySpec]:
+        """The specs after `transform` (missing indicators widen tabular modalities)."""
+        out = dict(specs)
         for m, f in self.fitted.items():
             if m not in specs:
                 raise DataError(f"preprocessing was fitted on modality '{m}', which the data lacks")
-            spec, src = specs[m], sources[m]
+            spec = specs[m]
             if spec.shape[0] != len(f.fill):
                 raise DataError(
                     f"modality '{m}' has {spec.shape[0]} features; preprocessing expects {len(f.fill)}"
                 )
-            x = src.values
+            names = list(spec.feature_names or [f"{m}_{i}" for i in range(spec.shape[0])])
+            names += [f"{names[i]}_missing" for i in f.indicator]
+            out[m] = dataclasses.replace(spec, shape=(len(names),), feature_names=tuple(names))
+        return out
+
+    def transform(self, dataset: MultimodalDataset) -> MultimodalDataset:
+        """The dataset with fitted tabular modalities imputed and scaled (a new object)."""
+        specs = self.transform_specs(dataset.specs)
+        sources = dict(dataset.sources)
+        for m, f in self.fitted.items():
+            x = sources[m].values
             missing = np.isnan(x)
             out = (np.where(missing, f.fill, x) - f.mean) / f.std
-            names = list(spec.feature_names or [f"{m}_{i}" for i in range(spec.shape[0])])
             if len(f.indicator):
                 out = np.concatenate([out, missing[:, f.indicator].astype(np.float32)], axis=1)
-                names += [f"{names[i]}_missing" for i in f.indicator]
-            sources[m] = ArraySource(out, src.present)
-            specs[m] = dataclasses.replace(spec, shape=(out.shape[1],), feature_names=tuple(names))
+            sources[m] = ArraySource(out, sources[m].present)
         return dataset.replace(specs=specs, sources=sources)
 
     def fit_transform(self, dataset: MultimodalDataset) -> MultimodalDataset:

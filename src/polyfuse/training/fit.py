@@ -131,7 +131,7 @@ class FittedModel:
         objectives = nn.ModuleDict(
             {t: TaskObjective(tasks[t], **meta["objectives"][t]) for t in tasks}
         )
-        specs = _transformed_specs(raw_specs, pre)
+        specs = pre.transform_specs(raw_specs)
         model = create_model(meta["model"], specs, tasks, **meta["hparams"])
         state = load_file(str(directory / "model.safetensors"))
         model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
@@ -145,26 +145,6 @@ class FittedModel:
 
 def _spec(cls: type, d: dict[str, Any]) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
-def _transformed_specs(
-    specs: dict[str, ModalitySpec], pre: Preprocessor
-) -> dict[str, ModalitySpec]:
-    """Specs after preprocessing (missing indicators widen tabular modalities)."""
-    from polyfuse.data.dataset import ArraySource
-
-    n = 1
-    empty = MultimodalDataset(
-        ["_"] * n,
-        specs,
-        {
-            m: ArraySource(np.zeros((n, *s.shape), np.float32), np.zeros(n, bool))
-            for m, s in specs.items()
-        },
-        {},
-        {},
-    )
-    return pre.transform(empty).specs
 
 
 def with_model_defaults(
