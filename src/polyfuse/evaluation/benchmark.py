@@ -23,6 +23,7 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.evaluation.robustness import conditions
 from polyfuse.io import atomic_write, prepare_run_dir
+from polyfuse.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def benchmark(
     preprocess = preprocess or PreprocessConfig()
     start = time.perf_counter()
     tables: dict[str, list[pd.DataFrame]] = {}
-    bar = _Progress(progress)
+    bar = Progress(progress)
     with bar:
         for item in datasets:
             data = load(item) if isinstance(item, str) else item
@@ -290,7 +291,7 @@ def _classical(
     name: str,
     seed: int,
     resume: bool,
-    bar: _Progress,
+    bar: Progress,
 ) -> pd.DataFrame:
     """The classical floors on the same folds (cached in parts/ like the fusion folds)."""
     from polyfuse.evaluation.classical import classical_floors
@@ -351,41 +352,3 @@ def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
                 )
             )
     return pd.DataFrame(rows)
-
-
-class _Progress:
-    """A rich progress bar over models × folds (silent when disabled)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-        self.job = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self.bar = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            )
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    def add(self, name: str, total: int) -> None:
-        if self.bar is not None:
-            self.job = self.bar.add_task(name, total=total)
-
-    def describe(self, text: str) -> None:
-        if self.bar is not None and self.job is not None:
-            self.bar.update(self.job, description=text)
-
-    def advance(self, n: int = 1) -> None:
-        if self.bar is not None and self.job is not None:
-            self.bar.advance(self.job, n)

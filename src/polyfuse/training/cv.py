@@ -14,6 +14,7 @@ from polyfuse.config import PreprocessConfig, TrainingConfig
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.io import atomic_write
+from polyfuse.progress import Progress
 from polyfuse.training.fit import train_model
 from polyfuse.training.predict import score_columns
 
@@ -75,26 +76,29 @@ def cross_validate(
     splits = splits if splits is not None else kfold(data, folds, repeats, seed, stratify)
     rows, preds = [], []
     start = time.perf_counter()
-    for i, split in enumerate(_progress(splits, f"cv {model}", progress)):
-        train = data.subset(split.train)
-        test = data.subset(split.test)
-        fitted = train_model(
-            model,
-            train,
-            hparams=hparams,
-            training=training,
-            preprocess=preprocess,
-            task_weights=task_weights,
-            seed=seed + i,
-        )
-        scores = fitted.predict(test)
-        for task, objective in fitted.objectives.items():
-            metrics = objective.metrics(scores[task], test.targets[task], train.targets[task])
-            rows += [
-                dict(repeat=split.repeat, fold=split.fold, task=task, metric=k, value=v)
-                for k, v in metrics.items()
-            ]
-            preds.append(_prediction_frame(test, split, task, scores[task]))
+    with Progress(progress) as bar:
+        bar.add(f"cv {model}", len(splits))
+        for i, split in enumerate(splits):
+            train = data.subset(split.train)
+            test = data.subset(split.test)
+            fitted = train_model(
+                model,
+                train,
+                hparams=hparams,
+                training=training,
+                preprocess=preprocess,
+                task_weights=task_weights,
+                seed=seed + i,
+            )
+            scores = fitted.predict(test)
+            for task, objective in fitted.objectives.items():
+                metrics = objective.metrics(scores[task], test.targets[task], train.targets[task])
+                rows += [
+                    dict(repeat=split.repeat, fold=split.fold, task=task, metric=k, value=v)
+                    for k, v in metrics.items()
+                ]
+                preds.append(_prediction_frame(test, split, task, scores[task]))
+            bar.advance()
     return CVResult(
         model,
         pd.DataFrame(rows),
@@ -109,23 +113,3 @@ def _prediction_frame(
 ) -> pd.DataFrame:
     keys = {"id": test.ids, "repeat": split.repeat, "fold": split.fold, "task": task}
     return pd.DataFrame(keys | score_columns(scores))
-
-
-def _progress(items: list, label: str, enabled: bool):
-    """Iterate with a rich progress bar on a terminal."""
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as bar:
-        job = bar.add_task(label, total=len(items))
-        for item in items:
-            yield item
-            bar.advance(job)
