@@ -133,8 +133,19 @@ class TrainingConfig(_Section):
     patience: int = Field(default=10, ge=1)
     monitor: Literal["loss", "metric"] = "loss"
     alpha: float = Field(default=0.4, ge=0, le=1, description="discrete-survival NLL α")
-    class_weights: Literal["none", "inverse"] = "none"
-    balancing: Literal["static", "uncertainty", "dwa", "dtp"] = "static"
+    class_weights: Literal["none", "inverse"] = Field(
+        default="none",
+        description="inverse: inverse-frequency class/bin weights; positive weights for binary "
+        "and multilabel tasks",
+    )
+    balancing: Literal["static", "uncertainty", "dwa", "dtp", "gradnorm"] = "static"
+    balancing_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options of the balancer: dtp gamma/alpha, dwa temperature, gradnorm alpha, "
+        "uncertainty factor/init",
+    )
+    focal_gamma: float = Field(default=0.0, ge=0, description="sample-level focal γ (0 = off)")
+    focal_detach: bool = True
     accelerator: str = "cpu"
     devices: int | str = 1
     precision: str = "32-true"

@@ -188,7 +188,7 @@ def test_build_balancer_errors() -> None:
     with pytest.raises(ConfigError, match="did you mean 'dwa'"):
         build_balancer("dwaa", TASKS)
     with pytest.raises(ConfigError, match="choose from"):
-        build_balancer("gradnorm", TASKS)
+        build_balancer("gradnorms_x", TASKS)
     with pytest.raises(ConfigError, match="bad option"):
         build_balancer("dwa", TASKS, gamma=2.0)
     with pytest.raises(ConfigError, match="did you mean 'a'"):
@@ -210,3 +210,74 @@ def test_state_dict_round_trip() -> None:
     other = DWABalancer(TASKS)
     other.load_state_dict(bal.state_dict())
     assert other.weights() == pytest.approx(bal.weights())
+
+
+# --------------------------------------------------------------------------- gradnorm
+
+
+def _two_task_toy(seed: int = 0):
+    """A shared layer feeding two heads whose losses differ 100-fold in gradient scale."""
+    torch.manual_seed(seed)
+    shared = torch.nn.Linear(8, 8)
+    heads = torch.nn.ModuleList([torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)])
+    x = torch.randn(64, 8)
+    y = [x[:, :1] * 2.0, x[:, 1:2] * 20.0]  # task b's targets (and loss) are far larger
+
+    def losses() -> dict[str, torch.Tensor]:
+        h = torch.relu(shared(x))
+        return {t: ((heads[i](h) - y[i]) ** 2).mean() for i, t in enumerate("ab")}
+
+    return shared, heads, losses
+
+
+def _grad_norms(shared: torch.nn.Module, weighted: dict[str, torch.Tensor]) -> list[float]:
+    out = []
+    for v in weighted.values():
+        grads = torch.autograd.grad(v, list(shared.parameters()), retain_graph=True)
+        out.append(float(torch.sqrt(sum(g.pow(2).sum() for g in grads))))
+    return out
+
+
+def test_gradnorm_brings_task_gradient_norms_closer() -> None:
+    shared, heads, losses = _two_task_toy()
+    bal = build_balancer("gradnorm", ["a", "b"], alpha=0.0, shared=list(shared.parameters()))
+    params = [*shared.parameters(), *heads.parameters()]
+    opt = torch.optim.SGD(
+        [{"params": params, "lr": 1e-4}, {"params": bal.parameters(), "lr": 0.05}]
+    )
+    first = losses()
+    start = _grad_norms(shared, first)
+    for _ in range(300):
+        opt.zero_grad()
+        bal(losses()).backward()
+        opt.step()
+    w = bal.weights()
+    assert sum(w.values()) == pytest.approx(2.0, rel=1e-5)  # K softmax(v) always sums to K
+    assert w["a"] > 1.0 > w["b"]  # the task with the small gradient is up-weighted
+    end = _grad_norms(shared, {t: w[t] * v for t, v in losses().items()})
+    ratio = lambda g: max(g) / min(g)  # noqa: E731
+    assert ratio(end) < 0.5 * ratio(start), (start, end)
+
+
+def test_gradnorm_only_moves_its_own_weights_and_starts_equal() -> None:
+    shared, heads, losses = _two_task_toy()
+    bal = build_balancer("gradnorm", ["a", "b"], shared=list(shared.parameters()))
+    assert bal.weights() == {"a": 1.0, "b": 1.0}
+    values = losses()
+    total = bal(values)
+    # the model-facing part is sum_t w_t L_t with constant weights (= 1 at the start)
+    model_part = sum(values.values())
+    g_total = torch.autograd.grad(total, heads[0].weight, retain_graph=True)[0]
+    g_model = torch.autograd.grad(model_part, heads[0].weight)[0]
+    torch.testing.assert_close(g_total, g_model)
+    assert torch.isfinite(bal.initial).all()  # first-step losses recorded for r_t
+    bal.eval()  # no balancing objective outside training
+    with torch.no_grad():
+        assert float(bal(losses())) == pytest.approx(float(sum(losses().values())), rel=1e-6)
+
+
+def test_gradnorm_with_one_task_present_is_plain_weighted_loss() -> None:
+    shared, _, losses = _two_task_toy()
+    bal = build_balancer("gradnorm", ["a", "b"], shared=list(shared.parameters()))
+    only_a = {"a": losses()["a"]}
+    assert float(bal(only_a)) == pytest.approx(float(only_a["a"]))

@@ -109,16 +109,52 @@ def test_auxiliary_losses_in_aux_are_added(signal_data):
         assert float(module.loss(batch)) == pytest.approx(base + 2.5, rel=1e-5)
 
 
-@pytest.mark.parametrize("balancing", ["dwa", "dtp", "uncertainty"])
+@pytest.mark.parametrize("balancing", ["dwa", "dtp", "uncertainty", "gradnorm"])
 def test_dynamic_balancing_trains_and_logs_task_weights(signal_data, tmp_path, balancing):
     cfg = FAST.model_copy(update={"epochs": 4, "balancing": balancing, "patience": 10})
     fitted = train_model("early", signal_data, training=cfg, seed=0, log_dir=tmp_path)
     log = pd.read_csv(tmp_path / "version_0" / "metrics.csv")
     weights = log[["weight/y", "weight/os"]].dropna()
     assert len(weights) == 4 and np.isfinite(weights.to_numpy()).all()
-    if balancing == "dwa":  # equal for two epochs, then K·softmax: always summing to K = 2
+    assert len(fitted.weight_history) == 4 and set(fitted.weight_history[0]) == {"y", "os"}
+    if balancing in ("dwa", "gradnorm"):  # K·softmax: always summing to K = 2
         np.testing.assert_allclose(weights.sum(1), 2.0, rtol=1e-5)
+    if balancing == "dwa":  # equal for two epochs, then K·softmax
         assert (weights.iloc[:2] == 1.0).all().all() and not (weights.iloc[2:] == 1.0).all().all()
     else:  # learned log-variances or KPI-driven weights move away from the start
         assert not np.allclose(weights.iloc[-1], weights.iloc[0])
     assert fitted.evaluate(signal_data, signal_data.targets)["y"]["auroc"] > 0.5
+
+
+def test_multilabel_labels_are_balanced_as_tasks_and_weights_saved(signal_data, tmp_path):
+    from polyfuse.data.dataset import MultimodalDataset
+    from polyfuse.data.specs import TaskSpec
+    from polyfuse.evaluation.plots import weight_frame, write_task_weights
+
+    y = signal_data.targets["y"]
+    labels = np.stack([y, 1 - y, np.where(np.arange(len(y)) % 3 == 0, np.nan, y)], 1)
+    spec = TaskSpec("ph", "multilabel", classes=("pos", "neg", "some"))
+    data = MultimodalDataset(
+        signal_data.ids,
+        signal_data.specs,
+        signal_data.sources,
+        {"ph": spec},
+        {"ph": labels.astype(np.float32)},
+    )
+    cfg = FAST.model_copy(
+        update={"epochs": 3, "balancing": "dtp", "focal_gamma": 2.0, "class_weights": "inverse"}
+    )
+    fitted = train_model("early", data, training=cfg, seed=0)
+    history = fitted.weight_history
+    assert [set(h) for h in history] == [{"ph/pos", "ph/neg", "ph/some"}] * 3
+    assert history[0] == {"ph/pos": 1.0, "ph/neg": 1.0, "ph/some": 1.0}  # before any KPI
+    assert history[-1] != history[0]  # DTP moved them from the validation AUROC per label
+    fitted.save(tmp_path)
+    loaded = FittedModel.load(tmp_path)
+    assert loaded.objectives["ph"].focal_gamma == 2.0
+    assert loaded.weight_history == history
+    paths = write_task_weights(weight_frame(history), tmp_path)
+    assert [p.name for p in paths] == ["balancing.csv", "balancing.png"]
+    table = pd.read_csv(tmp_path / "balancing.csv")
+    assert list(table.columns) == ["epoch", "term", "weight"] and len(table) == 9
+    assert (tmp_path / "balancing.png").read_bytes()[:4] == b"\x89PNG"

@@ -8,9 +8,11 @@ epoch (with epoch-mean task losses and, for DTP, a validation KPI per task in ``
 * ``uncertainty`` (alias ``uw``; Kendall et al. 2018) -- learned log-variances ``s_t``.
 * ``dwa`` (Liu et al. 2019) -- ``w_t = K softmax_t(r_t / T)``, ``r_t = L_t(e-1) / L_t(e-2)``.
 * ``dtp`` (Guo et al. 2018) -- ``w_t = -(1 - k_t)^gamma log k_t`` on a smoothed KPI ``k_t``.
+* ``gradnorm`` (Chen et al. 2018) -- ``w = K softmax(v)``, ``v`` learned so that the gradient
+  norms of the weighted task losses on the shared parameters move together.
 
-GradNorm (Chen et al. 2018) is not implemented yet: it needs per-task gradients w.r.t. shared
-weights, i.e. a hook into the training step rather than a loss-only module.
+Balancers that need a validation KPI set ``needs_kpis``; those that need the shared parameters
+(to take per-task gradients) set ``needs_shared`` and receive them as ``shared=``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "BALANCERS",
     "DTPBalancer",
     "DWABalancer",
+    "GradNormBalancer",
     "LossBalancer",
     "StaticBalancer",
     "UncertaintyBalancer",
@@ -37,6 +40,9 @@ __all__ = [
 
 class LossBalancer(nn.Module):
     """Base class: combine per-task scalar losses into one scalar loss."""
+
+    needs_kpis = False
+    needs_shared = False
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
@@ -178,6 +184,8 @@ class DTPBalancer(LossBalancer):
     the first KPI arrives; the first KPI initialises the average.
     """
 
+    needs_kpis = True
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -220,17 +228,81 @@ class DTPBalancer(LossBalancer):
         self._weights.copy_(w.to(self._weights))
 
 
+class GradNormBalancer(LossBalancer):
+    """GradNorm (Chen et al., ICML 2018), with LibMTL's parametrisation ``w = K softmax(v)``.
+
+    Each training step adds the balancing objective ``sum_t |G_t - mean(G) r_t^alpha|`` where
+    ``G_t = w_t ||grad_W L_t||`` on the shared parameters ``W`` and ``r_t`` is the task's loss
+    relative to its first-step value, normalised by the mean over tasks. Only ``v`` receives
+    its gradient (the gradient norms and the target are constants); the model is trained on
+    ``sum_t w_t L_t`` with ``w`` held constant. Tasks that train more slowly (larger ``r_t``)
+    get larger weights. Choices: ``W`` is every parameter of the model outside its task heads
+    (the paper's "last shared layer" is not defined for an arbitrary model); one extra backward
+    pass per task and step; with fewer than two tasks in a batch it reduces to ``sum_t w_t L_t``.
+    """
+
+    needs_shared = True
+
+    def __init__(
+        self, tasks: Sequence[str], alpha: float = 1.5, shared: Sequence[nn.Parameter] = ()
+    ) -> None:
+        super().__init__(tasks)
+        if alpha < 0:
+            raise ConfigError(f"alpha: must be >= 0, got {alpha}")
+        self.alpha = float(alpha)
+        self.shared = [p for p in shared if p.requires_grad]  # a plain list: not our parameters
+        self.v = nn.Parameter(torch.zeros(len(self.tasks)))
+        self.register_buffer("initial", torch.full((len(self.tasks),), float("nan")))
+
+    def _current(self) -> Tensor:
+        return len(self.tasks) * torch.softmax(self.v, 0)
+
+    def forward(self, losses: Mapping[str, Tensor]) -> Tensor:
+        """``sum_t w_t L_t`` plus, when training, the balancing objective on ``v``."""
+        self._check_keys(losses, "losses")
+        if not losses:
+            raise ConfigError("losses: empty dict, nothing to balance")
+        idx = [i for i, t in enumerate(self.tasks) if t in losses]
+        values = torch.stack([losses[self.tasks[i]] for i in idx])
+        w = self._current()
+        self._weights.copy_(w.detach())
+        total = (w[idx].detach().to(values) * values).sum()
+        if not (self.training and torch.is_grad_enabled() and len(idx) > 1 and self.shared):
+            return total
+        with torch.no_grad():
+            first = torch.isnan(self.initial[idx])
+            self.initial[[i for i, f in zip(idx, first.tolist(), strict=True) if f]] = values[
+                first
+            ].detach()
+        norms = torch.stack([self._grad_norm(v) for v in values])
+        g = w[idx] * norms.to(w)
+        ratio = values.detach().to(w) / self.initial[idx].clamp_min(1e-12)
+        target = (g.mean() * (ratio / ratio.mean()) ** self.alpha).detach()
+        return total + (g - target).abs().sum().to(total)
+
+    def _grad_norm(self, loss: Tensor) -> Tensor:
+        grads = torch.autograd.grad(loss, self.shared, retain_graph=True, allow_unused=True)
+        squares = [g.pow(2).sum() for g in grads if g is not None]
+        return torch.stack(squares).sum().sqrt() if squares else loss.new_zeros(())
+
+    def weights(self) -> dict[str, float]:
+        """The current weights ``K softmax(v)``."""
+        return dict(zip(self.tasks, self._current().detach().tolist(), strict=True))
+
+
 BALANCERS: dict[str, type[LossBalancer]] = {
     "static": StaticBalancer,
     "uncertainty": UncertaintyBalancer,
     "uw": UncertaintyBalancer,
     "dwa": DWABalancer,
     "dtp": DTPBalancer,
+    "gradnorm": GradNormBalancer,
 }
 
 
 def build_balancer(name: str, tasks: Sequence[str], **options: object) -> LossBalancer:
-    """Build a balancer by name (``static``, ``uncertainty``/``uw``, ``dwa``, ``dtp``)."""
+    """Build a balancer by name (``static``, ``uncertainty``/``uw``, ``dwa``, ``dtp``,
+    ``gradnorm``)."""
     key = str(name).lower()
     if key not in BALANCERS:
         raise ConfigError(

@@ -77,11 +77,19 @@ def multiclass_loss(
     return F.cross_entropy(logits, target.long(), weight=w, reduction="none")
 
 
-def multilabel_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """Mean binary cross-entropy over the known labels of each sample.
+def multilabel_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    pos_weight: Tensor | None = None,
+    reduction: Literal["mean", "none"] = "mean",
+) -> Tensor:
+    """Binary cross-entropy of every label: ``(B, K)`` with ``reduction="none"``, else the mean
+    over the known labels of each sample ``(B,)``.
 
     NaN in ``target`` marks an unknown label (common when labels come from different cohorts);
-    it contributes neither loss nor gradient. A sample with no known label gets 0.
+    it contributes neither loss nor gradient (0 in the ``(B, K)`` output; a sample with no known
+    label gets 0). ``pos_weight`` (K,) multiplies each label's positive term.
     """
     if logits.shape != target.shape or logits.ndim != 2:
         raise ValueError(
@@ -91,8 +99,11 @@ def multilabel_loss(logits: Tensor, target: Tensor) -> Tensor:
     known = ~torch.isnan(target)
     # Fill unknown labels before the BCE so no NaN ever enters the graph.
     filled = torch.where(known, target, torch.zeros_like(target)).to(logits.dtype)
-    per_label = F.binary_cross_entropy_with_logits(logits, filled, reduction="none")
+    pw = None if pos_weight is None else pos_weight.to(logits)
+    per_label = F.binary_cross_entropy_with_logits(logits, filled, pos_weight=pw, reduction="none")
     per_label = per_label * known.to(logits.dtype)
+    if reduction == "none":
+        return per_label
     return per_label.sum(dim=1) / known.sum(dim=1).clamp(min=1).to(logits.dtype)
 
 

@@ -13,19 +13,32 @@ import torch
 from torch import Tensor, nn
 
 from polyfuse.data.specs import TaskSpec
-from polyfuse.errors import DataError
+from polyfuse.errors import ConfigError, DataError
 from polyfuse.tasks import losses
 from polyfuse.tasks import metrics as M
+from polyfuse.tasks.balancing import focal_weights
 
 
 class TaskObjective(nn.Module):
     """Loss, scores and metrics of one task.
 
+    A task contributes one loss *term* to loss balancing, except a multilabel task, which
+    contributes one term per label (``"<task>/<label>"``): each label is its own task for the
+    balancer (``reference/methods.md`` §4(c)). Terms whose targets are all unknown in a batch
+    are left out, so they add neither loss nor gradient.
+
     Args:
         spec: the task.
         alpha: weight of the uncensored term in the discrete-time survival NLL (HEALNet/MCAT 0.4).
         class_weights: "inverse" weighs classes (or survival bins) by inverse training frequency,
-            normalised to sum 1, as the HEALNet reference does for its survival bins.
+            normalised to sum 1, as the HEALNet reference does for its survival bins; for binary
+            and multilabel tasks it sets a per-label positive weight ``n_negative / n_positive``
+            (inverse prevalence, as ``BCEWithLogitsLoss(pos_weight=...)``).
+        focal_gamma: sample-level focal modulation ``(1 - p_t)^gamma`` (Lin et al. 2017) of the
+            per-sample loss of classification tasks (binary, multiclass, multilabel); 0 = off.
+            Survival and regression losses are not modulated (they have no ``p_t``).
+        focal_detach: treat the focal weights as constants (default), or back-propagate
+            through them as in the original focal loss.
     """
 
     def __init__(
@@ -34,11 +47,17 @@ class TaskObjective(nn.Module):
         *,
         alpha: float = 0.4,
         class_weights: Literal["none", "inverse"] = "none",
+        focal_gamma: float = 0.0,
+        focal_detach: bool = True,
     ) -> None:
         super().__init__()
+        if focal_gamma < 0:
+            raise ConfigError(f"task '{spec.name}': focal_gamma must be >= 0, got {focal_gamma}")
         self.spec = spec
         self.alpha = alpha
         self.class_weights = class_weights
+        self.focal_gamma = float(focal_gamma)
+        self.focal_detach = bool(focal_detach)
         n = spec.out_dim
         self.register_buffer("weights", torch.ones(n))
         self.register_buffer("cuts", torch.zeros(spec.n_bins + 1 if self._discrete else 0))
@@ -47,10 +66,27 @@ class TaskObjective(nn.Module):
     def _discrete(self) -> bool:
         return self.spec.type == "survival" and self.spec.survival_head == "discrete"
 
+    @property
+    def terms(self) -> list[str]:
+        """Names of the loss terms this task hands to the balancer."""
+        if self.spec.type == "multilabel":
+            return [f"{self.spec.name}/{label}" for label in self.spec.classes]
+        return [self.spec.name]
+
+    def options(self) -> dict[str, object]:
+        """The constructor options, as saved in a run directory."""
+        return {
+            "alpha": self.alpha,
+            "class_weights": self.class_weights,
+            "focal_gamma": self.focal_gamma,
+            "focal_detach": self.focal_detach,
+        }
+
     def fit(self, target: np.ndarray) -> TaskObjective:
         """Fit bin cut points and class weights on training targets (NaN = unknown)."""
         known = ~np.isnan(target).reshape(len(target), -1).any(1)
         t = target[known]
+        kind, inverse = self.spec.type, self.class_weights == "inverse"
         if self._discrete:
             try:
                 cuts = losses.survival_bins(t[:, 0], t[:, 1], self.spec.n_bins)
@@ -59,41 +95,95 @@ class TaskObjective(nn.Module):
                     f"task '{self.spec.name}': cannot cut survival bins: {exc}"
                 ) from exc
             self.cuts.copy_(torch.as_tensor(cuts, dtype=torch.float32))
-            if self.class_weights == "inverse":
+            if inverse:
                 bins = losses.assign_bins(torch.as_tensor(t[:, 0]), self.cuts).numpy()
                 w = losses.inverse_frequency_weights(bins, self.spec.n_bins)
                 self.weights.copy_(torch.as_tensor(w, dtype=torch.float32))
-        elif self.spec.type == "multiclass" and self.class_weights == "inverse":
+        elif kind == "multiclass" and inverse:
             w = losses.inverse_frequency_weights(t.astype(np.int64), self.spec.out_dim)
             self.weights.copy_(torch.as_tensor(w * self.spec.out_dim, dtype=torch.float32))
+        elif kind in ("binary", "multilabel") and inverse:
+            y = target.reshape(len(target), -1)  # multilabel: each label has its own unknowns
+            pos, neg = np.nansum(y == 1, 0), np.nansum(y == 0, 0)
+            w = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
+            self.weights.copy_(torch.as_tensor(w, dtype=torch.float32))
         return self
 
-    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Mean loss over the samples whose target is known (0 when there are none)."""
-        known = ~torch.isnan(target.reshape(len(target), -1)).all(1)
+    def loss_terms(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Mean loss of each term over the samples whose target is known; terms with no known
+        target in the batch are left out."""
         if self.spec.type == "multilabel":
-            return _mean(losses.multilabel_loss(logits, target), known)
+            return self._multilabel_terms(logits, target)
+        known = ~torch.isnan(target.reshape(len(target), -1)).all(1)
         if not known.any():
-            return logits.sum() * 0.0
+            return {}
         logits, target = logits[known], target[known]
         kind = self.spec.type
         if kind == "survival":
             time, event = target[:, 0], target[:, 1]
             if not self._discrete:
-                return losses.cox_loss(logits, time, event)
+                return {self.spec.name: losses.cox_loss(logits, time, event)}
             bins = losses.assign_bins(time, self.cuts)
             w = self.weights if self.class_weights == "inverse" else None
             per = losses.discrete_survival_nll(
                 logits, bins, event, alpha=self.alpha, class_weights=w
             )
         elif kind == "binary":
-            per = losses.binary_loss(logits, target)
+            pw = self.weights[0] if self.class_weights == "inverse" else None
+            per = losses.binary_loss(logits, target, pos_weight=pw)
+            per = per * self._focal(torch.sigmoid(logits.reshape(-1)), target.reshape(-1))
         elif kind == "multiclass":
             w = self.weights if self.class_weights == "inverse" else None
-            per = losses.multiclass_loss(logits, target.long(), class_weights=w)
+            y = target.reshape(-1).long()
+            per = losses.multiclass_loss(logits, y, class_weights=w)
+            p_true = torch.softmax(logits, -1).gather(1, y[:, None])[:, 0]
+            per = per * self._focal(p_true, torch.ones_like(p_true))
         else:
             per = losses.regression_loss(logits, target)
-        return per.mean()
+        return {self.spec.name: per.mean()}
+
+    def _multilabel_terms(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
+        known = ~torch.isnan(target)
+        filled = torch.where(known, target, torch.zeros_like(target))
+        pw = self.weights if self.class_weights == "inverse" else None
+        per = losses.multilabel_loss(logits, target, pos_weight=pw, reduction="none")
+        per = per * self._focal(torch.sigmoid(logits), filled) * known
+        count = known.sum(0)
+        return {
+            term: per[:, k].sum() / count[k] for k, term in enumerate(self.terms) if count[k] > 0
+        }
+
+    def _focal(self, prob: Tensor, target: Tensor) -> Tensor | float:
+        if not self.focal_gamma:
+            return 1.0
+        return focal_weights(prob, target, gamma=self.focal_gamma, detach=self.focal_detach)
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The task's static loss: the mean of its terms (0, with a graph, when none is known)."""
+        terms = self.loss_terms(logits, target)
+        if not terms:
+            return logits.sum() * 0.0
+        return torch.stack(list(terms.values())).sum() / len(self.terms)
+
+    @torch.no_grad()
+    def kpis(self, logits: Tensor, target: np.ndarray) -> dict[str, float]:
+        """A score in [0, 1] per term, higher is better (DTP's KPI): the task's primary metric
+        (c-index, AUROC, R² clipped to [0, 1]); per label for multilabel; 0.5 if undefined."""
+        scores = {k: v.cpu().numpy() for k, v in self.scores(logits).items()}
+        if self.spec.type == "multilabel":
+            prob = scores["prob"]
+            raw = []
+            for k in range(prob.shape[1]):
+                known = ~np.isnan(target[:, k])
+                y = target[known, k].astype(np.int64)
+                raw.append(M.auroc(prob[known, k], y) if known.any() else float("nan"))
+        else:
+            metrics = self.metrics(scores, target, target)
+            raw = [metrics.get("r2", next(iter(metrics.values()), float("nan")))]
+        return {
+            term: float(np.clip(v, 0.0, 1.0)) if np.isfinite(v) else 0.5
+            for term, v in zip(self.terms, raw, strict=True)
+        }
 
     @torch.no_grad()
     def scores(self, logits: Tensor) -> dict[str, Tensor]:
@@ -180,7 +270,3 @@ def _evaluation_times(time: np.ndarray, event: np.ndarray, train_time: np.ndarra
         return np.array([])
     t = np.unique(np.quantile(events, [0.25, 0.5, 0.75]))
     return t[(t > time.min()) & (t < min(time.max(), train_time.max()))]
-
-
-def _mean(per_sample: Tensor, known: Tensor) -> Tensor:
-    return (per_sample * known).sum() / known.sum().clamp(min=1)

@@ -13,6 +13,7 @@ import pandas as pd
 from polyfuse.config import PreprocessConfig, TrainingConfig
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
+from polyfuse.evaluation.plots import weight_frame, write_task_weights
 from polyfuse.io import atomic_write
 from polyfuse.progress import Progress
 from polyfuse.training.fit import train_model
@@ -28,6 +29,8 @@ class CVResult:
     predictions: pd.DataFrame
     seconds: float
     hparams: dict[str, Any] = field(default_factory=dict)
+    weights: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Loss-balancing weights per fit and epoch: repeat, fold, epoch, term, weight."""
 
     def summary(self) -> pd.DataFrame:
         """Mean, standard deviation and count of each metric over all folds and repeats."""
@@ -37,13 +40,15 @@ class CVResult:
         return out
 
     def save(self, directory: Path) -> None:
-        """folds.csv, summary.csv and predictions.csv, each written atomically."""
+        """folds.csv, summary.csv, predictions.csv and the balancing weights (balancing.csv,
+        balancing.png with several tasks), each written atomically."""
         for name, frame in (
             ("folds.csv", self.folds),
             ("summary.csv", self.summary()),
             ("predictions.csv", self.predictions),
         ):
             atomic_write(directory / name, lambda p, f=frame: f.to_csv(p))
+        write_task_weights(self.weights, directory)
 
 
 def cross_validate(
@@ -74,7 +79,7 @@ def cross_validate(
     """
     training = (training or TrainingConfig()).model_copy(update={"progress": False})
     splits = splits if splits is not None else kfold(data, folds, repeats, seed, stratify)
-    rows, preds = [], []
+    rows, preds, weights = [], [], []
     start = time.perf_counter()
     with Progress(progress) as bar:
         bar.add(f"cv {model}", len(splits))
@@ -98,6 +103,9 @@ def cross_validate(
                     for k, v in metrics.items()
                 ]
                 preds.append(_prediction_frame(test, split, task, scores[task]))
+            weights.append(
+                weight_frame(fitted.weight_history, repeat=split.repeat, fold=split.fold)
+            )
             bar.advance()
     return CVResult(
         model,
@@ -105,6 +113,7 @@ def cross_validate(
         pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
         time.perf_counter() - start,
         hparams,
+        pd.concat(weights, ignore_index=True) if weights else pd.DataFrame(),
     )
 
 

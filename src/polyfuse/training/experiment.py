@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from polyfuse.config import ExperimentConfig, dump_config
+from polyfuse.evaluation.plots import weight_frame, write_task_weights
 from polyfuse.io import prepare_run_dir, write_text
 from polyfuse.training.cv import CVResult, cross_validate
 from polyfuse.training.fit import FittedModel, train_model
@@ -36,6 +37,7 @@ def run_fit(
         resume=resume,
     )
     fitted.save(run)
+    write_task_weights(weight_frame(fitted.weight_history), run)
     return run, fitted
 
 

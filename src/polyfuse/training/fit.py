@@ -63,6 +63,8 @@ class FittedModel:
     preprocessor: Preprocessor
     raw_specs: dict[str, ModalitySpec]
     best_epoch: int = -1
+    weight_history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    """The loss-balancing weight of every term, per training epoch."""
 
     @property
     def tasks(self) -> dict[str, TaskSpec]:
@@ -106,10 +108,8 @@ class FittedModel:
             "best_epoch": self.best_epoch,
             "specs": {m: dataclasses.asdict(s) for m, s in self.raw_specs.items()},
             "tasks": {t: dataclasses.asdict(s) for t, s in self.tasks.items()},
-            "objectives": {
-                t: {"alpha": o.alpha, "class_weights": o.class_weights}
-                for t, o in self.objectives.items()
-            },
+            "objectives": {t: o.options() for t, o in self.objectives.items()},
+            "weight_history": self.weight_history,
         }
         write_text(directory / "model.json", json.dumps(meta, indent=2))
         write_text(
@@ -139,7 +139,14 @@ class FittedModel:
             {k[11:]: v for k, v in state.items() if k.startswith("objectives.")}
         )
         return cls(
-            meta["model"], meta["hparams"], model, objectives, pre, raw_specs, meta["best_epoch"]
+            meta["model"],
+            meta["hparams"],
+            model,
+            objectives,
+            pre,
+            raw_specs,
+            meta["best_epoch"],
+            meta.get("weight_history", []),
         )
 
 
@@ -192,9 +199,13 @@ def train_model(
     fit_part, val_part = data.subset(fit_idx), data.subset(val_idx)
     objectives = nn.ModuleDict(
         {
-            t: TaskObjective(s, alpha=training.alpha, class_weights=training.class_weights).fit(
-                fit_part.targets[t]
-            )
+            t: TaskObjective(
+                s,
+                alpha=training.alpha,
+                class_weights=training.class_weights,
+                focal_gamma=training.focal_gamma,
+                focal_detach=training.focal_detach,
+            ).fit(fit_part.targets[t])
             for t, s in train.tasks.items()
         }
     )
@@ -207,6 +218,7 @@ def train_model(
         weight_decay=training.weight_decay,
         l1=training.l1,
         balancing=training.balancing,
+        balancing_options=training.balancing_options,
     )
     best = BestWeights()
     callbacks: list[Any] = []
@@ -253,7 +265,16 @@ def train_model(
             ckpt_path=ckpt,
         )
     model.eval()
-    return FittedModel(model_name, hparams, model, objectives, pre, train.specs, best.best_epoch)
+    return FittedModel(
+        model_name,
+        hparams,
+        model,
+        objectives,
+        pre,
+        train.specs,
+        best.best_epoch,
+        module.weight_history,
+    )
 
 
 def _logger(kind: str, log_dir: Path | None):

@@ -3,19 +3,23 @@ stays plain."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from polyfuse.data.dataset import Batch
 from polyfuse.models.model import ModelOutput, MultimodalModel
-from polyfuse.tasks.balancing import DTPBalancer, build_balancer
+from polyfuse.tasks.balancing import BALANCERS, LossBalancer, build_balancer
 
 
 class FusionModule(L.LightningModule):
     """Trains any `MultimodalModel` on its balanced task losses, plus the model's auxiliary
     losses (scalars in `aux` under keys "loss/<name>") and an optional L1 penalty.
+
+    Loss balancing sees one *term* per task, and one per label of a multilabel task
+    (`TaskObjective.terms`); a task's static weight is shared equally by its terms.
 
     Args:
         model: the plain PyTorch model.
@@ -23,11 +27,13 @@ class FusionModule(L.LightningModule):
         task_weights: static weight of each task's loss (1 when absent).
         lr, weight_decay: AdamW settings.
         l1: strength of an L1 penalty on all model parameters (HEALNet uses one).
-        balancing: how task losses are combined in training: "static" (`task_weights`),
-            "uncertainty", "dwa" or "dtp" (`tasks/balancing.py`). DTP's KPI per task is its
-            validation primary metric (c-index, AUROC, R² clipped to [0, 1]). The validation
-            loss that early stopping watches always uses the static weights, so its scale does
-            not drift with the dynamic weights.
+        balancing: how the terms are combined in training: "static" (`task_weights`),
+            "uncertainty", "dwa", "dtp" or "gradnorm" (`tasks/balancing.py`), with
+            `balancing_options` passed to the balancer (e.g. DTP's `gamma`, DWA's
+            `temperature`, GradNorm's `alpha`). DTP's KPI per term is its validation primary
+            metric (c-index, AUROC, R² clipped to [0, 1]); GradNorm's shared parameters are
+            all model parameters outside the task heads. The validation loss that early
+            stopping watches always uses the static weights, so its scale does not drift.
     """
 
     def __init__(
@@ -40,14 +46,24 @@ class FusionModule(L.LightningModule):
         weight_decay: float = 1e-4,
         l1: float = 0.0,
         balancing: str = "static",
+        balancing_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.objectives = objectives
-        self.task_weights = {t: (task_weights or {}).get(t, 1.0) for t in objectives}
+        weights = {t: (task_weights or {}).get(t, 1.0) for t in objectives}
+        self.term_weights = {
+            term: weights[t] / len(obj.terms) for t, obj in objectives.items() for term in obj.terms
+        }
         self.lr, self.weight_decay, self.l1 = lr, weight_decay, l1
-        options = {"weights": self.task_weights} if balancing == "static" else {}
-        self.balancer = build_balancer(balancing, list(objectives), **options)
+        options = dict(balancing_options or {})
+        if balancing == "static":
+            options.setdefault("weights", self.term_weights)
+        if BALANCERS.get(balancing, LossBalancer).needs_shared:
+            heads = {id(p) for p in model.heads.parameters()}
+            options["shared"] = [p for p in model.parameters() if id(p) not in heads]
+        self.balancer = build_balancer(balancing, list(self.term_weights), **options)
+        self.weight_history: list[dict[str, float]] = []
         self._epoch_losses: dict[str, list[Tensor]] = {}
         self._val_outputs: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []
 
@@ -55,23 +71,29 @@ class FusionModule(L.LightningModule):
         return self.model(batch.inputs)
 
     def task_losses(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor, ModelOutput]:
-        """Per-task losses, and the model's auxiliary losses plus L1 (task-independent)."""
+        """The loss of every term with a known target in the batch, and the model's auxiliary
+        losses plus L1 (task-independent)."""
         out = self.model(batch.inputs)
-        losses = {
-            t: obj.loss(out.logits[t], batch.targets[t]) for t, obj in self.objectives.items()
-        }
+        losses: dict[str, Tensor] = {}
+        for t, obj in self.objectives.items():
+            losses |= obj.loss_terms(out.logits[t], batch.targets[t])
         extra = sum(v for k, v in out.aux.items() if k.startswith("loss/"))
         if self.l1:
             extra = extra + self.l1 * sum(p.abs().sum() for p in self.model.parameters())
         return losses, torch.as_tensor(extra), out
 
-    def loss(self, batch: Batch) -> Tensor:
-        """The static objective: Σ task_weight · loss + auxiliary losses + L1."""
-        losses, extra, _ = self.task_losses(batch)
-        return sum(self.task_weights[t] * v for t, v in losses.items()) + extra
+    def _static(self, losses: dict[str, Tensor], extra: Tensor) -> Tensor:
+        return sum((self.term_weights[k] * v for k, v in losses.items()), extra)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def loss(self, batch: Batch) -> Tensor:
+        """The static objective: Σ term_weight · loss + auxiliary losses + L1."""
         losses, extra, _ = self.task_losses(batch)
+        return self._static(losses, extra)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        losses, extra, _ = self.task_losses(batch)
+        if not losses:  # no known target in this batch: nothing to learn from
+            return None
         for t, v in losses.items():
             self._epoch_losses.setdefault(t, []).append(v.detach())
         loss = self.balancer(losses) + extra
@@ -81,30 +103,31 @@ class FusionModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         means = {t: float(torch.stack(v).mean()) for t, v in self._epoch_losses.items()}
         self._epoch_losses = {}
-        for t, w in self.balancer.weights().items():  # the weights this epoch trained with
+        weights = self.balancer.weights()  # the weights this epoch trained with
+        self.weight_history.append(weights)
+        for t, w in weights.items():
             self.log(f"weight/{t}", w, on_step=False, on_epoch=True)
-        self.balancer.epoch_end(self._kpis(), means)
+        kpis = self._kpis()
+        if kpis is not None or len(means) == len(self.term_weights):  # DWA needs every loss
+            self.balancer.epoch_end(kpis, means)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         losses, extra, out = self.task_losses(batch)
-        loss = sum(self.task_weights[t] * v for t, v in losses.items()) + extra
+        loss = self._static(losses, extra)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
-        if isinstance(self.balancer, DTPBalancer):
+        if self.balancer.needs_kpis:
             logits = {t: v.detach() for t, v in out.logits.items()}
             self._val_outputs.append((logits, {t: v.detach() for t, v in batch.targets.items()}))
 
     def _kpis(self) -> dict[str, float] | None:
-        """The validation primary metric of each task in [0, 1] (DTP only; 0.5 if undefined)."""
+        """The validation KPI of every term in [0, 1] (balancers that need one)."""
         if not self._val_outputs:
             return None
-        kpis = {}
+        kpis: dict[str, float] = {}
         for t, obj in self.objectives.items():
             logits = torch.cat([o[0][t] for o in self._val_outputs])
             target = torch.cat([o[1][t] for o in self._val_outputs]).cpu().numpy()
-            scores = {k: v.cpu().numpy() for k, v in obj.scores(logits).items()}
-            metrics = obj.metrics(scores, target, target)
-            value = metrics.get("r2", next(iter(metrics.values()), float("nan")))
-            kpis[t] = float(np.clip(value, 0.0, 1.0)) if np.isfinite(value) else 0.5
+            kpis |= obj.kpis(logits, target)
         self._val_outputs = []
         return kpis
 
