@@ -18,8 +18,14 @@ from polyfuse.training.fit import PREDICT_BATCH, FittedModel
 
 
 def modality_of(key: str, modalities: list[str]) -> str | None:
-    """The modality an `attention/...` aux key refers to, or None."""
-    if not key.startswith("attention/"):
+    """The modality an `attention/...` aux key refers to, or None.
+
+    MACFusion's per-unit attention (`attention/stage1/ehf1/mac1/a`, see `macfusion.py`) is
+    not token attention, even where a modality is named "a" or "b".
+    """
+    from polyfuse.explain.macfusion import parse_key  # macfusion imports this module
+
+    if not key.startswith("attention/") or parse_key(key) is not None:
         return None
     last = key.rsplit("/", 1)[-1]
     return last if last in modalities else None

@@ -3,7 +3,9 @@
 Writes into `RUN_DIR/explain/`: `contributions.png|csv` (per-modality ablation, every model),
 and for models that publish attention: `attention_<modality>.png|csv` (mean attention per
 feature, for tabular modalities fed as one token per feature) and
-`top_instances_<modality>.csv|png` (the most-attended instances of bags).
+`top_instances_<modality>.csv|png` (the most-attended instances of bags); `pair_weights.png`
+for hierarchical fusion; `macfusion_attention.png|csv` and `macfusion_gates.png|csv` for models
+with MACFusion layers (EHPAL-Net; see `explain/macfusion.py`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ def explain(fitted: FittedModel, dataset: MultimodalDataset, out: Path) -> list[
         path = out / "pair_weights.png"
         names, mods = fitted.model.pair_names, list(dataset.specs)
         written.append(plot_pair_weights(weights, names, mods, path, ids=dataset.ids))
+    from polyfuse.explain.macfusion import explain_macfusion  # it imports this module
+
+    written += explain_macfusion(fitted, dataset, out)  # only where aux has MACFusion keys
     for m, att in token_attention(fitted, dataset).items():
         spec = dataset.specs[m]
         names = spec.feature_names
