@@ -80,11 +80,16 @@ class TaskConfig(_Section):
 
 class DataConfig(_Section):
     """A bundled cohort (`dataset`), or the user's own data: a manifest `table` (CSV/Parquet)
-    or a MuData/AnnData file (`mudata`), with `modalities` and `tasks` declared here."""
+    or a MuData/AnnData file (`mudata`), with `modalities` and `tasks` declared here; or
+    several `cohorts` (each a data section) that share no patients, trained together: each
+    sample feeds its own cohort's modalities and supervises its own cohort's tasks
+    (`data/cohorts.py`). Names declared by several cohorts are shared unless `cohort_prefix`."""
 
     dataset: str | None = None
     table: Path | None = None
     mudata: Path | None = None
+    cohorts: dict[str, DataConfig] | None = None
+    cohort_prefix: bool = False
     root: Path | None = None
     id_column: str = "id"
     modalities: dict[str, ModalityConfig] = Field(default_factory=dict)
@@ -92,9 +97,11 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [k for k in ("dataset", "table", "mudata") if getattr(self, k)]
+        given = [k for k in ("dataset", "table", "mudata", "cohorts") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError("give exactly one of dataset, table, mudata")
+            raise ValueError("give exactly one of dataset, table, mudata, cohorts")
+        if self.cohorts is not None and len(self.cohorts) < 2:
+            raise ValueError("cohorts: give at least two cohorts to train together")
         if self.table and not self.modalities:
             raise ValueError("a manifest table needs a modalities section")
         sourceless = [m for m, c in self.modalities.items() if not c.has_source]
@@ -231,8 +238,14 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
     """Make the data paths absolute against `base` (the config file's folder)."""
-    data = config.data
+    output = config.output if config.output.is_absolute() else (base / config.output).resolve()
+    return config.model_copy(update={"data": _resolve_data(config.data, base), "output": output})
+
+
+def _resolve_data(data: DataConfig, base: Path) -> DataConfig:
     updates: dict[str, Any] = {}
+    if data.cohorts:
+        updates["cohorts"] = {c: _resolve_data(d, base) for c, d in data.cohorts.items()}
     for key in ("table", "mudata", "root"):
         value = getattr(data, key)
         if value is not None and not value.is_absolute():
@@ -243,8 +256,7 @@ def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
             mod = mod.model_copy(update={"table": (base / mod.table).resolve()})
         mods[name] = mod
     updates["modalities"] = mods
-    output = config.output if config.output.is_absolute() else (base / config.output).resolve()
-    return config.model_copy(update={"data": data.model_copy(update=updates), "output": output})
+    return data.model_copy(update=updates)
 
 
 def dump_config(config: ExperimentConfig) -> str:

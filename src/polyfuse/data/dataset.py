@@ -214,6 +214,8 @@ class MultimodalDataset(torch.utils.data.Dataset):
 
     Targets are float arrays with NaN where unknown: binary `(N,)` in {0, 1}; multiclass `(N,)`
     class index; multilabel `(N, K)`; regression `(N,)`; survival `(N, 2)` = (time, event).
+    `cohort` names each sample's cohort when several cohorts that share no patients are
+    trained together (`data/cohorts.py`); None for one cohort.
     """
 
     def __init__(
@@ -224,8 +226,10 @@ class MultimodalDataset(torch.utils.data.Dataset):
         tasks: dict[str, TaskSpec],
         targets: dict[str, np.ndarray],
         name: str = "",
+        cohort: Sequence[str] | np.ndarray | None = None,
     ) -> None:
         self.ids = [str(i) for i in ids]
+        self.cohort = None if cohort is None else np.asarray(cohort, dtype=str)
         self.specs = dict(specs)
         self.sources = dict(sources)
         self.tasks = dict(tasks)
@@ -242,6 +246,8 @@ class MultimodalDataset(torch.utils.data.Dataset):
         for t, v in self.targets.items():
             if len(v) != n:
                 raise DataError(f"task '{t}' has {len(v)} targets, expected {n}")
+        if self.cohort is not None and len(self.cohort) != n:
+            raise DataError(f"cohort has {len(self.cohort)} labels, expected {n}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -273,10 +279,11 @@ class MultimodalDataset(torch.utils.data.Dataset):
             self.tasks,
             {t: v[idx] for t, v in self.targets.items()},
             self.name,
+            None if self.cohort is None else self.cohort[idx],
         )
 
     def replace(self, **changes: Any) -> MultimodalDataset:
-        """A copy with some of ids/specs/sources/tasks/targets/name changed."""
+        """A copy with some of ids/specs/sources/tasks/targets/name/cohort changed."""
         fields = dict(
             ids=self.ids,
             specs=self.specs,
@@ -284,6 +291,7 @@ class MultimodalDataset(torch.utils.data.Dataset):
             tasks=self.tasks,
             targets=self.targets,
             name=self.name,
+            cohort=self.cohort,
         )
         fields.update(changes)
         return MultimodalDataset(**fields)

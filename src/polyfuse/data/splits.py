@@ -24,10 +24,13 @@ def strata(dataset: MultimodalDataset, task: str | None = None) -> np.ndarray | 
     """Labels to stratify on: the class for classification, the event for survival.
 
     Unknown targets join the most common stratum (a stratum of one or two samples could not be
-    spread over the folds). Multilabel and regression tasks are not stratified.
+    spread over the folds). Multilabel and regression tasks are not stratified. A dataset of
+    several cohorts is stratified on the cohort too, each cohort on its own first task.
     """
     if not dataset.tasks:
         return None
+    if dataset.cohort is not None and len(set(dataset.cohort.tolist())) > 1:
+        return _cohort_strata(dataset, task)
     task = task or next(iter(dataset.tasks))
     spec, y = dataset.tasks[task], dataset.targets[task]
     if spec.type == "survival":
@@ -37,6 +40,20 @@ def strata(dataset: MultimodalDataset, task: str | None = None) -> np.ndarray | 
     known = y[~np.isnan(y)].astype(np.int64)
     common = np.bincount(known).argmax() if len(known) else 0
     return np.where(np.isnan(y), common, y).astype(np.int64)
+
+
+def _cohort_strata(dataset: MultimodalDataset, task: str | None) -> np.ndarray:
+    """Cohort × (the stratum of the cohort's own task) as one integer label per sample."""
+    assert dataset.cohort is not None
+    out = np.zeros(len(dataset), dtype=np.int64)
+    for k, c in enumerate(dict.fromkeys(dataset.cohort.tolist())):
+        rows = np.flatnonzero(dataset.cohort == c)
+        part = dataset.subset(rows).replace(cohort=None)
+        known = [t for t in part.tasks if not np.isnan(part.targets[t]).all()]
+        own = task if task in known else (known[0] if known else None)
+        labels = strata(part, own) if own else None
+        out[rows] = k * 1_000_000 + (0 if labels is None else labels)
+    return out
 
 
 def kfold(
@@ -72,6 +89,15 @@ def kfold(
 def _check_strata(
     dataset: MultimodalDataset, labels: np.ndarray, folds: int, task: str | None
 ) -> None:
+    if dataset.cohort is not None and len(set(dataset.cohort.tolist())) > 1:
+        values, counts = np.unique(labels, return_counts=True)
+        if counts.min() < folds:
+            cohort = dataset.cohort[np.flatnonzero(labels == values[counts.argmin()])[0]]
+            raise DataError(
+                f"cohort '{cohort}': a class (or the events) of its task has {counts.min()} "
+                f"samples, fewer than {folds} folds"
+            )
+        return
     task = task or next(iter(dataset.tasks))
     if dataset.tasks[task].type == "survival":
         events = int((labels == 1).sum())

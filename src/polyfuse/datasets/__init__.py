@@ -70,7 +70,13 @@ def load(name: str) -> MultimodalDataset:
 
 
 def from_config(config: DataConfig) -> MultimodalDataset:
-    """The dataset a config's data section describes: a bundled cohort or the user's files."""
+    """The dataset a config's data section describes: a bundled cohort, the user's files, or
+    several cohorts combined (`data/cohorts.py`)."""
+    if config.cohorts:
+        from polyfuse.data.cohorts import combine_cohorts
+
+        parts = {c: from_config(d) for c, d in config.cohorts.items()}
+        return combine_cohorts(parts, prefix=config.cohort_prefix)
     if config.dataset:
         return load(config.dataset)
     from polyfuse.data.manifest import load_data

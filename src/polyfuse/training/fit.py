@@ -41,9 +41,16 @@ def _identity(batch: Any) -> Any:
 
 
 def make_loader(dataset: MultimodalDataset, batch_size: int, *, shuffle: bool, seed: int = 0):
-    """Batches by slicing: the dataset is indexed with whole lists of rows."""
+    """Batches by slicing: the dataset is indexed with whole lists of rows. Shuffled batches of
+    several cohorts hold `batch_size` samples of every cohort (`ZipBatchSampler`)."""
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
+    cohorts = dataset.cohort
+    if shuffle and cohorts is not None and len(set(cohorts.tolist())) > 1:
+        from polyfuse.data.cohorts import ZipBatchSampler
+
+        zipped = ZipBatchSampler(cohorts, batch_size, seed=seed)
+        return DataLoader(dataset, sampler=zipped, batch_size=None, collate_fn=_identity)
     if shuffle:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:

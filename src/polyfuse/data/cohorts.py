@@ -1,0 +1,157 @@
+"""Unpaired multi-cohort training: several cohorts that share no patients, one model.
+
+This is how the EHPAL-Net authors trained (``reference/methods.md`` §5.4), and it works for any
+model: :func:`combine_cohorts` stacks the cohorts into one dataset in which each sample has only
+its own cohort's modalities (the others are absent) and only its own cohort's targets (the others
+are unknown, NaN). Because task losses ignore unknown targets, each task head is supervised only
+by the samples of the cohorts that have the task. :class:`ZipBatchSampler` then makes every
+training step see every cohort, cycling the smaller cohorts so that they keep pace with the
+largest (a "zip" of per-cohort loaders).
+
+A modality or task name that several cohorts declare is *shared* (one encoder, one head) and must
+have the same spec in each; ``prefix=True`` keeps every cohort's names apart instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+
+from polyfuse.data.dataset import ArraySource, FileSource, ListSource, MultimodalDataset, Source
+from polyfuse.errors import DataError
+
+
+def combine_cohorts(
+    cohorts: Mapping[str, MultimodalDataset], *, prefix: bool = False
+) -> MultimodalDataset:
+    """One dataset from several cohorts, with ``cohort`` naming each sample's cohort.
+
+    Sample ids become ``"<cohort>:<id>"``. With ``prefix``, modality and task names become
+    ``"<cohort>_<name>"`` so that no encoder or head is shared.
+    """
+    if len(cohorts) < 2:
+        raise DataError(f"combining cohorts needs at least two, got {list(cohorts)}")
+    parts = {c: _prefixed(d, c) if prefix else d for c, d in cohorts.items()}
+    specs, tasks = {}, {}
+    for c, d in parts.items():
+        for kind, mine, theirs in (("modality", specs, d.specs), ("task", tasks, d.tasks)):
+            for name, spec in theirs.items():
+                owner, known = mine.get(name, (c, spec))
+                if known != spec:
+                    raise DataError(
+                        f"{kind} '{name}' differs between cohorts '{owner}' and '{c}' "
+                        f"({known} vs {spec}); rename it in one cohort, or set "
+                        "`cohort_prefix: true` so that cohorts share no names"
+                    )
+                mine.setdefault(name, (c, spec))
+    sizes = [len(d) for d in parts.values()]
+    sources = {m: _concat([d.sources.get(m) for d in parts.values()], sizes, m) for m in specs}
+    targets = {
+        t: np.concatenate([_targets(d, t, s) for d in parts.values()])
+        for t, (_, s) in tasks.items()
+    }
+    return MultimodalDataset(
+        [f"{c}:{i}" for c, d in parts.items() for i in d.ids],
+        {m: s for m, (_, s) in specs.items()},
+        sources,
+        {t: s for t, (_, s) in tasks.items()},
+        targets,
+        name="+".join(parts),
+        cohort=np.repeat(list(parts), sizes),
+    )
+
+
+def _prefixed(data: MultimodalDataset, cohort: str) -> MultimodalDataset:
+    def rename(d: dict) -> dict:
+        return {f"{cohort}_{k}": v for k, v in d.items()}
+
+    return data.replace(
+        specs={
+            f"{cohort}_{m}": dataclasses.replace(s, name=f"{cohort}_{m}")
+            for m, s in data.specs.items()
+        },
+        sources=rename(data.sources),
+        tasks={
+            f"{cohort}_{t}": dataclasses.replace(s, name=f"{cohort}_{t}")
+            for t, s in data.tasks.items()
+        },
+        targets=rename(data.targets),
+    )
+
+
+def _targets(data: MultimodalDataset, task: str, spec) -> np.ndarray:
+    if task in data.targets:
+        return data.targets[task]
+    shape = (
+        (len(data),)
+        if spec.type in ("binary", "multiclass", "regression")
+        else (
+            len(data),
+            spec.target_width,
+        )
+    )
+    return np.full(shape, np.nan, dtype=np.float32)
+
+
+def _concat(parts: list[Source | None], sizes: list[int], modality: str) -> Source:
+    """Stack one modality's sources; cohorts without it contribute absent samples."""
+    kinds = {type(p) for p in parts if p is not None}
+    if len(kinds) != 1:
+        raise DataError(
+            f"modality '{modality}' is held in different ways across cohorts "
+            f"({sorted(k.__name__ for k in kinds)}); declare it the same way in each"
+        )
+    kind = kinds.pop()
+    if kind is ArraySource:
+        shape = next(p.values.shape[1:] for p in parts if p is not None)
+        values = [
+            p.values if p is not None else np.zeros((n, *shape), np.float32)
+            for p, n in zip(parts, sizes, strict=True)
+        ]
+        present = [
+            p.present if p is not None else np.zeros(n, bool)
+            for p, n in zip(parts, sizes, strict=True)
+        ]
+        return ArraySource(np.concatenate(values), np.concatenate(present))
+    if kind is ListSource:
+        return ListSource(
+            [v for p, n in zip(parts, sizes, strict=True) for v in (p.values if p else [None] * n)]
+        )
+    file_kinds = {p.kind for p in parts if p is not None}
+    if len(file_kinds) != 1:
+        raise DataError(f"modality '{modality}' reads files as {sorted(file_kinds)} across cohorts")
+    paths = [v for p, n in zip(parts, sizes, strict=True) for v in (p.paths if p else [None] * n)]
+    return FileSource(paths, file_kinds.pop())
+
+
+class ZipBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches holding ``batch_size`` samples of *every* cohort.
+
+    An epoch has as many steps as the largest cohort needs; a smaller cohort is reshuffled and
+    cycled when it runs out, so all cohorts are seen at every step (each step's batch is the
+    union of one mini-batch per cohort). ``cohort`` gives each dataset row's cohort.
+    """
+
+    def __init__(self, cohort: np.ndarray, batch_size: int, *, seed: int = 0) -> None:
+        self.groups = [np.flatnonzero(cohort == c) for c in dict.fromkeys(cohort.tolist())]
+        self.batch_size = batch_size
+        self.generator = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(max(len(g) for g in self.groups) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        largest = max(range(len(self.groups)), key=lambda k: len(self.groups[k]))
+        queues = [self.generator.permutation(g) for g in self.groups]
+        for _ in range(len(self)):
+            batch: list[int] = []
+            for k, group in enumerate(self.groups):
+                while k != largest and len(queues[k]) < self.batch_size:
+                    queues[k] = np.concatenate([queues[k], self.generator.permutation(group)])
+                batch += queues[k][: self.batch_size].tolist()
+                queues[k] = queues[k][self.batch_size :]
+            yield batch
