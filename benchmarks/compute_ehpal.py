@@ -9,14 +9,26 @@ training-step time, on the same inputs for every model:
 * "tcga-acc": the six tabular modalities of the bundled TCGA-ACC cohort (random values of
   their widths), batch 1 for FLOPs and batch 32 for the step time.
 
+Train FLOPs are forward + backward of a summed-logit loss (no optimiser step, no MC-dropout:
+one forward in train mode, then its backward). The installed torch 2.13's `FlopCounterMode`
+counts the weight gradient of a grouped convolution `groups` times over (its formula reuses
+the ungrouped shapes; pytorch/pytorch#183405), which made the depthwise-heavy EHPAL-Net's
+backward look ~28× its forward. `count_flops` divides that term by `groups` when the installed
+torch has the over-count; the ratio train /
+forward is printed as a check (≈ 3 for nets of linear maps and convolutions: forward, input
+gradient and weight gradient have the same multiply-adds; less where the first layer needs no
+input gradient).
+
 The abstract's "up to 87.8 % lower compute than attention-based fusion" is a claim about the
 authors' setting; this prints what this implementation does. Run:
 
-    .venv/bin/python benchmarks/compute_ehpal.py
+    .venv/bin/python benchmarks/compute_ehpal.py [--threads 2]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import time
 from typing import Any
@@ -68,6 +80,7 @@ def row(name: str, label: str, specs, hparams: dict[str, Any], step_batch: int) 
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "fwd_GFLOPs": forward / 1e9,
         "train_GFLOPs": train / 1e9,
+        "train/fwd": train / forward,
         "peak_MiB": peak,
         f"step_s@{step_batch}": step_seconds(model, batch(specs, step_batch)),
     }
@@ -89,10 +102,14 @@ def show(title: str, rows: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    torch.set_num_threads(2)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    torch.set_num_threads(parser.parse_args().threads)
     names = list_models()
     others = [m for m in ("healnet", "synergies") if m in names]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; compared: {others}")
+    print(f"load before: {load}")
 
     images = {f"m{i}": ModalitySpec(f"m{i}", "image", (3, 128, 128)) for i in range(1, 5)}
     rows = [
@@ -107,6 +124,7 @@ def main() -> None:
     rows.append(row("ehpal", "ehpal (width=1, grid 32)", tabular, dict(width=1, grid_size=32), 32))
     rows += [row(m, m, tabular, {}, 32) for m in others]
     show("TCGA-ACC: 6 tabular modalities, FLOPs at batch 1, step at batch 32", rows)
+    print(f"\nload after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

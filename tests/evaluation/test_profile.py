@@ -213,3 +213,19 @@ def test_take_rows_trims_token_padding():
     assert torch.equal(one.data[0], data[1, :2])
     many = take_rows(inputs, torch.arange(7) % 3)["bag"]
     assert many.data.shape == (7, 5, 2)
+
+
+def test_grouped_convolution_training_flops_are_three_times_forward() -> None:
+    """torch 2.13 counts a grouped conv's weight gradient `groups` times over; we do not."""
+    from polyfuse.evaluation.profile import _flop_counter
+
+    conv = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    with _flop_counter() as counter:
+        y = conv(x)
+    forward = counter.get_total_flops()
+    assert forward == 2 * 2 * 16 * 8 * 8 * 9  # batch × channels × pixels × 3×3 multiply-adds
+    with _flop_counter() as counter:
+        conv(x).sum().backward()
+    assert counter.get_total_flops() == 3 * forward  # forward + input grad + weight grad
+    assert y.shape == x.shape

@@ -30,6 +30,7 @@ so the numbers compare models, not data pipelines. What each number means:
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 import weakref
@@ -180,20 +181,80 @@ def _clear_grads(model: nn.Module) -> None:
         p.grad = None
 
 
-def count_flops(model: nn.Module, inputs: dict[str, ModalityBatch]) -> tuple[int, int]:
-    """Total (forward, forward + backward) FLOPs of `model` on `inputs`."""
+def _conv_backward_flop(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    groups,
+    output_mask,
+    out_shape=None,
+    **kwargs,
+) -> int:
+    """torch's `conv_backward_flop` with the weight-gradient term divided by `groups`.
+
+    torch 2.13's `FlopCounterMode` counts a grouped convolution's weight gradient `groups`
+    times over (pytorch/pytorch#183405), which made depthwise-heavy nets (EHPAL-Net) look ~28×
+    as costly to train as to run; `count_flops` uses this rule when a probe finds the bug.
+
+    The input gradient is a (transposed) convolution with the grouped weight, counted right by
+    torch. The weight gradient is counted as a convolution of the transposed input with the
+    transposed output gradient, shapes that hold every input channel, so it meets all C_in
+    channels instead of C_in / groups: `groups` times too many multiply-adds.
+    """
+    from torch.utils.flop_counter import conv_flop_count
+
+    flops = 0
+    if output_mask[0]:
+        grad_input = out_shape[0]
+        flops += conv_flop_count(grad_out_shape, w_shape, grad_input, not transposed)
+    if output_mask[1]:
+
+        def t(shape):
+            return [shape[1], shape[0], *shape[2:]]
+
+        a, b = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(t(a), t(b), t(out_shape[1])) // groups
+    return flops
+
+
+@functools.cache
+def _overcounts_grouped_conv() -> bool:
+    """Whether the installed torch over-counts a grouped conv's weight gradient (a probe)."""
+    conv = torch.nn.Conv2d(4, 4, 1, groups=4, bias=False)
     from torch.utils.flop_counter import FlopCounterMode
 
+    with FlopCounterMode(display=False) as counter:
+        conv(torch.ones(1, 4, 1, 1)).sum().backward()
+    backward = counter.get_flop_counts()["Global"][torch.ops.aten.convolution_backward]
+    return backward != 2 * 4  # 4 channels, 1 multiply-add each: 8 FLOPs
+
+
+def _flop_counter() -> Any:
+    """A `FlopCounterMode` that counts grouped convolutions' backward exactly."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fix = {torch.ops.aten.convolution_backward: _conv_backward_flop}
+    return FlopCounterMode(display=False, custom_mapping=fix if _overcounts_grouped_conv() else {})
+
+
+def count_flops(model: nn.Module, inputs: dict[str, ModalityBatch]) -> tuple[int, int]:
+    """Total (forward, forward + backward) FLOPs of `model` on `inputs`."""
     with _isolated(model):
         model.eval()
         # grad stays enabled: FlopCounterMode's module hooks fail under no_grad when a module
         # is called with a parameter (a learned latent array); the count is the same
-        with FlopCounterMode(display=False) as counter:
+        with _flop_counter() as counter:
             model(inputs)
         forward = counter.get_total_flops()
         model.train()
         _clear_grads(model)
-        with FlopCounterMode(display=False) as counter:
+        with _flop_counter() as counter:
             _train_step(model, inputs)
         train = counter.get_total_flops()
     return forward, train
