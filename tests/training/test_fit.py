@@ -59,19 +59,44 @@ def test_save_load_predict_gives_the_same_numbers(signal_data, tmp_path):
     np.testing.assert_array_equal(again.objectives["os"].cuts, fitted.objectives["os"].cuts)
 
 
-def test_resume_continues_from_the_last_checkpoint(signal_data, tmp_path):
-    cfg = FAST.model_copy(update={"epochs": 2, "checkpoint_every": 1})
+def _weights(fitted: FittedModel) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in fitted.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("balancing", ["static", "dtp"])
+def test_resume_ends_exactly_like_an_uninterrupted_fit(signal_data, tmp_path, balancing):
+    from polyfuse.training.checkpoint import load_checkpoint
+
+    cfg = FAST.model_copy(
+        update={"epochs": 2, "checkpoint_every": 1, "balancing": balancing, "patience": 2}
+    )
+    more = cfg.model_copy(update={"epochs": 6})
+    hp = {"dim": 16, "dropout": 0.3}  # dropout: the random state must be restored too
+    straight = train_model("early", signal_data, training=more, hparams=hp, seed=0)
     ckpt = tmp_path / "ckpt"
-    train_model("early", signal_data, training=cfg, seed=0, checkpoint_dir=ckpt)
-    assert torch.load(ckpt / "last.ckpt", weights_only=False)["epoch"] == 2  # epochs completed
-    more = cfg.model_copy(update={"epochs": 4})
-    train_model("early", signal_data, training=more, seed=0, checkpoint_dir=ckpt, resume=True)
-    state = torch.load(ckpt / "last.ckpt", weights_only=False)
-    assert state["epoch"] == 4 and state["global_step"] == 4 * 4  # 4 epochs × 4 batches
-    with pytest.raises(ConfigError, match="nothing to resume"):
-        train_model(
-            "early", signal_data, training=more, checkpoint_dir=tmp_path / "no", resume=True
-        )
+    train_model("early", signal_data, training=cfg, hparams=hp, seed=0, checkpoint_dir=ckpt)
+    assert load_checkpoint(ckpt / "last.ckpt")["epoch"] == 2  # epochs completed
+    resumed = train_model(
+        "early", signal_data, training=more, hparams=hp, seed=0, checkpoint_dir=ckpt, resume=True
+    )
+    state = load_checkpoint(ckpt / "last.ckpt")
+    assert state["epoch"] == 6 and state["global_step"] == 6 * 4  # 6 epochs × 4 batches
+    for k, v in _weights(straight).items():
+        torch.testing.assert_close(_weights(resumed)[k], v, rtol=0, atol=0, msg=k)
+    assert resumed.weight_history == straight.weight_history
+    assert resumed.best_epoch == straight.best_epoch
+    # nothing to resume yet: starts afresh, like a plain fit
+    fresh = train_model(
+        "early",
+        signal_data,
+        training=more,
+        hparams=hp,
+        seed=0,
+        checkpoint_dir=tmp_path / "no",
+        resume=True,
+    )
+    for k, v in _weights(straight).items():
+        torch.testing.assert_close(_weights(fresh)[k], v, rtol=0, atol=0, msg=k)
 
 
 def test_unknown_hyper_parameter_fails_before_training(signal_data):

@@ -163,6 +163,12 @@ class DWABalancer(LossBalancer):
         self.temperature = float(temperature)
         self.history: list[list[float]] = []
 
+    def get_extra_state(self) -> dict[str, object]:
+        return {"history": self.history}  # part of state_dict: a resumed fit keeps its rates
+
+    def set_extra_state(self, state: dict[str, object]) -> None:
+        self.history = [list(h) for h in state["history"]]  # type: ignore[union-attr]
+
     def epoch_end(self, kpis: Mapping[str, float] | None, losses: Mapping[str, float]) -> None:
         """Record this epoch's mean task losses and recompute the weights."""
         self._require_all(losses, "losses")
@@ -208,6 +214,12 @@ class DTPBalancer(LossBalancer):
         self.alpha, self.eps = float(alpha), float(eps)
         self.register_buffer("gamma", torch.tensor(gammas, dtype=torch.float64))
         self.kpi: list[float] | None = None
+
+    def get_extra_state(self) -> dict[str, object]:
+        return {"kpi": self.kpi}  # part of state_dict: a resumed fit keeps its average
+
+    def set_extra_state(self, state: dict[str, object]) -> None:
+        self.kpi = state["kpi"]  # type: ignore[assignment]
 
     def epoch_end(self, kpis: Mapping[str, float] | None, losses: Mapping[str, float]) -> None:
         """Smooth the new KPIs and recompute the weights (no-op when ``kpis`` is None)."""

@@ -1,4 +1,5 @@
-"""Callbacks: keep the best weights in memory and restore them at the end of training."""
+"""Callbacks: the best weights kept in memory, and what a resumed fit needs to continue exactly
+as an uninterrupted one (random state, the early-stopping verdict)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import math
 from typing import Any
 
 import lightning as L
+import torch
 
 
 class BestWeights(L.Callback):
     """Remember the model's weights at the best validation loss; restore them when fit ends.
 
     Kept in memory (no checkpoint file rewritten each epoch); part of a Lightning checkpoint,
-    so a resumed fit still knows its best weights.
+    so a resumed fit still knows its best weights. Only the model (`module.model` when the
+    module wraps one) is restored: the training state around it keeps its full history.
     """
 
     def __init__(self, monitor: str = "val_loss") -> None:
@@ -31,14 +34,47 @@ class BestWeights(L.Callback):
         value = float(value)
         if value < self.best:
             self.best, self.best_epoch = value, trainer.current_epoch
-            self.state = copy.deepcopy(module.state_dict())
+            self.state = copy.deepcopy(_net(module).state_dict())
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.state is not None:
-            module.load_state_dict(self.state)
+            _net(module).load_state_dict(self.state)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.state = state["best"], state["best_epoch"], state["state"]
+
+
+def _net(module: L.LightningModule) -> torch.nn.Module:
+    return getattr(module, "model", module)
+
+
+class RandomState(L.Callback):
+    """Saves torch's global random state in each checkpoint and restores it on resume, so that
+    dropout and every other random draw continue as in an uninterrupted fit."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+
+
+class ResumableEarlyStopping(L.pytorch.callbacks.EarlyStopping):
+    """Early stopping that also stops a resumed fit whose checkpoint had already run out of
+    patience (Lightning's own would train at least one more epoch)."""
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.wait_count >= self.patience:
+            trainer.should_stop = True
+
+
+class EpochEnd(L.Callback):
+    """Calls `module.end_epoch()` at the end of each training epoch, before any checkpoint of
+    that epoch is written (Lightning runs checkpoint callbacks last, and a module's own
+    `on_train_epoch_end` after every callback)."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        module.end_epoch()

@@ -40,22 +40,39 @@ def _identity(batch: Any) -> Any:
     return batch
 
 
+class ShuffledBatches(torch.utils.data.Sampler[list[int]]):
+    """Batches of a fresh permutation each epoch, drawn from (seed, epoch) alone: a resumed fit
+    sees the same order as an uninterrupted one (Lightning calls `set_epoch`)."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int = 0) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+        for start in range(0, self.n, self.batch_size):
+            yield order[start : start + self.batch_size].tolist()
+
+
 def make_loader(dataset: MultimodalDataset, batch_size: int, *, shuffle: bool, seed: int = 0):
     """Batches by slicing: the dataset is indexed with whole lists of rows. Shuffled batches of
     several cohorts hold `batch_size` samples of every cohort (`ZipBatchSampler`)."""
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
     cohorts = dataset.cohort
     if shuffle and cohorts is not None and len(set(cohorts.tolist())) > 1:
         from polyfuse.data.cohorts import ZipBatchSampler
 
-        zipped = ZipBatchSampler(cohorts, batch_size, seed=seed)
-        return DataLoader(dataset, sampler=zipped, batch_size=None, collate_fn=_identity)
-    if shuffle:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        batches: Any = ZipBatchSampler(cohorts, batch_size, seed=seed)
+    elif shuffle:
+        batches = ShuffledBatches(len(dataset), batch_size, seed=seed)
     else:
-        sampler = SequentialSampler(dataset)
-    batches = BatchSampler(sampler, batch_size, drop_last=False)
+        batches = BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False)
     return DataLoader(dataset, sampler=batches, batch_size=None, collate_fn=_identity)
 
 
@@ -125,14 +142,35 @@ class FittedModel:
 
     @classmethod
     def load(cls, directory: Path) -> FittedModel:
+        """Load a run directory written by `save`. Only safetensors and JSON are read: a run
+        whose weights are a pickle (`.pt`, `.ckpt`, `.pkl`), or that is incomplete, is refused."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = Path(directory)
         for name in ("model.json", "preprocess.json", "model.safetensors"):
             if not (directory / name).is_file():
-                raise DataError(f"{directory} is not a fitted run: {name} is missing")
-        meta = json.loads((directory / "model.json").read_text())
-        pre = Preprocessor.from_state_dict(json.loads((directory / "preprocess.json").read_text()))
+                pickles = sorted(
+                    p.name
+                    for p in directory.glob("*")
+                    if p.suffix in (".pt", ".pth", ".pkl", ".ckpt")
+                )
+                hint = (
+                    f"; {', '.join(pickles)} would need unpickling, which polyfuse never does"
+                    if pickles
+                    else ""
+                )
+                raise DataError(
+                    f"{directory} is not a complete fitted run: {name} is missing{hint}"
+                )
+        try:
+            meta = json.loads((directory / "model.json").read_text())
+            state_pre = json.loads((directory / "preprocess.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(
+                f"{directory}: model.json or preprocess.json is corrupt ({exc})"
+            ) from None
+        pre = Preprocessor.from_state_dict(state_pre)
         raw_specs = {m: _spec(ModalitySpec, s) for m, s in meta["specs"].items()}
         tasks = {t: _spec(TaskSpec, s) for t, s in meta["tasks"].items()}
         objectives = nn.ModuleDict(
@@ -140,7 +178,13 @@ class FittedModel:
         )
         specs = pre.transform_specs(raw_specs)
         model = create_model(meta["model"], specs, tasks, **meta["hparams"])
-        state = load_file(str(directory / "model.safetensors"))
+        try:
+            state = load_file(str(directory / "model.safetensors"))
+        except (SafetensorError, OSError) as exc:
+            raise DataError(
+                f"{directory / 'model.safetensors'} is not a readable safetensors file ({exc}); "
+                "pickled weights are refused"
+            ) from None
         model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         objectives.load_state_dict(
             {k[11:]: v for k, v in state.items() if k.startswith("objectives.")}
@@ -187,11 +231,15 @@ def train_model(
     """Train `model_name` on `train`, holding out `training.val_fraction` for early stopping.
 
     Preprocessing and task state (survival bins, class weights) are fitted on the samples that
-    are trained on, never on the validation part.
+    are trained on, never on the validation part. With `checkpoint_dir`, a resume checkpoint
+    (safetensors, `training/checkpoint.py`) is written every `training.checkpoint_every`
+    epochs; `resume` continues from it (or starts afresh when there is none yet) and ends
+    with the same model as an uninterrupted fit.
     """
     import lightning as L
 
-    from polyfuse.training.callbacks import BestWeights
+    from polyfuse.training.callbacks import BestWeights, RandomState, ResumableEarlyStopping
+    from polyfuse.training.checkpoint import SafeCheckpointIO
     from polyfuse.training.module import FusionModule
 
     hparams = dict(hparams or {})
@@ -228,13 +276,10 @@ def train_model(
         balancing_options=training.balancing_options,
     )
     best = BestWeights()
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [RandomState()]
     has_val = len(val_part) > 0
     if has_val:
-        callbacks += [
-            best,
-            L.pytorch.callbacks.EarlyStopping("val_loss", patience=training.patience),
-        ]
+        callbacks += [best, ResumableEarlyStopping("val_loss", patience=training.patience)]
     if checkpoint_dir is not None:
         callbacks.append(
             L.pytorch.callbacks.ModelCheckpoint(
@@ -242,13 +287,13 @@ def train_model(
                 save_last=True,
                 save_top_k=0,
                 every_n_epochs=training.checkpoint_every,
+                save_on_train_epoch_end=True,
             )
         )
-    ckpt = None
-    if resume:
-        ckpt = checkpoint_dir / "last.ckpt" if checkpoint_dir else None
-        if ckpt is None or not ckpt.is_file():
-            raise ConfigError(f"nothing to resume: no checkpoint at {ckpt}")
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume needs a checkpoint directory")
+    last = checkpoint_dir / "last.ckpt" if checkpoint_dir else None
+    ckpt = last if resume and last is not None and last.is_file() else None
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=training.epochs,
@@ -264,6 +309,7 @@ def train_model(
             log_every_n_steps=1,
             deterministic=True,
             use_distributed_sampler=False,
+            plugins=[SafeCheckpointIO()],
         )
         trainer.fit(
             module,

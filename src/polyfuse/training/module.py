@@ -100,7 +100,14 @@ class FusionModule(L.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
         return loss
 
-    def on_train_epoch_end(self) -> None:
+    def configure_callbacks(self) -> list[L.Callback]:
+        from polyfuse.training.callbacks import EpochEnd
+
+        return [EpochEnd()]
+
+    def end_epoch(self) -> None:
+        """Log this epoch's task weights and let the balancer update them (via `EpochEnd`, so
+        that a checkpoint of this epoch holds the updated state)."""
         means = {t: float(torch.stack(v).mean()) for t, v in self._epoch_losses.items()}
         self._epoch_losses = {}
         weights = self.balancer.weights()  # the weights this epoch trained with
@@ -130,6 +137,12 @@ class FusionModule(L.LightningModule):
             kpis |= obj.kpis(logits, target)
         self._val_outputs = []
         return kpis
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"weight_history": self.weight_history}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.weight_history = list(state["weight_history"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [*self.model.parameters(), *self.balancer.parameters()]
