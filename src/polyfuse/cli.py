@@ -92,14 +92,20 @@ def fit(
 
 @app.command()
 @_friendly
-def cv(config: ConfigArg, overwrite: Overwrite = False) -> None:
+def cv(
+    config: ConfigArg,
+    overwrite: Overwrite = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="skip the folds an interrupted run already finished")
+    ] = False,
+) -> None:
     """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to the run dir."""
     from polyfuse.config import load_config
 
     experiment = load_config(config)  # config errors first, before torch is imported
     from polyfuse.training.experiment import run_cv
 
-    run, result = run_cv(experiment, overwrite=overwrite)
+    run, result = run_cv(experiment, overwrite=overwrite, resume=resume)
     summary = result.summary()[["text", "n"]].rename(columns={"text": "mean ± sd"})
     console = _console()
     console.print(_table(f"{result.model}: cross-validation", summary))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,20 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+_PARTIAL = re.compile(r"^\.(.+)\.[a-z0-9_]{8}$")  # atomic_write's temporary names
+
+
+def remove_partial_writes(directory: Path) -> list[Path]:
+    """Delete the temporary files a killed `atomic_write` left below `directory` (named
+    `.<target>.<8 random chars>`); the files they were meant to replace are intact."""
+    removed = []
+    for path in Path(directory).rglob(".*"):
+        if path.is_file() and _PARTIAL.match(path.name):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
@@ -45,4 +60,6 @@ def prepare_run_dir(path: Path, *, overwrite: bool = False, resume: bool = False
             "--resume to continue it, or choose another name"
         )
     path.mkdir(parents=True, exist_ok=True)
+    if resume:
+        remove_partial_writes(path)
     return path

@@ -64,13 +64,17 @@ def cross_validate(
     stratify: str | None = None,
     splits: list[Split] | None = None,
     progress: bool = True,
+    parts: Path | None = None,
     **hparams: Any,
 ) -> CVResult:
     """Cross-validate a registered model on identical, seeded splits.
 
     Each training fold is preprocessed and split into train/validation on its own; the test
     fold is touched only for the final metrics. Pass `splits` to reuse exactly the same folds
-    across models (paired comparisons).
+    across models (paired comparisons). With `parts`, each finished fold's metrics,
+    predictions and weights are written there (Parquet, atomically) and folds already there
+    are read back instead of trained again: an interrupted CV resumes where it stopped, with
+    the same results (each fold's seed depends on its position only).
 
     Example:
         >>> import polyfuse as pf  # doctest: +SKIP
@@ -84,6 +88,14 @@ def cross_validate(
     with Progress(progress) as bar:
         bar.add(f"cv {model}", len(splits))
         for i, split in enumerate(splits):
+            done = _read_part(parts, split)
+            if done is not None:
+                rows += done[0].to_dict("records")
+                preds.append(done[1])
+                weights.append(done[2])
+                bar.advance()
+                continue
+            n_rows, n_preds = len(rows), len(preds)
             train = data.subset(split.train)
             test = data.subset(split.test)
             fitted = train_model(
@@ -106,6 +118,10 @@ def cross_validate(
             weights.append(
                 weight_frame(fitted.weight_history, repeat=split.repeat, fold=split.fold)
             )
+            if parts is not None:
+                _write_part(
+                    parts, split, pd.DataFrame(rows[n_rows:]), preds[n_preds:], weights[-1]
+                )
             bar.advance()
     return CVResult(
         model,
@@ -115,6 +131,33 @@ def cross_validate(
         hparams,
         pd.concat(weights, ignore_index=True) if weights else pd.DataFrame(),
     )
+
+
+PART_FILES = ("metrics", "predictions", "weights")
+
+
+def _part_paths(parts: Path, split: Split) -> list[Path]:
+    stem = f"repeat{split.repeat}_fold{split.fold}"
+    return [parts / f"{stem}_{kind}.parquet" for kind in PART_FILES]
+
+
+def _write_part(
+    parts: Path, split: Split, metrics: pd.DataFrame, preds: list[pd.DataFrame], weights
+) -> None:
+    """One fold's results; the metrics file is written last, so it marks the fold as done."""
+    frames = [metrics, pd.concat(preds, ignore_index=True), weights]
+    paths = _part_paths(parts, split)
+    for path, frame in list(zip(paths, frames, strict=True))[::-1]:
+        atomic_write(path, lambda p, f=frame: f.to_parquet(p, index=False))
+
+
+def _read_part(parts: Path | None, split: Split) -> list[pd.DataFrame] | None:
+    if parts is None:
+        return None
+    paths = _part_paths(parts, split)
+    if not all(p.is_file() for p in paths):
+        return None
+    return [pd.read_parquet(p) for p in paths]
 
 
 def _prediction_frame(
