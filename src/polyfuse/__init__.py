@@ -32,6 +32,8 @@ _EXPORTS = {
     "FittedModel": "polyfuse.training.fit",
     "cross_validate": "polyfuse.training.cv",
     "CVResult": "polyfuse.training.cv",
+    "tune": "polyfuse.tuning.nested",
+    "TuneResult": "polyfuse.tuning.nested",
     "benchmark": "polyfuse.evaluation.benchmark",
     "BenchmarkResult": "polyfuse.evaluation.benchmark",
     "load_config": "polyfuse.config",
@@ -40,7 +42,17 @@ _EXPORTS = {
     "DataError": "polyfuse.errors",
     "ConfigError": "polyfuse.errors",
 }
-_SUBMODULES = {"datasets", "data", "models", "tasks", "training", "config", "errors", "evaluation"}
+_SUBMODULES = {
+    "datasets",
+    "data",
+    "models",
+    "tasks",
+    "training",
+    "tuning",
+    "config",
+    "errors",
+    "evaluation",
+}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 

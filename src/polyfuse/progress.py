@@ -1,27 +1,40 @@
-"""Progress bars on long work (CV folds, benchmark models × folds)."""
+"""Progress bars on long work (CV folds, benchmark models × folds, tuning trials)."""
 
 from __future__ import annotations
 
 
 class Progress:
-    """A rich progress bar over a known amount of work (silent when disabled)."""
+    """A rich progress bar over a known amount of work (silent when disabled).
 
-    def __init__(self, enabled: bool) -> None:
+    `eta=True` adds an estimate of the time left (from the pace so far), for work whose units
+    take similar times, such as tuning trials.
+    """
+
+    def __init__(self, enabled: bool, *, eta: bool = False) -> None:
         self.enabled = enabled
+        self.eta = eta
         self.bar = None
         self.job = None
 
     def __enter__(self) -> Progress:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             from rich.progress import Progress as RichProgress
 
-            self.bar = RichProgress(
+            columns = [
                 "[progress.description]{task.description}",
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-            )
+            ]
+            if self.eta:
+                columns += ["left", TimeRemainingColumn()]
+            self.bar = RichProgress(*columns)
             self.bar.__enter__()
         return self
 

@@ -5,10 +5,18 @@ training fold and evaluated on its test fold under every robustness condition; t
 floors run on the same folds; each model is compared with the best floor (paired over folds);
 efficiency is profiled once per model. Each finished fold is written to `parts/` at once, so an
 interrupted benchmark resumed with `resume=True` skips the folds it already has.
+
+With `tune` (`--tune-trials N`), every fusion model is tuned inside each outer fold before it
+is trained there: the same number of optuna trials for every model, each trial scored by inner
+cross-validation on that fold's training part only (`tuning/nested.py: search_split`), then the
+chosen configuration is refitted on the training part and scored on the test fold. The classical
+floors tune their own penalty by inner CV already, so the comparison is between tuned models on
+both sides. A time budget is not used: equal time would favour the models that train fastest.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polyfuse.config import PreprocessConfig, TrainingConfig
+from polyfuse.config import PreprocessConfig, TrainingConfig, TuneConfig
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
+from polyfuse.errors import require
 from polyfuse.evaluation.robustness import conditions
 from polyfuse.io import atomic_write, prepare_run_dir
 from polyfuse.progress import Progress
@@ -61,6 +70,8 @@ class BenchmarkResult:
     predictions: pd.DataFrame
     contributions: pd.DataFrame
     seconds: float
+    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """With tuning: per model and outer fold, the trials run, best inner score, chosen params."""
 
     def leaderboard(self) -> pd.DataFrame:
         from polyfuse.evaluation.report import leaderboard
@@ -68,9 +79,88 @@ class BenchmarkResult:
         return leaderboard(self.results, self.efficiency, self.comparisons)
 
 
-def _part(out: Path, dataset: str, entry: str, split: Split, table: str) -> Path:
-    safe = entry.replace("/", "_")
+def _part(
+    out: Path, dataset: str, entry: str, split: Split, table: str, tune: TuneConfig | None = None
+) -> Path:
+    """A fold's table; a tuned model's folds live apart (`<entry>@tune<N>`), so a resumed run
+    with another tuning budget never mixes them."""
+    safe = entry.replace("/", "_") + (f"@tune{tune.trials}" if tune is not None else "")
     return out / "parts" / dataset / safe / f"r{split.repeat}f{split.fold}.{table}.csv"
+
+
+def _space_overrides(model: str, tune: TuneConfig) -> dict[str, Any]:
+    """The entries of `tune.space` that `model` takes (a benchmark tunes several models)."""
+    from polyfuse.config import TrainingConfig
+    from polyfuse.models.registry import model_hparams
+
+    accepted = set(model_hparams(model)) | set(TrainingConfig.model_fields)
+    return {k: v for k, v in tune.space.items() if k in accepted}
+
+
+def _check_overrides(models: Sequence[str], tune: TuneConfig) -> None:
+    from polyfuse.config import TrainingConfig
+    from polyfuse.errors import ConfigError
+    from polyfuse.models.registry import model_hparams
+
+    accepted = set(TrainingConfig.model_fields).union(*(model_hparams(m) for m in models))
+    unused = sorted(set(tune.space) - accepted)
+    if unused:
+        raise ConfigError(
+            f"tune.space names {unused}, which no benchmarked model takes ({sorted(set(models))})"
+        )
+
+
+def _tune_fold(
+    entry: Entry,
+    train: MultimodalDataset,
+    *,
+    training: TrainingConfig,
+    preprocess: PreprocessConfig,
+    seed: int,
+    tune: TuneConfig,
+    study: Path,
+) -> tuple[dict[str, Any], TrainingConfig, dict[str, Any]]:
+    """Search `entry`'s space on one outer training part (inner CV); the chosen configuration
+    and a row for the tuning table. The study is stored beside the fold's parts (resumable)."""
+    import optuna
+
+    from polyfuse.tuning.nested import close_storage, resolve_target, search_split, sqlite_storage
+    from polyfuse.tuning.space import apply_overrides, model_space
+
+    space = apply_overrides(
+        entry.model, model_space(entry.model), _space_overrides(entry.model, tune)
+    )
+    target = resolve_target(train, tune.task, tune.metric, tune.direction)
+    study.parent.mkdir(parents=True, exist_ok=True)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = sqlite_storage(study)
+    try:
+        chosen = search_split(
+            entry.model,
+            train,
+            space=space,
+            target=target,
+            trials=tune.trials,
+            base_hparams=entry.hparams,
+            training=training,
+            preprocess=preprocess,
+            inner_folds=tune.inner_folds,
+            seed=seed,
+            storage=storage,
+            study_name="search",
+            prune=tune.prune,
+        )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        close_storage(storage)
+    row = dict(
+        trials=chosen.finished,
+        metric=target.metric,
+        inner_best=chosen.value,
+        params=json.dumps(chosen.params),
+    )
+    return chosen.hparams, chosen.training, row
 
 
 def _run_fold(
@@ -81,23 +171,40 @@ def _run_fold(
     training: TrainingConfig,
     preprocess: PreprocessConfig,
     seed: int,
+    tune: TuneConfig | None = None,
+    study: Path | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Train on one fold; metrics under every condition, predictions, contributions, time."""
+    """Train on one fold (tuned first, with `tune`); metrics under every condition,
+    predictions, contributions, time."""
     from polyfuse.explain.attribution import modality_contributions
     from polyfuse.training.fit import train_model
 
     train, test = data.subset(split.train), data.subset(split.test)
+    keys = dict(model=entry.name, repeat=split.repeat, fold=split.fold)
+    hparams, fold_training, tuning = entry.hparams, training, None
+    start = time.perf_counter()
+    if tune is not None:
+        assert study is not None
+        hparams, fold_training, row = _tune_fold(
+            entry,
+            train,
+            training=training,
+            preprocess=preprocess,
+            seed=seed,
+            tune=tune,
+            study=study,
+        )
+        tuning = pd.DataFrame([dict(keys, **row, tune_seconds=time.perf_counter() - start)])
     start = time.perf_counter()
     fitted = train_model(
         entry.model,
         train,
-        hparams=entry.hparams,
-        training=training,
+        hparams=hparams,
+        training=fold_training,
         preprocess=preprocess,
         seed=seed,
     )
     seconds = time.perf_counter() - start
-    keys = dict(model=entry.name, repeat=split.repeat, fold=split.fold)
     rows = []
     for condition, view in conditions(test, seed=seed):
         for task, metrics in fitted.evaluate(view, train.targets).items():
@@ -113,12 +220,15 @@ def _run_fold(
     )
     contrib = contrib.assign(**keys)
     timing = pd.DataFrame([dict(keys, train_seconds=seconds)])
-    return {
+    parts = {
         "results": pd.DataFrame(rows),
         "predictions": preds,
         "contributions": contrib,
         "timing": timing,
     }
+    if tuning is not None:
+        parts["tuning"] = tuning
+    return parts
 
 
 def _predictions(
@@ -144,19 +254,41 @@ def _predictions(
 FOLD_TABLES = ("results", "predictions", "contributions", "timing")
 
 
+def _fold_tables(tune: TuneConfig | None) -> tuple[str, ...]:
+    return FOLD_TABLES + (("tuning",) if tune is not None else ())
+
+
 def _fold_job(job: tuple) -> tuple[Entry, Split]:
     """Run one fold and write its tables to parts/ (results last: the completion marker)."""
-    entry, data, split, training, preprocess, seed, out, name = job
-    parts = _run_fold(entry, data, split, training=training, preprocess=preprocess, seed=seed)
-    for table in FOLD_TABLES[::-1]:
-        _write(_part(out, name, entry.name, split, table), parts[table])
+    entry, data, split, training, preprocess, seed, out, name, tune = job
+    study = _part(out, name, entry.name, split, "study", tune).with_suffix(".db")
+    parts = _run_fold(
+        entry,
+        data,
+        split,
+        training=training,
+        preprocess=preprocess,
+        seed=seed,
+        tune=tune,
+        study=study,
+    )
+    for table in _fold_tables(tune)[::-1]:
+        _write(_part(out, name, entry.name, split, table, tune), parts[table])
     return entry, split
 
 
-def _single_thread() -> None:
+def _worker_init(gpus: int) -> None:
+    """One CPU thread per worker; with GPUs, worker k sees only GPU k mod `gpus`, so parallel
+    folds spread over the devices (set before the worker first touches CUDA)."""
+    import multiprocessing
+    import os
+
     import torch
 
     torch.set_num_threads(1)
+    if gpus:
+        rank = multiprocessing.current_process()._identity[0] - 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(rank % gpus)
 
 
 def _map(fn, jobs: list, workers: int):
@@ -169,7 +301,12 @@ def _map(fn, jobs: list, workers: int):
 
     # spawn, not fork: a forked child of a process that already ran torch can deadlock
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_thread) as pool:
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(gpus,)
+    ) as pool:
         futures = [pool.submit(fn, job) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
@@ -195,13 +332,17 @@ def benchmark(
     overwrite: bool = False,
     progress: bool = True,
     workers: int = 1,
+    tune: TuneConfig | None = None,
 ) -> BenchmarkResult:
     """Benchmark models on datasets (names of bundled cohorts or loaded datasets).
 
     Every fusion model and classical floor sees the same folds of a dataset. `hparams` maps a
     model name (or display name such as "unimodal[rna]") to hyper-parameters. `workers` > 1
     trains that many folds at once in separate processes of one thread each (small models gain
-    nothing from a second thread, so this is the way to use several cores).
+    nothing from a second thread, so this is the way to use several cores). With `tune`, each
+    model is tuned inside each outer fold with `tune.trials` trials (inner CV over
+    `tune.inner_folds` folds of the training part; `tune.space` entries apply to the models
+    that take them; `tune.timeout` is not used) and `hparams` are the base of every trial.
     """
     import lightning  # noqa: F401  (imported before timing, so fold 1 does not pay for it)
 
@@ -223,6 +364,9 @@ def benchmark(
             for e in entries:
                 e.hparams.update((hparams or {}).get(e.model, {}))
                 e.hparams.update((hparams or {}).get(e.name, {}))
+            if tune is not None:
+                require("optuna", "tune")
+                _check_overrides([e.model for e in entries], tune)
             bar.add(name, len(entries) * len(splits) + (len(splits) if classical else 0))
             if classical:
                 tables.setdefault("results", []).append(
@@ -232,19 +376,21 @@ def benchmark(
                 (e, i, split)
                 for e in entries
                 for i, split in enumerate(splits)
-                if not (resume and _part(out, name, e.name, split, "results").is_file())
+                if not (resume and _part(out, name, e.name, split, "results", tune).is_file())
             ]
             bar.advance(len(entries) * len(splits) - len(todo))
             jobs = [
-                (e, data, split, training, preprocess, seed + i, out, name) for e, i, split in todo
+                (e, data, split, training, preprocess, seed + i, out, name, tune)
+                for e, i, split in todo
             ]
             for e, split in _map(_fold_job, jobs, workers):
-                bar.describe(f"{name}: {e.name} (repeat {split.repeat}, fold {split.fold})")
+                verb = "tuned + trained" if tune is not None else "trained"
+                bar.describe(f"{name}: {e.name} {verb} (repeat {split.repeat}, fold {split.fold})")
                 bar.advance()
             for e in entries:
                 for split in splits:
-                    for table in FOLD_TABLES:
-                        frame = pd.read_csv(_part(out, name, e.name, split, table))
+                    for table in _fold_tables(tune):
+                        frame = pd.read_csv(_part(out, name, e.name, split, table, tune))
                         tables.setdefault(table, []).append(frame.assign(dataset=name))
             tables.setdefault("efficiency", []).append(_efficiency(data, entries, name))
     results = pd.concat(tables["results"], ignore_index=True)
@@ -257,14 +403,17 @@ def benchmark(
         .groupby(["dataset", "model", "modality", "task"], as_index=False)["value"]
         .mean()
     )
+    tuning = pd.concat(tables["tuning"], ignore_index=True) if "tuning" in tables else None
     for table, frame in (
         ("results", results),
         ("efficiency", efficiency),
         ("comparisons", comparisons),
         ("predictions", predictions),
         ("contributions", contributions),
+        ("tuning", tuning),
     ):
-        _write(out / f"{table}.csv", frame)
+        if frame is not None:
+            _write(out / f"{table}.csv", frame)
     write_report(
         out,
         results=results,
@@ -281,6 +430,7 @@ def benchmark(
         predictions,
         contributions,
         time.perf_counter() - start,
+        tuning if tuning is not None else pd.DataFrame(),
     )
 
 

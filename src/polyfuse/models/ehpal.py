@@ -96,7 +96,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -109,6 +109,7 @@ from polyfuse.errors import ConfigError
 from polyfuse.models.encoders import build_encoder
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Categorical, Float
 
 _EPS = 1e-6
 
@@ -514,6 +515,15 @@ class EHPALNet(MultimodalModel):
         adapter_dim: width of the encoder vector behind each to-grid adapter.
         encoder: further `build_encoder` options of the adapters' encoders.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        "width": Categorical((0.125, 0.25, 0.5)),
+        "grid_size": Categorical((4, 8)),
+        "mhcf_activation": Categorical(("gelu", "relu")),
+        "fractal_dim": Float(1.2, 2.0),
+        "adapter_dim": Categorical((32, 64, 128)),  # the adapters' encoder width
+    }
 
     @classmethod
     def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:

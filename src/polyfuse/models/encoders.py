@@ -30,6 +30,7 @@ from polyfuse.errors import ConfigError, DataError, did_you_mean
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.pooling import GatedAttentionPool, masked_mean
 from polyfuse.models.blocks.time import TimeEncoding
+from polyfuse.tuning.space import Categorical
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,15 @@ def build_encoder(spec: ModalitySpec, dim: int, **options: Any) -> Encoder:
             f"modality '{spec.name}': dim {dim} is not divisible by heads {opts.heads}"
         )
     return ENCODERS[spec.kind](spec, dim, opts)
+
+
+# The search space of the encoder options every encoder-based model passes on (`polyfuse tune`):
+# models built on `build_encoders` start their `search_space` from it.
+ENCODER_SPACE: dict[str, Any] = {
+    "dim": Categorical((16, 32, 64, 128)),  # multiples of the sequence encoder's heads
+    "hidden": Categorical(([32], [64], [128], [64, 64])),
+    "tabular": Categorical(("mlp", "snn")),
+}
 
 
 def build_encoders(specs: Mapping[str, ModalitySpec], dim: int, **options: Any) -> nn.ModuleDict:

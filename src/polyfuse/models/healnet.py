@@ -83,7 +83,7 @@ the reference constructor's defaults; explicit keywords override the preset.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from einops import rearrange, repeat
@@ -99,6 +99,7 @@ from polyfuse.models.blocks.time import TimeEncoding
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Float, Int
 
 _SHARED_TUNED: dict[str, Any] = dict(
     num_freq_bands=2,
@@ -234,6 +235,19 @@ class HEALNet(MultimodalModel):
         return_attention: put the cross-attention maps in `aux` (computed explicitly; without
             them attention runs through `scaled_dot_product_attention`).
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        # ranges around the authors' four tuned cohorts (methods.md §1(f)); the shared
+        # settings of those cohorts (1 cross head, no self-attention, SNN) stay fixed
+        "depth": Int(1, 4),
+        "num_latents": Int(8, 32, log=True),
+        "latent_dim": Int(16, 128, log=True),
+        "cross_dim_head": Int(16, 128, log=True),
+        "attn_dropout": Float(0.0, 0.5),
+        "ff_dropout": Float(0.0, 0.5),
+        "l1": Float(1e-6, 5e-3, log=True),  # the tuned L1 × 16 (`HEALNET_TRAINING`) lies inside
+    }
 
     @classmethod
     def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,7 @@ from polyfuse.models.blocks.pooling import GatedAttentionPool, masked_mean
 from polyfuse.models.encoders import BagEncoder, TextEncoder, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Categorical, Int
 
 PairOp = Literal["concat_mlp", "lowrank_bilinear", "cross_attn"]
 PAIR_OPS: tuple[str, ...] = ("concat_mlp", "lowrank_bilinear", "cross_attn")
@@ -152,6 +153,16 @@ class HierarchicalFusion(MultimodalModel):
         tabular: "mlp" or "snn" for tabular modalities.
         encoder: further `build_encoder` options.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        "dim": Categorical((16, 32, 64)),
+        "pair_op": Categorical(("concat_mlp", "lowrank_bilinear")),  # cross_attn: tokens only
+        "rank": Int(4, 32, log=True),
+        "attention_hidden": Int(16, 64, log=True),
+        "hidden": Categorical(([32], [64], [128])),
+        "tabular": Categorical(("mlp", "snn")),
+    }
 
     pair_names: tuple[str, ...]
     pairs: tuple[tuple[str, ...], ...]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -106,7 +107,13 @@ class MultimodalModel(nn.Module):
     Subclasses implement `fuse(inputs) -> (embedding, aux)` and set `self.heads`; a method whose
     predictions are not made from one embedding (late fusion) overrides `forward` instead.
     Modalities are processed in the fixed order of `specs`.
+
+    `search_space` declares how `polyfuse tune` searches this model's hyper-parameters: a dict
+    of keyword name → `polyfuse.tuning.space.Float | Int | Categorical` (plain data; the shared
+    training dimensions are added by the tuner). Empty: only the shared ones are searched.
     """
+
+    search_space: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec]) -> None:
         super().__init__()

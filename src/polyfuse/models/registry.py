@@ -14,11 +14,18 @@ _MODELS: dict[str, type] = {}
 
 
 def register_model(name: str):
-    """Class decorator: make a `MultimodalModel` subclass available as `create_model(name, ...)`."""
+    """Class decorator: make a `MultimodalModel` subclass available as `create_model(name, ...)`.
+
+    The class's `search_space` (see `polyfuse.tuning.space`) is checked here: each dimension must
+    name a keyword of its `__init__` or a training setting.
+    """
 
     def decorate(cls: type) -> type:
         if name in _MODELS and _MODELS[name] is not cls:
             raise ConfigError(f"model name '{name}' is registered twice")
+        from polyfuse.tuning.space import check_declared
+
+        check_declared(cls, name)  # a search space names only parameters the model takes
         _MODELS[name] = cls
         cls.registry_name = name
         return cls

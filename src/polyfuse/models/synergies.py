@@ -106,7 +106,7 @@ decay 0.01 (torch's default, which the code does not change).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from einops import rearrange, repeat
@@ -122,6 +122,7 @@ from polyfuse.models.encoders import Encoder, build_encoder
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Categorical, Float, Int
 
 # Published sizes (methods.md §3(b), §3(f)): paper commands, where they differ from the config.
 SYNERGIES_PRESETS: dict[str, dict[str, Any]] = {
@@ -250,6 +251,17 @@ class Synergies(MultimodalModel):
         return_attention: put the attention maps in `aux` (computed explicitly; without them
             attention runs through `scaled_dot_product_attention`).
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        "dim": Categorical((32, 64, 128)),
+        "depth": Int(1, 3),
+        "heads": Categorical((2, 4, 8)),
+        "dim_head": Categorical((16, 32)),
+        "ff_mult": Int(1, 4),
+        "attn_dropout": Float(0.0, 0.3),
+        "ff_dropout": Float(0.0, 0.3),
+    }
 
     @classmethod
     def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +46,7 @@ from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.encoders import build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Categorical
 
 
 def subsets(items: Sequence[str]) -> list[tuple[str, ...]]:
@@ -70,6 +71,14 @@ class DynamicFusionGraph(MultimodalModel):
         max_modalities: refuse more modalities than this (the graph has 2^M − 1 vertices).
         encoder: further `build_encoder` options.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        "dim": Categorical((8, 16, 32, 64)),
+        "hidden": Categorical(([32], [64])),
+        "efficacy_hidden": Categorical(([16], [32])),
+        "tabular": Categorical(("mlp", "snn")),
+    }
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ terms of the present modalities; the skip connection sees 0 for it. Its gate in 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -36,9 +36,10 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.models.blocks.kronecker import bounded_width, kronecker
-from polyfuse.models.encoders import build_encoders, encode_all
+from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Categorical, Int
 
 
 @register_model("gated_bilinear")
@@ -57,6 +58,13 @@ class GatedBilinearFusion(MultimodalModel):
         tabular: "mlp" or "snn" for tabular modalities.
         encoder: further `build_encoder` options.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        **ENCODER_SPACE,
+        "dim": Categorical((16, 32, 64)),
+        "width": Int(4, 32, log=True),
+    }
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ TCGA cohorts (mean of per-modality risks over the modalities a patient has).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from einops import einsum
@@ -19,6 +19,7 @@ from torch import nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.models.baselines.unimodal import Unimodal
+from polyfuse.models.encoders import ENCODER_SPACE
 from polyfuse.models.model import ModelOutput, MultimodalModel, prepare_inputs
 from polyfuse.models.registry import register_model
 
@@ -39,6 +40,9 @@ class LateFusion(MultimodalModel):
         tabular: "mlp" or "snn" for tabular modalities.
         encoder: further `build_encoder` options.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = ENCODER_SPACE
 
     def __init__(
         self,

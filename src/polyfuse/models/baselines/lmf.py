@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from einops import einsum
@@ -34,9 +34,10 @@ from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
 from polyfuse.models.blocks.kronecker import with_one
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.encoders import build_encoders, encode_all
+from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Int
 
 
 @register_model("lmf")
@@ -57,6 +58,13 @@ class LowRankFusion(MultimodalModel):
         tabular: "mlp" or "snn" for tabular modalities.
         encoder: further `build_encoder` options.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        **ENCODER_SPACE,
+        "width": Int(8, 32, log=True),
+        "rank": Int(2, 16, log=True),
+    }
 
     def __init__(
         self,

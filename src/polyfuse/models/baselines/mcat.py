@@ -37,6 +37,7 @@ Inspection: `aux["coattention/{q}/{o}"]` is (B, heads, N_q, N_o), 0 where the st
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +52,7 @@ from polyfuse.models.blocks.tokenizers import ModalityTokenizer
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Categorical, Int
 
 
 def default_queries(specs: dict[str, ModalitySpec]) -> list[str]:
@@ -97,6 +99,15 @@ class MCAT(MultimodalModel):
         context_streams: give every non-query modality its own stream as well.
         return_attention: put the co-attention maps in `aux`.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        "dim": Categorical((16, 32, 64)),  # every choice divisible by every `heads` choice
+        "heads": Categorical((1, 2, 4)),
+        "layers": Int(1, 2),
+        "tabular_groups": Int(1, 8),
+        "attention_hidden": Int(16, 64, log=True),
+    }
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +42,10 @@ from torch import Tensor
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
-from polyfuse.models.encoders import build_encoders, encode_all
+from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Float
 
 
 def similarity_loss(
@@ -92,6 +93,14 @@ class MMPrognosis(MultimodalModel):
         modality_dropout: probability of dropping a modality's embedding (training only).
         encoder: further `build_encoder` options.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        **ENCODER_SPACE,
+        "margin": Float(0.05, 0.5),
+        "similarity_weight": Float(0.1, 3.0, log=True),
+        "modality_dropout": Float(0.0, 0.5),
+    }
 
     def __init__(
         self,

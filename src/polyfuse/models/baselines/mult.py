@@ -30,6 +30,8 @@ indicator per modality.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -41,6 +43,7 @@ from polyfuse.models.blocks.tokenizers import ModalityTokenizer
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Categorical, Float, Int
 
 
 @register_model("mult")
@@ -58,6 +61,17 @@ class MulT(MultimodalModel):
         ff_dropout: dropout at the end of each feed-forward.
         out_dropout: dropout of the residual output block.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        "dim": Categorical((16, 32, 48)),  # every choice divisible by every `heads` choice
+        "heads": Categorical((1, 2, 4)),
+        "cross_layers": Int(1, 2),
+        "self_layers": Int(0, 2),
+        "attn_dropout": Float(0.0, 0.3),
+        "ff_dropout": Float(0.0, 0.3),
+        "out_dropout": Float(0.0, 0.3),
+    }
 
     def __init__(
         self,

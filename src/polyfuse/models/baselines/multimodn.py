@@ -24,7 +24,7 @@ gives the same output as this one with m absent everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from einops import rearrange, repeat
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.encoders import build_encoders, encode_all
+from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 
@@ -51,6 +51,9 @@ class MultiModN(MultimodalModel):
         tabular: "mlp" or "snn" for tabular modalities.
         encoder: further `build_encoder` options.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = ENCODER_SPACE
 
     def __init__(
         self,

@@ -27,6 +27,8 @@ layer i over the concatenated tokens, in the order of `specs`; 0 on masked token
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from einops import reduce, repeat
 from torch import Tensor, nn
@@ -38,6 +40,7 @@ from polyfuse.models.blocks.tokenizers import ModalityTokenizer
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
+from polyfuse.tuning.space import Float, Int
 
 
 @register_model("perceiver")
@@ -61,6 +64,17 @@ class Perceiver(MultimodalModel):
         patch_size: image patch edge.
         return_attention: put the cross-attention maps in `aux`.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = {
+        "depth": Int(1, 3),
+        "num_latents": Int(8, 32, log=True),
+        "latent_dim": Int(16, 64, log=True),
+        "token_dim": Int(16, 64, log=True),
+        "self_per_cross_attn": Int(0, 2),
+        "attn_dropout": Float(0.0, 0.5),
+        "ff_dropout": Float(0.0, 0.5),
+    }
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ validated and ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,7 @@ from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError, did_you_mean
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.encoders import build_encoders, encode_all
+from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 
@@ -39,6 +39,9 @@ class Unimodal(MultimodalModel):
         tabular: "mlp" or "snn" (self-normalising network) for a tabular modality.
         encoder: further `build_encoder` options, e.g. `{"channels": [16, 32]}`.
     """
+
+    # how `polyfuse tune` searches it (the shared training dimensions are added there)
+    search_space: ClassVar[dict[str, Any]] = ENCODER_SPACE
 
     def __init__(
         self,

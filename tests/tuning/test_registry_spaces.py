@@ -1,0 +1,49 @@
+"""Every registered model's search space: sampled configurations build and train one step.
+
+Parametrised over the registry, so a newly registered model is checked without a new test.
+"""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from polyfuse.config import TrainingConfig
+from polyfuse.models.registry import list_models, model_hparams
+from polyfuse.training.fit import train_model
+from polyfuse.tuning.space import corner, model_space, split_params, suggest
+
+MODELS = list_models()
+
+
+def sampled(model: str) -> list[dict]:
+    """The low and high corners of the space and a random sample (seeded)."""
+    space = model_space(model)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    samples = [corner(space, "low"), corner(space, "high")]
+    samples.append(suggest(study.ask(), space))
+    return samples
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_sampled_configuration_builds_and_trains_one_step(model, kinds):
+    for params in sampled(model):
+        hparams, training = split_params(model, params)
+        # one epoch of one batch, whatever the sampled schedule
+        config = TrainingConfig(
+            **{**training, "epochs": 1, "batch_size": len(kinds), "val_fraction": 0.0},
+            progress=False,
+        )
+        fitted = train_model(model, kinds, hparams=hparams, training=config, seed=0)
+        scores = fitted.predict(kinds)
+        assert set(scores) == {"y", "os"}, params
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_space_names_only_parameters_the_model_takes(model):
+    keywords = set(model_hparams(model))
+    space = model_space(model)
+    for name in space:
+        assert name in keywords or name in TrainingConfig.model_fields, name
+    assert ("dropout" in space) == ("dropout" in keywords)  # shared dropout only if taken
+    assert {"lr", "weight_decay", "epochs", "patience"} <= set(space)
