@@ -75,6 +75,16 @@ def test_cv_prints_a_summary(own_data: Path):
     assert len(folds.query("metric == 'auroc'")) == 4
 
 
+def test_hardware_options_override_the_config_and_are_checked(own_data: Path):
+    cfg = own_data / "experiment.yaml"
+    assert_clean_error(run("fit", cfg, "--precision", "16-mixed"), "16-mixed needs a GPU")
+    assert_clean_error(run("cv", cfg, "--strategy", "fsdp2"), "invalid hardware option")
+    result = run("fit", cfg, "--workers", "1", "--devices", "1")
+    assert result.exit_code == 0, result.output
+    saved = (own_data / "runs" / "own-data" / "config.yaml").read_text()
+    assert "workers: 1" in saved  # the run directory records what actually ran
+
+
 def _break(own: Path, old: str, new: str, file: str = "patients.csv") -> Path:
     path = own / file
     path.write_text(path.read_text().replace(old, new, 1))

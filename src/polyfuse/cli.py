@@ -71,6 +71,38 @@ Overwrite = Annotated[
 ]
 
 
+HW = "hardware (overrides the config's training section)"
+Accelerator = Annotated[str | None, typer.Option(help="cpu, gpu, mps or auto", rich_help_panel=HW)]
+Devices = Annotated[
+    str | None, typer.Option(help="devices (processes) per node, or auto", rich_help_panel=HW)
+]
+Nodes = Annotated[int | None, typer.Option(min=1, help="machines (multi-node)", rich_help_panel=HW)]
+Strategy = Annotated[str | None, typer.Option(help="auto, ddp or ddp_spawn", rich_help_panel=HW)]
+Precision = Annotated[
+    str | None, typer.Option(help="32-true, bf16-mixed or 16-mixed (GPU)", rich_help_panel=HW)
+]
+Workers = Annotated[
+    int | None, typer.Option(min=0, help="data-loader processes per device", rich_help_panel=HW)
+]
+
+
+def _with_hardware(experiment: Any, **given: Any) -> Any:
+    """The experiment with the hardware options given on the command line (validated)."""
+    from polyfuse.config import TrainingConfig
+
+    given = {k: v for k, v in given.items() if v is not None}
+    if "devices" in given and str(given["devices"]).isdigit():
+        given["devices"] = int(given["devices"])
+    if not given:
+        return experiment
+    fields = experiment.training.model_dump(exclude_unset=True) | given
+    try:
+        training = TrainingConfig(**fields)
+    except ValueError as exc:
+        raise ConfigError(f"invalid hardware option: {exc}") from None
+    return experiment.model_copy(update={"training": training})
+
+
 @app.command()
 @_friendly
 def fit(
@@ -79,11 +111,26 @@ def fit(
     resume: Annotated[
         bool, typer.Option("--resume", help="continue an interrupted fit from its checkpoint")
     ] = False,
+    accelerator: Accelerator = None,
+    devices: Devices = None,
+    nodes: Nodes = None,
+    strategy: Strategy = None,
+    precision: Precision = None,
+    workers: Workers = None,
 ) -> None:
     """Train one model on all samples of CONFIG's data; save it to runs/<name>/."""
     from polyfuse.config import load_config
 
     experiment = load_config(config)  # config errors first, before torch is imported
+    experiment = _with_hardware(
+        experiment,
+        accelerator=accelerator,
+        devices=devices,
+        nodes=nodes,
+        strategy=strategy,
+        precision=precision,
+        workers=workers,
+    )
     from polyfuse.training.experiment import run_fit
 
     run, fitted = run_fit(experiment, overwrite=overwrite, resume=resume)
@@ -98,11 +145,26 @@ def cv(
     resume: Annotated[
         bool, typer.Option("--resume", help="skip the folds an interrupted run already finished")
     ] = False,
+    accelerator: Accelerator = None,
+    devices: Devices = None,
+    nodes: Nodes = None,
+    strategy: Strategy = None,
+    precision: Precision = None,
+    workers: Workers = None,
 ) -> None:
     """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to the run dir."""
     from polyfuse.config import load_config
 
     experiment = load_config(config)  # config errors first, before torch is imported
+    experiment = _with_hardware(
+        experiment,
+        accelerator=accelerator,
+        devices=devices,
+        nodes=nodes,
+        strategy=strategy,
+        precision=precision,
+        workers=workers,
+    )
     from polyfuse.training.experiment import run_cv
 
     run, result = run_cv(experiment, overwrite=overwrite, resume=resume)
@@ -110,6 +172,52 @@ def cv(
     console = _console()
     console.print(_table(f"{result.model}: cross-validation", summary))
     console.print(f"{result.seconds:.1f} s; per-fold metrics in {run}")
+
+
+@app.command()
+@_friendly
+def tune(
+    config: ConfigArg,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="trials per search, one search per outer fold (default: tune.trials)"
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.001, help="seconds for the whole run (default: none)")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="tune this registered model instead of the config's")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue an interrupted search in its run directory")
+    ] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Hyper-parameter search (optuna) in nested CV; reports outer-fold scores, writes best.yaml."""
+    from polyfuse.config import load_config
+
+    experiment = load_config(config)  # config errors first, before torch is imported
+    from polyfuse.tuning.run import run_tune
+
+    run, result = run_tune(
+        experiment, trials=trials, timeout=timeout, model=model, resume=resume, overwrite=overwrite
+    )
+    target = result.target
+    summary = result.summary().xs(target.task, level="task")
+    summary = summary[["text", "n"]].rename(columns={"text": "mean ± sd"})
+    console = _console()
+    console.print(_table(f"{result.model}: outer-fold scores, nested CV ({target.task})", summary))
+    searches = len(result.chosen)
+    trials_run = int(result.chosen["trials"].sum()) if searches else 0
+    best = run / "best.yaml"
+    where = f"best configuration: {best}" if best.is_file() else f"each fold's choice: {run}"
+    console.print(
+        f"{trials_run} trials in {searches} searches, {result.seconds:.0f} s; the reported scores "
+        f"are outer folds only; {where}",
+        markup=False,
+    )
 
 
 @app.command()
@@ -158,12 +266,26 @@ def benchmark(
     workers: Annotated[
         int | None, typer.Option(help="folds trained at once (default: one per CPU core)")
     ] = None,
+    tune_trials: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="tune every model with this many optuna trials inside each outer fold "
+            "(inner CV on the training part) before scoring it; 0: no tuning",
+        ),
+    ] = 0,
 ) -> None:
     """The main job: every model and the classical floors on identical folds, with a report."""
     from polyfuse.evaluation.benchmark import benchmark as run_benchmark
     from polyfuse.evaluation.report import leaderboard_blocks
     from polyfuse.evaluation.suites import suite_datasets, suite_models
 
+    tuning = None
+    if tune_trials:
+        from polyfuse.config import TuneConfig, load_config
+
+        base = load_config(config).tune if config is not None else TuneConfig()
+        tuning = base.model_copy(update={"trials": tune_trials})
     chosen, training, preprocess = suite_datasets(suite, datasets, config)
     result = run_benchmark(
         chosen,
@@ -178,11 +300,18 @@ def benchmark(
         resume=resume,
         overwrite=overwrite,
         workers=workers or os.cpu_count() or 1,
+        tune=tuning,
     )
     console = _console()
     for heading, table in leaderboard_blocks(result.leaderboard()):
         shown = [c for c in table.columns if c not in TERMINAL_HIDDEN]
         console.print(_table(heading, table[shown].set_index("rank")))
+    if tuning is not None:
+        console.print(
+            f"every model tuned with {tuning.trials} trials ({tuning.inner_folds}-fold inner CV) "
+            "inside each outer fold; chosen configurations in tuning.csv",
+            markup=False,
+        )
     console.print(f"{result.seconds:.0f} s; report: {result.out / 'report.html'}", markup=False)
 
 

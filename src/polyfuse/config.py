@@ -15,7 +15,8 @@ from polyfuse.errors import ConfigError, did_you_mean
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # NaN and ±inf pass range checks such as lr > 0, then poison training: refused everywhere.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class ModalityConfig(_Section):
@@ -153,12 +154,24 @@ class TrainingConfig(_Section):
     )
     focal_gamma: float = Field(default=0.0, ge=0, description="sample-level focal γ (0 = off)")
     focal_detach: bool = True
-    accelerator: str = "cpu"
-    devices: int | str = 1
-    precision: str = "32-true"
+    accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = "cpu"
+    devices: int | str = Field(default=1, description="devices (processes) per node, or 'auto'")
+    nodes: int = Field(default=1, ge=1, description="machines taking part (multi-node DDP)")
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
+    precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "64-true"] = "32-true"
+    workers: int = Field(default=0, ge=0, description="data-loader worker processes per device")
     logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
     checkpoint_every: int = Field(default=5, ge=1, description="epochs between resume checkpoints")
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _precision_for_device(self) -> TrainingConfig:
+        if self.accelerator == "cpu" and self.precision == "16-mixed":
+            raise ValueError(
+                "precision 16-mixed needs a GPU (accelerator: gpu); on the CPU use 32-true "
+                "(or bf16-mixed)"
+            )
+        return self
 
 
 class CVConfig(_Section):
@@ -166,16 +179,55 @@ class CVConfig(_Section):
     repeats: int = Field(default=1, ge=1)
 
 
+class TuneConfig(_Section):
+    """`polyfuse tune`: an optuna search inside nested CV (outer folds from the `cv` section).
+
+    `space` narrows or overrides the model's declared search space, per parameter (a model
+    hyper-parameter or a training setting): `{low, high, log, step}` (missing keys keep the
+    declared ones), a list or `{choices: [...]}`, a single value (fixed), or null (not
+    searched). `metric` defaults to the primary metric of `task` (default: the first task).
+    """
+
+    trials: int = Field(default=20, ge=1, description="trials per search (per outer fold)")
+    timeout: float | None = Field(default=None, gt=0, description="seconds for the whole run")
+    inner_folds: int = Field(default=3, ge=2)
+    task: str | None = None
+    metric: str | None = None
+    direction: Literal["maximize", "minimize"] | None = None
+    prune: bool = True
+    final: bool = Field(default=True, description="search all samples too, for best.yaml")
+    untuned: bool = Field(default=True, description="score the untuned config on the same folds")
+    space: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _space_entries(self) -> TuneConfig:
+        from polyfuse.tuning.space import check_override
+
+        for name, value in self.space.items():
+            try:
+                check_override(name, value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
 class ExperimentConfig(_Section):
-    """The whole experiment: data, preprocessing, model, training, cross-validation, output."""
+    """The whole experiment: data, preprocessing, model, training, cross-validation, tuning,
+    output."""
 
     name: str = "experiment"
-    seed: int = 0
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=2**22,
+        description="NumPy seeds are 32-bit, and the splits derive seed · 1000 + repeat",
+    )
     data: DataConfig
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     cv: CVConfig = Field(default_factory=CVConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     output: Path = Path("runs")
 
 
@@ -227,7 +279,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

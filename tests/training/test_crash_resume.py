@@ -167,3 +167,24 @@ def test_resume_with_a_changed_config_is_refused(config):
     changed.training.lr = 0.01
     with pytest.raises(ConfigError, match="differs from this config"):
         run_cv(changed, resume=True)
+
+
+def test_killed_benchmark_resumes_to_the_same_results(config):
+    def bench(out: str, *extra: str) -> list[str]:
+        args = ["benchmark", "--config", str(config / "fit.yaml"), "-m", "early", "-m", "late"]
+        args += ["--folds", "2", "--repeats", "1", "--no-classical", "--workers", "1"]
+        return _polyfuse(*args, "--out", str(config / out), *extra)
+
+    _run(bench("bench_ref"))
+    out = config / "bench_killed"
+    _kill_when(bench("bench_killed"), lambda: len(list(out.rglob("*.results.csv"))) >= 1)
+    assert not (out / "results.csv").exists()
+    _run(bench("bench_killed", "--resume"))
+
+    def metrics(path: Path) -> pd.DataFrame:
+        frame = pd.read_csv(path / "results.csv")
+        keys = ["model", "repeat", "fold", "condition", "task", "metric"]
+        return frame.sort_values(keys).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(metrics(out), metrics(config / "bench_ref"))
+    _no_partial_files(out)

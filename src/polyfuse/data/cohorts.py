@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from polyfuse.data.dataset import ArraySource, FileSource, ListSource, MultimodalDataset, Source
+from polyfuse.data.sampling import rank_share
 from polyfuse.errors import DataError
 
 
@@ -139,19 +140,24 @@ class ZipBatchSampler(torch.utils.data.Sampler[list[int]]):
     def __init__(self, cohort: np.ndarray, batch_size: int, *, seed: int = 0) -> None:
         self.groups = [np.flatnonzero(cohort == c) for c in dict.fromkeys(cohort.tolist())]
         self.batch_size = batch_size
-        self.generator = np.random.default_rng(seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Each epoch's order depends on (seed, epoch) alone, so a resumed fit repeats it."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return math.ceil(max(len(g) for g in self.groups) / self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
         largest = max(range(len(self.groups)), key=lambda k: len(self.groups[k]))
-        queues = [self.generator.permutation(g) for g in self.groups]
+        queues = [rng.permutation(g) for g in self.groups]
         for _ in range(len(self)):
             batch: list[int] = []
             for k, group in enumerate(self.groups):
                 while k != largest and len(queues[k]) < self.batch_size:
-                    queues[k] = np.concatenate([queues[k], self.generator.permutation(group)])
+                    queues[k] = np.concatenate([queues[k], rng.permutation(group)])
                 batch += queues[k][: self.batch_size].tolist()
                 queues[k] = queues[k][self.batch_size :]
-            yield batch
+            yield rank_share(batch)

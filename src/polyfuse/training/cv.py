@@ -119,9 +119,7 @@ def cross_validate(
                 weight_frame(fitted.weight_history, repeat=split.repeat, fold=split.fold)
             )
             if parts is not None:
-                _write_part(
-                    parts, split, pd.DataFrame(rows[n_rows:]), preds[n_preds:], weights[-1]
-                )
+                _write_part(parts, split, pd.DataFrame(rows[n_rows:]), preds[n_preds:], weights[-1])
             bar.advance()
     return CVResult(
         model,

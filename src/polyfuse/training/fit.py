@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,29 +41,20 @@ def _identity(batch: Any) -> Any:
     return batch
 
 
-class ShuffledBatches(torch.utils.data.Sampler[list[int]]):
-    """Batches of a fresh permutation each epoch, drawn from (seed, epoch) alone: a resumed fit
-    sees the same order as an uninterrupted one (Lightning calls `set_epoch`)."""
-
-    def __init__(self, n: int, batch_size: int, *, seed: int = 0) -> None:
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
-
-    def __iter__(self):
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
-        for start in range(0, self.n, self.batch_size):
-            yield order[start : start + self.batch_size].tolist()
-
-
-def make_loader(dataset: MultimodalDataset, batch_size: int, *, shuffle: bool, seed: int = 0):
+def make_loader(
+    dataset: MultimodalDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    workers: int = 0,
+):
     """Batches by slicing: the dataset is indexed with whole lists of rows. Shuffled batches of
-    several cohorts hold `batch_size` samples of every cohort (`ZipBatchSampler`)."""
+    several cohorts hold `batch_size` samples of every cohort (`ZipBatchSampler`). `workers`
+    processes collate batches in the background (file-based modalities read in parallel)."""
     from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+    from polyfuse.data.sampling import ShuffledBatches
 
     cohorts = dataset.cohort
     if shuffle and cohorts is not None and len(set(cohorts.tolist())) > 1:
@@ -73,7 +65,14 @@ def make_loader(dataset: MultimodalDataset, batch_size: int, *, shuffle: bool, s
         batches = ShuffledBatches(len(dataset), batch_size, seed=seed)
     else:
         batches = BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False)
-    return DataLoader(dataset, sampler=batches, batch_size=None, collate_fn=_identity)
+    return DataLoader(
+        dataset,
+        sampler=batches,
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
 
 
 @dataclass
@@ -294,11 +293,14 @@ def train_model(
         raise ConfigError("resume needs a checkpoint directory")
     last = checkpoint_dir / "last.ckpt" if checkpoint_dir else None
     ckpt = last if resume and last is not None and last.is_file() else None
-    with _quiet_lightning():
+    with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="polyfuse-") as scratch:
         trainer = L.Trainer(
+            default_root_dir=scratch,  # Lightning's own temporary files, never the cwd
             max_epochs=training.epochs,
             accelerator=training.accelerator,
             devices=training.devices,
+            num_nodes=training.nodes,
+            strategy=training.strategy,
             precision=training.precision,
             logger=_logger(training.logger, log_dir),
             callbacks=callbacks,
@@ -313,8 +315,12 @@ def train_model(
         )
         trainer.fit(
             module,
-            make_loader(fit_part, training.batch_size, shuffle=True, seed=seed),
-            make_loader(val_part, PREDICT_BATCH, shuffle=False) if has_val else None,
+            make_loader(
+                fit_part, training.batch_size, shuffle=True, seed=seed, workers=training.workers
+            ),
+            make_loader(val_part, PREDICT_BATCH, shuffle=False, workers=training.workers)
+            if has_val
+            else None,
             ckpt_path=ckpt,
         )
     model.eval()

@@ -97,7 +97,27 @@ class FusionModule(L.LightningModule):
         for t, v in losses.items():
             self._epoch_losses.setdefault(t, []).append(v.detach())
         loss = self.balancer(losses) + extra
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+        precision = self._trainer.precision if self._trainer is not None else ""
+        if precision != "16-mixed" and not torch.isfinite(loss):  # fp16 AMP skips such steps
+            from polyfuse.errors import DataError
+
+            bad = [t for t, v in losses.items() if not torch.isfinite(v)]
+            what = (
+                f"task(s) {', '.join(repr(t) for t in bad)}"
+                if bad
+                else "the auxiliary losses or L1 penalty"
+                if not torch.isfinite(extra)
+                else f"the '{type(self.balancer).__name__}' loss balancing"
+            )
+            raise DataError(
+                f"the training loss became {float(loss.detach())} at epoch "
+                f"{self.current_epoch}, batch {batch_idx}, from {what}: values too large for "
+                "float32 (rescale the feature or target columns, keep preprocess.scale on) or a "
+                "diverging optimiser (lower training.lr)"
+            )
+        self.log(
+            "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True
+        )
         return loss
 
     def configure_callbacks(self) -> list[L.Callback]:
@@ -113,7 +133,7 @@ class FusionModule(L.LightningModule):
         weights = self.balancer.weights()  # the weights this epoch trained with
         self.weight_history.append(weights)
         for t, w in weights.items():
-            self.log(f"weight/{t}", w, on_step=False, on_epoch=True)
+            self.log(f"weight/{t}", w, on_step=False, on_epoch=True, sync_dist=True)
         kpis = self._kpis()
         if kpis is not None or len(means) == len(self.term_weights):  # DWA needs every loss
             self.balancer.epoch_end(kpis, means)
@@ -121,7 +141,9 @@ class FusionModule(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         losses, extra, out = self.task_losses(batch)
         loss = self._static(losses, extra)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch))
+        self.log(
+            "val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True
+        )
         if self.balancer.needs_kpis:
             logits = {t: v.detach() for t, v in out.logits.items()}
             self._val_outputs.append((logits, {t: v.detach() for t, v in batch.targets.items()}))
