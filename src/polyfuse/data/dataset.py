@@ -8,11 +8,11 @@ Small cohorts stay as in-memory arrays and are batched by slicing, never sample 
 
 from __future__ import annotations
 
+import os
 import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,10 +135,15 @@ class ListSource(Source):
 
 
 class FileSource(Source):
-    """Files read lazily when a batch needs them (images, patch-feature bags, reports)."""
+    """Files read lazily when a batch needs them (images, patch-feature bags, reports).
 
-    def __init__(self, paths: Sequence[Path | None], kind: str) -> None:
-        self.paths = list(paths)
+    Only the paths stay in memory, as plain strings: a `pathlib.Path` holds about 400 bytes
+    against about 100 for its string, and a large cohort keeps one per sample and file
+    modality (`benchmarks/large_cohort.py`). Subsets share the strings, never copy them.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str] | None], kind: str) -> None:
+        self.paths: list[str | None] = [None if p is None else os.fspath(p) for p in paths]
         self.kind = kind
         self.present = np.array([p is not None for p in self.paths], dtype=bool)
 
