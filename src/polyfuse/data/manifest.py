@@ -257,6 +257,10 @@ def _resolve_columns(
         else:
             cols = []
         cols += [c for c in mod.categorical if c not in cols]  # categorical belong to it
+        if not cols:
+            raise ConfigError(
+                f"{owner}: no feature columns; list at least one in data.modalities.{name}.columns"
+            )
         _require_columns(cols, have, owner, where)
         out[name] = cols
     for name, task in tasks.items():
@@ -321,7 +325,8 @@ def _array_modality(
     name: str, values: np.ndarray, names: Sequence[str], ids: list[str], where: str
 ) -> tuple[ModalitySpec, ArraySource]:
     """(N, F) float64 with NaN → spec and source; an all-NaN row counts as absent."""
-    values32 = values.astype(np.float32)
+    with np.errstate(over="ignore"):
+        values32 = values.astype(np.float32)
     overflow = np.isinf(values32) & ~np.isinf(values)
     if overflow.any():
         i, j = np.argwhere(overflow)[0]
@@ -811,7 +816,8 @@ def _code(label: str) -> int | None:
     """'0', '1', ... → the integer; 'True'/'False' → 1/0; otherwise None."""
     if label in ("True", "False"):
         return int(label == "True")
-    return int(label) if label.lstrip("-").isdigit() else None
+    # isdecimal, not isdigit: '²' is a digit to isdigit but not to int(), as is '--1' to lstrip
+    return int(label) if label.removeprefix("-").isdecimal() else None
 
 
 def _class_key(label: str) -> tuple[int, float, str]:
@@ -872,6 +878,15 @@ def _refuse_inf(
         raise DataError(
             f"{where}: column '{column}' ({owner}) is {values[i]:+g} for sample '{ids[i]}'"
             f" ({len(bad)} such cell(s)); replace with a finite value or leave it empty"
+        )
+    # Every array is float32 downstream: a finite value beyond its range would become ±inf.
+    with np.errstate(over="ignore"):
+        bad = np.flatnonzero(np.isinf(values.astype(np.float32)))
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(
+            f"{where}: column '{column}' ({owner}) is {values[i]:g} for sample '{ids[i]}'"
+            f" ({len(bad)} such cell(s)), beyond float32 range (±3.4e38); rescale the column"
         )
 
 

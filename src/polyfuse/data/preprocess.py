@@ -54,7 +54,8 @@ class Preprocessor:
             src = dataset.sources[m]
             if spec.kind != "tabular" or not isinstance(src, ArraySource):
                 continue
-            x = src.values[src.present]
+            # float64 statistics: a float32 sum or square of values near ±3.4e38 overflows
+            x = src.values[src.present].astype(np.float64)
             observed = ~np.isnan(x)
             with np.errstate(all="ignore"):
                 if self.impute == "zero":
@@ -99,7 +100,10 @@ class Preprocessor:
         for m, f in self.fitted.items():
             x = sources[m].values
             missing = np.isnan(x)
-            out = (np.where(missing, f.fill, x) - f.mean) / f.std
+            out = np.where(missing, f.fill, x) - f.mean.astype(np.float64)  # float32 overflows
+            out /= f.std
+            _refuse_huge(m, out, sources[m].present, dataset.specs[m], dataset.ids)
+            out = out.astype(np.float32)
             if len(f.indicator):
                 out = np.concatenate([out, missing[:, f.indicator].astype(np.float32)], axis=1)
             sources[m] = ArraySource(out, sources[m].present)
@@ -132,6 +136,27 @@ class Preprocessor:
             for m, f in state["fitted"].items()
         }
         return pre
+
+
+HUGE = 1e15
+"""The largest magnitude a preprocessed tabular value may have (in standard deviations, or
+raw units for an unscaled or constant feature): models square and multiply activations, and
+float32 overflows into NaN losses and predictions somewhere beyond it."""
+
+
+def _refuse_huge(
+    m: str, z: np.ndarray, present: np.ndarray, spec: ModalitySpec, ids: list[str]
+) -> None:
+    bad = np.argwhere((np.abs(z) > HUGE) & present[:, None])
+    if len(bad):
+        i, j = (int(v) for v in bad[0])
+        feature = spec.feature_names[j] if spec.feature_names else str(j)
+        raise DataError(
+            f"modality '{m}', sample '{ids[i]}', feature '{feature}' is {z[i, j]:g} after "
+            f"preprocessing ({len(bad)} such value(s)), beyond ±{HUGE:g}: far outside the "
+            "training samples' range, or unscaled; rescale the feature, keep preprocess.scale "
+            "on, or check the value"
+        )
 
 
 def _nan_stat(fn, x: np.ndarray) -> np.ndarray:

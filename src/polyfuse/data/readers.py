@@ -152,9 +152,13 @@ def resolve_path(root: Path | str, relative: str, *, sample_id: str, column: str
             f"{where}: file path '{relative}' leads outside the data root {root_resolved} "
             f"(to {target}); paths must stay inside the root"
         )
-    if not target.exists():
+    try:
+        exists, regular = target.exists(), target.is_file()
+    except OSError as exc:  # a name too long for the file system, ...
+        raise DataError(f"{where}: cannot access file path '{relative}' ({exc.strerror})") from exc
+    if not exists:
         raise DataError(f"{where}: file '{relative}' does not exist under {root_resolved}")
-    if not target.is_file():
+    if not regular:
         raise DataError(f"{where}: '{relative}' under {root_resolved} is not a regular file")
     return joined
 
@@ -262,7 +266,8 @@ def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
     """Numbers as contiguous float32; strings, objects or complex values are refused."""
     if array.dtype.kind not in "biuf":
         raise _FileProblem(f"{what} has dtype {array.dtype}; numbers (bool/int/float) expected")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 range: ±inf, which _validate reports
+        return np.ascontiguousarray(array, dtype=np.float32)
 
 
 # --- one reader per format ----------------------------------------------------------------
