@@ -142,7 +142,7 @@ def test_a_head_gets_no_gradient_from_the_other_cohorts_samples(two):
 
 def test_training_on_two_cohorts_learns_both_tasks(two):
     data = combine_cohorts(two)
-    cfg = TrainingConfig(epochs=30, batch_size=8, lr=3e-3, patience=30, progress=False)
+    cfg = TrainingConfig(epochs=12, batch_size=8, lr=1e-2, patience=12, progress=False)
     fitted = train_model("early", data, training=cfg, hparams={"dim": 16}, seed=0)
     metrics = fitted.evaluate(data, data.targets)
     assert metrics["y"]["auroc"] > 0.8

@@ -324,6 +324,7 @@ def train_model(
             ckpt_path=ckpt,
         )
     model.eval()
+    _check_finite(model, model_name, fit_part)
     return FittedModel(
         model_name,
         hparams,
@@ -334,6 +335,25 @@ def train_model(
         best.best_epoch,
         module.weight_history,
     )
+
+
+def _check_finite(model: MultimodalModel, name: str, data: MultimodalDataset) -> None:
+    """A fit that diverged on a step no loss saw afterwards (the last one) is not a success:
+    weights, or the predictions on the first training samples, that are NaN/inf are refused
+    instead of returning a model that predicts NaN."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if not bad and len(data):
+        with torch.no_grad():
+            batch = data.batch(np.arange(min(len(data), PREDICT_BATCH)))
+            out = model(batch.to(next(model.parameters()).device).inputs)
+        bad = [
+            f"the '{t}' predictions" for t, v in out.logits.items() if not torch.isfinite(v).all()
+        ]
+    if bad:
+        raise DataError(
+            f"training '{name}' diverged: {bad[0]} became NaN or infinite; lower "
+            "training.lr or check the inputs' scale"
+        )
 
 
 def _logger(kind: str, log_dir: Path | None):
