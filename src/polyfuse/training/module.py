@@ -97,28 +97,45 @@ class FusionModule(L.LightningModule):
         for t, v in losses.items():
             self._epoch_losses.setdefault(t, []).append(v.detach())
         loss = self.balancer(losses) + extra
-        precision = self._trainer.precision if self._trainer is not None else ""
-        if precision != "16-mixed" and not torch.isfinite(loss):  # fp16 AMP skips such steps
-            from polyfuse.errors import DataError
-
-            bad = [t for t, v in losses.items() if not torch.isfinite(v)]
-            what = (
-                f"task(s) {', '.join(repr(t) for t in bad)}"
-                if bad
-                else "the auxiliary losses or L1 penalty"
-                if not torch.isfinite(extra)
-                else f"the '{type(self.balancer).__name__}' loss balancing"
-            )
-            raise DataError(
-                f"the training loss became {float(loss.detach())} at epoch "
-                f"{self.current_epoch}, batch {batch_idx}, from {what}: values too large for "
-                "float32 (rescale the feature or target columns, keep preprocess.scale on) or a "
-                "diverging optimiser (lower training.lr)"
-            )
+        self._check_finite(loss, losses, extra, batch_idx)
         self.log(
             "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True
         )
         return loss
+
+    def _check_finite(
+        self, loss: Tensor, losses: dict[str, Tensor], extra: Tensor, batch_idx: int
+    ) -> None:
+        """Stop on a non-finite training loss, naming its source. Under DDP every process
+        learns that one of them failed and stops too (none is left waiting). fp16 mixed
+        precision is exempt: its loss scaler skips such steps by design."""
+        trainer = self._trainer
+        if trainer is not None and trainer.precision == "16-mixed":
+            return
+        local = not bool(torch.isfinite(loss))
+        failed = local
+        if trainer is not None and trainer.world_size > 1:
+            failed = trainer.strategy.reduce_boolean_decision(local, all=False)
+        if not failed:
+            return
+        from polyfuse.errors import DataError
+
+        bad = [t for t, v in losses.items() if not torch.isfinite(v)]
+        what = (
+            "another process's batch"
+            if not local
+            else f"task(s) {', '.join(repr(t) for t in bad)}"
+            if bad
+            else "the auxiliary losses or L1 penalty"
+            if not torch.isfinite(extra)
+            else f"the '{type(self.balancer).__name__}' loss balancing"
+        )
+        raise DataError(
+            f"the training loss became {float(loss.detach())} at epoch {self.current_epoch}, "
+            f"batch {batch_idx}, from {what}: values too large for float32 (rescale the "
+            "feature or target columns, keep preprocess.scale on) or a diverging optimiser "
+            "(lower training.lr)"
+        )
 
     def configure_callbacks(self) -> list[L.Callback]:
         from polyfuse.training.callbacks import EpochEnd
