@@ -51,6 +51,13 @@ def test_models_and_datasets_listings():
     assert "tcga-acc" in listing and "rppa" in listing and "50% missing" in listing
 
 
+def test_models_shows_a_search_space():
+    result = run("models", "--space", "healnet")
+    assert result.exit_code == 0, result.output
+    assert "depth" in result.output and "log-uniform" in result.output
+    assert_clean_error(run("models", "--space", "helnet"), "did you mean 'healnet'")
+
+
 def test_fit_predict_round_trip_and_no_clobbering(own_data: Path):
     config = own_data / "experiment.yaml"
     assert run("fit", config).exit_code == 0

@@ -359,11 +359,25 @@ def explain(
 
 @app.command()
 @_friendly
-def models() -> None:
-    """List the registered models and their hyper-parameters."""
+def models(
+    space: Annotated[
+        str | None,
+        typer.Option(help="show the search space `polyfuse tune` uses for this model"),
+    ] = None,
+) -> None:
+    """List the registered models and their hyper-parameters (or one model's search space)."""
     import pandas as pd
 
     from polyfuse.models.registry import list_models, model_hparams
+
+    if space is not None:
+        from polyfuse.tuning.space import describe, model_space
+
+        dims = describe(model_space(space))
+        frame = pd.DataFrame({"searched over": list(dims.values())}, index=pd.Index(dims))
+        frame.index.name = "parameter"
+        _console().print(_table(f"{space}: search space (narrow it with tune.space)", frame))
+        return
 
     frame = pd.DataFrame(
         {"hyper-parameters (defaults)": [_hparams(model_hparams(m)) for m in list_models()]},
