@@ -86,11 +86,15 @@ Workers = Annotated[
 ]
 
 
-def _with_hardware(experiment: Any, **given: Any) -> Any:
-    """The experiment with the hardware options given on the command line (validated)."""
+HARDWARE = ("accelerator", "devices", "nodes", "strategy", "precision", "workers")
+
+
+def _with_hardware(experiment: Any, options: dict[str, Any]) -> Any:
+    """The experiment with the hardware options given on the command line (validated);
+    `options` is the command's arguments, of which the `HARDWARE` ones that were set count."""
     from polyfuse.config import TrainingConfig
 
-    given = {k: v for k, v in given.items() if v is not None}
+    given = {k: options[k] for k in HARDWARE if options.get(k) is not None}
     if "devices" in given and str(given["devices"]).isdigit():
         given["devices"] = int(given["devices"])
     if not given:
@@ -122,15 +126,7 @@ def fit(
     from polyfuse.config import load_config
 
     experiment = load_config(config)  # config errors first, before torch is imported
-    experiment = _with_hardware(
-        experiment,
-        accelerator=accelerator,
-        devices=devices,
-        nodes=nodes,
-        strategy=strategy,
-        precision=precision,
-        workers=workers,
-    )
+    experiment = _with_hardware(experiment, locals())
     from polyfuse.training.experiment import run_fit
 
     run, fitted = run_fit(experiment, overwrite=overwrite, resume=resume)
@@ -156,15 +152,7 @@ def cv(
     from polyfuse.config import load_config
 
     experiment = load_config(config)  # config errors first, before torch is imported
-    experiment = _with_hardware(
-        experiment,
-        accelerator=accelerator,
-        devices=devices,
-        nodes=nodes,
-        strategy=strategy,
-        precision=precision,
-        workers=workers,
-    )
+    experiment = _with_hardware(experiment, locals())
     from polyfuse.training.experiment import run_cv
 
     run, result = run_cv(experiment, overwrite=overwrite, resume=resume)
