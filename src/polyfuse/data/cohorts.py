@@ -23,6 +23,7 @@ import torch
 
 from polyfuse.data.dataset import ArraySource, FileSource, ListSource, MultimodalDataset, Source
 from polyfuse.data.sampling import rank_share
+from polyfuse.data.specs import TaskSpec
 from polyfuse.errors import DataError
 
 
@@ -67,35 +68,26 @@ def combine_cohorts(
 
 
 def _prefixed(data: MultimodalDataset, cohort: str) -> MultimodalDataset:
-    def rename(d: dict) -> dict:
-        return {f"{cohort}_{k}": v for k, v in d.items()}
+    def keyed(items: dict) -> dict:
+        return {f"{cohort}_{k}": v for k, v in items.items()}
+
+    def named(items: dict) -> dict:  # specs carry their own name too
+        return {k: dataclasses.replace(v, name=k) for k, v in keyed(items).items()}
 
     return data.replace(
-        specs={
-            f"{cohort}_{m}": dataclasses.replace(s, name=f"{cohort}_{m}")
-            for m, s in data.specs.items()
-        },
-        sources=rename(data.sources),
-        tasks={
-            f"{cohort}_{t}": dataclasses.replace(s, name=f"{cohort}_{t}")
-            for t, s in data.tasks.items()
-        },
-        targets=rename(data.targets),
+        specs=named(data.specs),
+        sources=keyed(data.sources),
+        tasks=named(data.tasks),
+        targets=keyed(data.targets),
     )
 
 
-def _targets(data: MultimodalDataset, task: str, spec) -> np.ndarray:
+def _targets(data: MultimodalDataset, task: str, spec: TaskSpec) -> np.ndarray:
+    """The cohort's targets of `task`, or all unknown (NaN) when the cohort lacks the task."""
     if task in data.targets:
         return data.targets[task]
-    shape = (
-        (len(data),)
-        if spec.type in ("binary", "multiclass", "regression")
-        else (
-            len(data),
-            spec.target_width,
-        )
-    )
-    return np.full(shape, np.nan, dtype=np.float32)
+    width = spec.target_width
+    return np.full((len(data),) if width == 1 else (len(data), width), np.nan, np.float32)
 
 
 def _concat(parts: list[Source | None], sizes: list[int], modality: str) -> Source:
