@@ -89,11 +89,13 @@ Workers = Annotated[
 HARDWARE = ("accelerator", "devices", "nodes", "strategy", "precision", "workers")
 
 
-def _with_hardware(experiment: Any, options: dict[str, Any]) -> Any:
-    """The experiment with the hardware options given on the command line (validated);
-    `options` is the command's arguments, of which the `HARDWARE` ones that were set count."""
-    from polyfuse.config import TrainingConfig
+def _load_with_hardware(config: Path, options: dict[str, Any]) -> Any:
+    """The experiment of `config` (validated before torch is imported) with the hardware
+    options given on the command line; `options` is the command's arguments, of which the
+    `HARDWARE` ones that were set count."""
+    from polyfuse.config import TrainingConfig, load_config
 
+    experiment = load_config(config)
     given = {k: options[k] for k in HARDWARE if options.get(k) is not None}
     if "devices" in given and str(given["devices"]).isdigit():
         given["devices"] = int(given["devices"])
@@ -123,10 +125,7 @@ def fit(
     workers: Workers = None,
 ) -> None:
     """Train one model on all samples of CONFIG's data; save it to runs/<name>/."""
-    from polyfuse.config import load_config
-
-    experiment = load_config(config)  # config errors first, before torch is imported
-    experiment = _with_hardware(experiment, locals())
+    experiment = _load_with_hardware(config, locals())
     from polyfuse.training.experiment import run_fit
 
     run, fitted = run_fit(experiment, overwrite=overwrite, resume=resume)
@@ -149,10 +148,7 @@ def cv(
     workers: Workers = None,
 ) -> None:
     """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to the run dir."""
-    from polyfuse.config import load_config
-
-    experiment = load_config(config)  # config errors first, before torch is imported
-    experiment = _with_hardware(experiment, locals())
+    experiment = _load_with_hardware(config, locals())
     from polyfuse.training.experiment import run_cv
 
     run, result = run_cv(experiment, overwrite=overwrite, resume=resume)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from polyfuse.errors import DataError, require
 from polyfuse.evaluation.report import higher_is_better, primary_metric
+from polyfuse.io import atomic_write
 
 LINESTYLES = ["-", "--", ":", "-."]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
@@ -205,8 +206,6 @@ def weight_frame(history: Sequence[dict[str, float]], **keys: object) -> pd.Data
 def write_task_weights(frame: pd.DataFrame, directory: Path) -> list[Path]:
     """``balancing.csv`` and, when there is something to compare (two or more terms),
     ``balancing.png`` in ``directory``; nothing when the weights never change (static)."""
-    from polyfuse.io import atomic_write
-
     if frame.empty or frame.groupby("term")["weight"].nunique().max() <= 1:
         return []
     csv = Path(directory) / "balancing.csv"
