@@ -61,14 +61,14 @@ def test_models_shows_a_search_space():
 def test_fit_predict_round_trip_and_no_clobbering(own_data: Path):
     config = own_data / "experiment.yaml"
     assert run("fit", config).exit_code == 0
-    run_dir = own_data / "runs" / "own-data"
-    assert {"config.yaml", "model.safetensors", "model.json", "preprocess.json"} <= {
+    run_dir = own_data / "runs" / "own-data" / "fit"
+    assert {"config.yaml", "model.safetensors", "model.json", "contract.json"} <= {
         p.name for p in run_dir.iterdir()
     }
     assert_clean_error(run("fit", config), "already exists", "--overwrite")
     out = own_data / "pred.csv"
     assert run("predict", run_dir, own_data / "patients.csv", "-o", out).exit_code == 0
-    pred = pd.read_csv(out, index_col="id")
+    pred = pd.read_csv(out, index_col="patient_id")
     assert len(pred) == 40 and pred["response.prob"].between(0, 1).all()
     assert_clean_error(run("predict", run_dir, own_data / "patients.csv", "-o", out), "exists")
     assert run("fit", config, "--overwrite").exit_code == 0
@@ -78,7 +78,7 @@ def test_cv_prints_a_summary(own_data: Path):
     result = run("cv", own_data / "experiment.yaml")
     assert result.exit_code == 0, result.output
     assert "auroc" in result.output and "±" in result.output
-    folds = pd.read_csv(own_data / "runs" / "own-data" / "folds.csv")
+    folds = pd.read_csv(own_data / "runs" / "own-data" / "cv" / "folds.csv")
     assert len(folds.query("metric == 'auroc'")) == 4
 
 
@@ -88,7 +88,7 @@ def test_hardware_options_override_the_config_and_are_checked(own_data: Path):
     assert_clean_error(run("cv", cfg, "--strategy", "fsdp2"), "invalid hardware option")
     result = run("fit", cfg, "--workers", "1", "--devices", "1")
     assert result.exit_code == 0, result.output
-    saved = (own_data / "runs" / "own-data" / "config.yaml").read_text()
+    saved = (own_data / "runs" / "own-data" / "fit" / "config.yaml").read_text()
     assert "workers: 1" in saved  # the run directory records what actually ran
 
 
@@ -115,7 +115,7 @@ def _break(own: Path, old: str, new: str, file: str = "patients.csv") -> Path:
 def test_bad_input_is_one_clear_message(own_data, old, new, file, fragments):
     config = _break(own_data, old, new, file)
     assert_clean_error(run("fit", config), *fragments)
-    assert not (own_data / "runs" / "own-data" / "model.safetensors").exists()
+    assert not (own_data / "runs").exists()  # nothing is created for a failed fit
 
 
 def test_corrupt_image_and_missing_config(own_data):

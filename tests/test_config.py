@@ -56,3 +56,56 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("data: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "..", ".", "a/b", "/tmp/x", "a\\b", ""])
+def test_a_run_name_cannot_leave_the_output_folder(name):
+    with pytest.raises(ConfigError, match=r"(?m)^  name: "):
+        parse_config({"name": name, "data": {"dataset": "tcga-acc"}})
+
+
+def test_ordinary_run_names_are_accepted():
+    for name in ("own-data", "acc_v2.1", "tcga acc"):
+        assert parse_config({"name": name, "data": {"dataset": "tcga-acc"}}).name == name
+
+
+BOMB = """\
+name: bomb
+data: {dataset: tcga-acc}
+model:
+  name: early
+  params:
+    a: &a [x, x, x, x, x, x, x, x, x, x]
+    b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+    d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+    e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+    f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+    g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+    h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+    i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)  # under 1 KB; 10^9 strings once expanded
+    with pytest.raises(ConfigError, match=r"bomb\.yaml.*alias"):
+        load_config(path)
+
+
+def test_a_self_referencing_alias_is_refused(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("data: {dataset: tcga-acc}\nmodel: {params: {a: &a [1, *a]}}\n")
+    with pytest.raises(ConfigError, match=r"loop\.yaml.*alias"):
+        load_config(path)
+
+
+def test_a_few_small_aliases_still_work(tmp_path):
+    path = tmp_path / "reuse.yaml"
+    path.write_text(
+        "data: {dataset: tcga-acc}\n"
+        "model: {name: early, params: {encoder: &enc {hidden: [8]}, fusion: *enc}}\n"
+    )
+    config = load_config(path)
+    assert config.model.params["fusion"] == {"hidden": [8]}

@@ -5,10 +5,11 @@ Any `PolyfuseError` is printed as one short message, without a traceback, and ex
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,6 +90,21 @@ Workers = Annotated[
 HARDWARE = ("accelerator", "devices", "nodes", "strategy", "precision", "workers")
 
 
+@contextlib.contextmanager
+def _stoppable(command: str, run: Callable[[], Path]) -> Iterator[None]:
+    """SIGINT/SIGTERM end the command with 130/143 and one line saying what was kept in the
+    run directory `run()` (finished folds, trials, a checkpoint) and that `--resume` continues
+    it. Entered before torch is imported: a signal during the imports is handled too."""
+    from polyfuse.interrupt import Interrupted, interruptible, message
+
+    try:
+        with interruptible():
+            yield
+    except Interrupted as exc:
+        typer.echo(message(exc, run(), command), err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
 def _load_with_hardware(config: Path, options: dict[str, Any]) -> Any:
     """The experiment of `config` (validated before torch is imported) with the hardware
     options given on the command line; `options` is the command's arguments, of which the
@@ -124,11 +140,12 @@ def fit(
     precision: Precision = None,
     workers: Workers = None,
 ) -> None:
-    """Train one model on all samples of CONFIG's data; save it to runs/<name>/."""
+    """Train one model on all samples of CONFIG's data; save it to <output>/<name>/fit/."""
     experiment = _load_with_hardware(config, locals())
-    from polyfuse.training.experiment import run_fit
+    with _stoppable("fit", lambda: experiment.run_dir("fit")):
+        from polyfuse.training.experiment import run_fit
 
-    run, fitted = run_fit(experiment, overwrite=overwrite, resume=resume)
+        run, fitted = run_fit(experiment, overwrite=overwrite, resume=resume)
     _console().print(f"fitted [bold]{fitted.model_name}[/] → {run}")
 
 
@@ -147,11 +164,13 @@ def cv(
     precision: Precision = None,
     workers: Workers = None,
 ) -> None:
-    """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to the run dir."""
+    """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to
+    <output>/<name>/cv/."""
     experiment = _load_with_hardware(config, locals())
-    from polyfuse.training.experiment import run_cv
+    with _stoppable("cv", lambda: experiment.run_dir("cv")):
+        from polyfuse.training.experiment import run_cv
 
-    run, result = run_cv(experiment, overwrite=overwrite, resume=resume)
+        run, result = run_cv(experiment, overwrite=overwrite, resume=resume)
     summary = result.summary()[["text", "n"]].rename(columns={"text": "mean ± sd"})
     console = _console()
     console.print(_table(f"{result.model}: cross-validation", summary))
@@ -179,15 +198,28 @@ def tune(
     ] = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Hyper-parameter search (optuna) in nested CV; reports outer-fold scores, writes best.yaml."""
+    """Hyper-parameter search (optuna) in nested CV; reports outer-fold scores, writes best.yaml
+    to <output>/<name>/tune/."""
     from polyfuse.config import load_config
 
     experiment = load_config(config)  # config errors first, before torch is imported
-    from polyfuse.tuning.run import run_tune
 
-    run, result = run_tune(
-        experiment, trials=trials, timeout=timeout, model=model, resume=resume, overwrite=overwrite
-    )
+    def where() -> Path:
+        from polyfuse.tuning.run import resolve_run
+
+        return resolve_run(experiment, model).run_dir("tune")
+
+    with _stoppable("tune", where):
+        from polyfuse.tuning.run import run_tune
+
+        run, result = run_tune(
+            experiment,
+            trials=trials,
+            timeout=timeout,
+            model=model,
+            resume=resume,
+            overwrite=overwrite,
+        )
     target = result.target
     summary = result.summary().xs(target.task, level="task")
     summary = summary[["text", "n"]].rename(columns={"text": "mean ± sd"})
@@ -208,27 +240,116 @@ def tune(
 @_friendly
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run directory written by `polyfuse fit`")],
-    data: Annotated[str, typer.Argument(help="a manifest table (CSV/Parquet) or a dataset name")],
+    data: Annotated[
+        str, typer.Argument(help="new patients: a manifest table, a .h5mu/.h5ad file or a dataset")
+    ],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="CSV to write (default: in RUN_DIR)")
     ] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(help="folder the table's file paths are relative to (default: its folder)"),
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(help="MODALITY=PATH: the long table of a sequence modality (repeatable)"),
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Predict risk / probabilities for new samples with a fitted run."""
-    from polyfuse.training.predict import predict_run
+    """Predict for new patients with a fitted run; labels, where given, are scored too."""
+    from polyfuse.inference.predictor import predict_run
 
-    out = predict_run(run_dir, data, output=output, overwrite=overwrite)
-    _console().print(f"predictions → {out}")
+    with _warnings_shown():
+        out, metrics = predict_run(
+            run_dir,
+            data,
+            output=output,
+            overwrite=overwrite,
+            root=data_root,
+            tables=_pairs(table or [], "--table"),
+        )
+    console = _console()
+    if len(metrics):
+        frame = metrics.astype({"n": str}).set_index(["task", "metric"])
+        console.print(_table(f"metrics on {Path(data).name} (its own labels)", frame))
+    console.print(f"predictions → {out}")
+
+
+def _pairs(items: list[str], option: str) -> dict[str, Path]:
+    """`NAME=PATH` options as a mapping."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"{option} {item!r}: write it as MODALITY=PATH")
+        out[name] = Path(path)
+    return out
+
+
+class _warnings_shown:
+    """Print polyfuse's data warnings as `warning: ...` lines (no source location)."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        from polyfuse.errors import DataWarning
+
+        self._catch = warnings.catch_warnings(record=True)
+        self._seen = self._catch.__enter__()
+        warnings.simplefilter("always", DataWarning)
+        self._category = DataWarning
+
+    def __exit__(self, *exc: object) -> None:
+        import warnings
+
+        self._catch.__exit__(*exc)
+        for w in self._seen:
+            if issubclass(w.category, self._category):
+                typer.echo(f"warning: {w.message}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+@app.command()
+@_friendly
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `polyfuse fit`")],
+    host: Annotated[
+        str, typer.Option(help="address to listen on (the default: this machine only)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder that file paths in requests are relative to (default: none, and "
+            "requests naming a file are refused)"
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="processes, each with the model and a share of the cores")
+    ] = 1,
+) -> None:
+    """Serve a fitted run over HTTP: /health, /metadata, /predict (the `serve` extra; see
+    docs/deployment.md)."""
+    from polyfuse.inference.serve import serve_run  # imports fastapi: not for `--help`
+
+    serve_run(run_dir, host=host, port=port, data_root=data_root, workers=workers)
 
 
 @app.command()
 @_friendly
 def benchmark(
     models: Annotated[
-        list[str] | None, typer.Option("--models", "-m", help="models to run (default: all)")
+        list[str] | None,
+        typer.Option(
+            "--models",
+            "-m",
+            help="models to run: -m early,late or -m early -m late (default: the suite's)",
+        ),
     ] = None,
     datasets: Annotated[
-        list[str] | None, typer.Option("--datasets", "-d", help="bundled cohorts")
+        list[str] | None,
+        typer.Option("--datasets", "-d", help="bundled cohorts: -d a,b or -d a -d b"),
     ] = None,
     suite: Annotated[
         str,
@@ -238,12 +359,22 @@ def benchmark(
         ),
     ] = "default",
     config: Annotated[
-        Path | None, typer.Option(help="experiment YAML: benchmark on its data and training")
+        Path | None,
+        typer.Option(
+            help="experiment YAML: benchmark on its data, training and preprocessing, with its "
+            "model.params for its model"
+        ),
     ] = None,
     folds: int = 5,
     repeats: int = 3,
     seed: int = 0,
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/benchmark"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="output directory (default: runs/benchmark; with --config "
+            "<output>/<name>/benchmark)"
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="skip the folds already done in OUT")] = False,
     overwrite: Overwrite = False,
     classical: Annotated[bool, typer.Option(help="run the classical floors")] = True,
@@ -260,33 +391,60 @@ def benchmark(
     ] = 0,
 ) -> None:
     """The main job: every model and the classical floors on identical folds, with a report."""
-    from polyfuse.evaluation.benchmark import benchmark as run_benchmark
-    from polyfuse.evaluation.report import leaderboard_blocks
-    from polyfuse.evaluation.suites import suite_datasets, suite_models
+    from polyfuse.config import load_config
+    from polyfuse.datasets import dataset_info
+    from polyfuse.evaluation.suites import suite_models
+    from polyfuse.io import check_run_dir
+    from polyfuse.models.registry import check_hparams, model_class
 
+    # every name, the config and the output folder are checked before any data are read
+    experiment = load_config(config) if config is not None else None
+    names = suite_models(suite, _names(models))
+    for name in names or []:
+        model_class(name)
+    for name in _names(datasets) or []:
+        dataset_info(name)
+    hparams = None
+    console = _console()
+    if experiment is not None:
+        own = experiment.model
+        check_hparams(own.name, own.params)
+        hparams = {own.name: own.params} if own.params else None
+        if own.params and names is not None and own.name not in names:
+            console.print(
+                f"note: {config}'s model.params are for '{own.name}', which this benchmark does "
+                f"not run ({', '.join(names)}); add -m {own.name} to include it",
+                markup=False,
+            )
+    if out is None:
+        out = experiment.run_dir("benchmark") if experiment is not None else Path("runs/benchmark")
+    check_run_dir(out, overwrite=overwrite, resume=resume)
     tuning = None
     if tune_trials:
-        from polyfuse.config import TuneConfig, load_config
+        from polyfuse.config import TuneConfig
 
-        base = load_config(config).tune if config is not None else TuneConfig()
+        base = experiment.tune if experiment is not None else TuneConfig()
         tuning = base.model_copy(update={"trials": tune_trials})
-    chosen, training, preprocess = suite_datasets(suite, datasets, config)
-    result = run_benchmark(
-        chosen,
-        models=suite_models(suite, models),
-        folds=folds,
-        repeats=repeats,
-        seed=seed,
-        out=out,
-        training=training,
-        preprocess=preprocess,
-        classical=classical,
-        resume=resume,
-        overwrite=overwrite,
-        workers=workers or os.cpu_count() or 1,
-        tune=tuning,
-    )
-    console = _console()
+
+    with _stoppable("benchmark", lambda: out):
+        result = _run_benchmark(
+            suite,
+            _names(datasets),
+            config,
+            models=names,
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
+            out=out,
+            hparams=hparams,
+            classical=classical,
+            resume=resume,
+            overwrite=overwrite,
+            workers=workers or os.cpu_count() or 1,
+            tune=tuning,
+        )
+    from polyfuse.evaluation.report import leaderboard_blocks
+
     for heading, table in leaderboard_blocks(result.leaderboard()):
         shown = [c for c in table.columns if c not in TERMINAL_HIDDEN]
         console.print(_table(heading, table[shown].set_index("rank")))
@@ -299,29 +457,65 @@ def benchmark(
     console.print(f"{result.seconds:.0f} s; report: {result.out / 'report.html'}", markup=False)
 
 
+def _run_benchmark(suite: str, datasets: list[str] | None, config: Path | None, **options: Any):
+    """Read the benchmark's data (the long part before training), then run it."""
+    from polyfuse.evaluation.benchmark import benchmark as run_benchmark
+    from polyfuse.evaluation.suites import suite_datasets
+
+    chosen, training, preprocess = suite_datasets(suite, datasets, config)
+    return run_benchmark(chosen, training=training, preprocess=preprocess, **options)
+
+
+def _names(values: list[str] | None) -> list[str] | None:
+    """Names from repeated options and comma lists alike: `-m a,b -m c` → [a, b, c]."""
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",")]
+    if any(not n for n in names):
+        raise ConfigError(f"an empty name in {','.join(values)!r}; write -m a,b or -m a -m b")
+    return list(dict.fromkeys(names))
+
+
 @app.command()
 @_friendly
 def profile(
     config: Annotated[
         Path | None, typer.Argument(help="experiment YAML (default: the bundled TCGA-ACC)")
     ] = None,
-    models: Annotated[list[str] | None, typer.Option("--models", "-m")] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option("--models", "-m", help="models: -m early,late or -m early -m late"),
+    ] = None,
 ) -> None:
     """Parameters, FLOPs, latency and peak memory per model, without training."""
+    import pandas as pd
+
     from polyfuse.evaluation.profile import profile_models
     from polyfuse.evaluation.suites import suite_datasets
-    from polyfuse.models.registry import list_models
+    from polyfuse.models.registry import check_hparams, list_models, model_class
+    from polyfuse.progress import Progress
 
-    chosen, _, _ = suite_datasets("default", None, config)
-    data = chosen[0]
-    hparams = {}
+    names = _names(models) or list_models()
+    for name in names:
+        model_class(name)  # before the data are read
+    hparams: dict[str, dict[str, Any]] = {}
     if config is not None:
         from polyfuse.config import load_config
 
         cfg = load_config(config)
+        check_hparams(cfg.model.name, cfg.model.params)
         hparams = {cfg.model.name: cfg.model.params}
-    table = profile_models(models or list_models(), data, hparams=hparams)
-    _console().print(_table(f"profile on {data.name}", table))
+    chosen, _, _ = suite_datasets("default", None, config)
+    data = chosen[0]
+    rows = []
+    with Progress(True) as bar:
+        bar.add("profiling", len(names))
+        for name in names:
+            bar.describe(f"profiling {name}")
+            own = {name: hparams[name]} if name in hparams else None
+            rows.append(profile_models([name], data, hparams=own))
+            bar.advance()
+    _console().print(_table(f"profile on {data.name}", pd.concat(rows)))
 
 
 @app.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyfuse.errors import ConfigError, did_you_mean
 
@@ -35,6 +35,11 @@ class ModalityConfig(_Section):
     text_column: str | None = None
     table: Path | None = None
     categorical: list[str] = Field(default_factory=list)
+    unknown_category: Literal["error", "missing"] = Field(
+        default="error",
+        description="a categorical level the model was not trained on, met in new data: an "
+        "error naming the sample and column, or 'missing' (imputed, with a warning naming it)",
+    )
     time_column: str = "time"
     vocab_size: int = Field(default=4096, ge=2)
 
@@ -66,6 +71,9 @@ class TaskConfig(_Section):
     classes: list[str] | None = None
     survival_head: Literal["discrete", "cox"] = "discrete"
     n_bins: int = Field(default=4, ge=2)
+    time_unit: Literal["days", "weeks", "months", "years"] | None = Field(
+        default=None, description="unit of a survival time column; names prediction columns"
+    )
     weight: float = Field(default=1.0, ge=0)
 
     @model_validator(mode="after")
@@ -230,6 +238,23 @@ class ExperimentConfig(_Section):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     output: Path = Path("runs")
 
+    def run_dir(self, command: str) -> Path:
+        """Where `command` (fit, cv, tune, benchmark) writes this experiment's run:
+        `<output>/<name>/<command>/`, so the commands of one experiment never collide."""
+        return self.output / self.name / command
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_in_output(cls, name: str) -> str:
+        """The run directory is `<output>/<name>/...`: a name is one folder name, never a path."""
+        if name.strip() in ("", ".", "..") or any(c in name for c in "/\\\0"):
+            raise ValueError(
+                f"{name!r} is not a plain folder name: the run directory is <output>/<name>, so "
+                "a name may not be empty, '.', '..' or hold a path separator (set `output` to "
+                "write elsewhere)"
+            )
+        return name
+
 
 def _format_error(exc: ValidationError, source: str) -> str:
     lines = []
@@ -279,7 +304,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+        raw = _safe_load(path.read_text(encoding="utf-8-sig"), path) or {}
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from None
     except yaml.YAMLError as exc:
@@ -288,6 +313,65 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     config = parse_config(raw, str(path))
     return resolve_paths(config, path.parent)
+
+
+MAX_ALIAS_EXPANSION = 100_000
+"""Values YAML aliases may add to a document once expanded (a 'billion laughs' adds 10^9)."""
+
+
+def _safe_load(text: str, path: Path) -> Any:
+    """`yaml.safe_load`, with aliases bounded before anything is expanded.
+
+    PyYAML shares an aliased node instead of copying it, so a 1 KB document of nested aliases
+    loads at once, then grows to gigabytes wherever it is copied (validation, dumping the
+    config). The composed node graph is measured first: a self-referencing alias, or aliases
+    that would add more than `MAX_ALIAS_EXPANSION` values, are refused with the file named.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        own = _expanded_size(node, {}, set(), path, distinct=True)
+        if _expanded_size(node, {}, set(), path) > own + MAX_ALIAS_EXPANSION:
+            raise ConfigError(
+                f"{path}: its YAML aliases (*name) expand to more than {MAX_ALIAS_EXPANSION} "
+                "values; write the values out instead of repeating an anchor"
+            )
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML is nested too deeply to be a config") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(
+    node: Any, sizes: dict[int, int], stack: set[int], path: Path, *, distinct: bool = False
+) -> int:
+    """The number of values `node` stands for once every alias is copied out (memoised per
+    node, so measuring costs no more than the document itself); with `distinct`, each shared
+    node is counted once."""
+    key = id(node)
+    if key in stack:
+        raise ConfigError(
+            f"{path}: a YAML alias (*name) refers to the anchor it is inside; such a value never "
+            "ends"
+        )
+    if key in sizes:
+        return 0 if distinct else sizes[key]
+    stack.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    size = 1
+    for child in children:
+        size += _expanded_size(child, sizes, stack, path, distinct=distinct)
+    stack.discard(key)
+    sizes[key] = size
+    return size
 
 
 def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:

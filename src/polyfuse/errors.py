@@ -18,6 +18,10 @@ class ConfigError(PolyfuseError):
     """A bad configuration or argument: the message names the key and says what is allowed."""
 
 
+class DataWarning(UserWarning):
+    """Data polyfuse can use but the user should know about (skipped rows, an empty column)."""
+
+
 class MissingDependencyError(PolyfuseError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

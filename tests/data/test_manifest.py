@@ -21,9 +21,9 @@ from polyfuse.data.dataset import (
     ListSource,
     MultimodalDataset,
 )
-from polyfuse.data.manifest import _omics_modality, check_dataset, load_data, read_table
+from polyfuse.data.manifest import _omics_modality, check_dataset, load_data, load_frame, read_table
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import ConfigError, DataError
+from polyfuse.errors import ConfigError, DataError, DataWarning
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -546,12 +546,13 @@ def _seq(tmp_path: Path, long: pd.DataFrame) -> DataConfig:
     return _config(table, mods)
 
 
-def test_sequence_ids_not_in_manifest(tmp_path: Path) -> None:
+def test_sequence_rows_of_other_patients_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    """A lab export holds more patients than one study (issue #15, finding 4)."""
     long = pd.DataFrame({"id": ["s1", "x9", "x8", "x9"], "time": [1, 2, 3, 4], "hr": [1, 2, 3, 4]})
-    with pytest.raises(
-        DataError, match=r"long\.csv: 2 sample id\(s\) are not in the manifest: 'x8', 'x9'"
-    ):
-        load_data(_seq(tmp_path, long))
+    with pytest.warns(DataWarning, match=r"long\.csv: skipped the rows of 2 patient.*'x8', 'x9'"):
+        data = load_data(_seq(tmp_path, long))
+    values, times = data.sources["seq"].values[data.ids.index("s1")]
+    assert values.tolist() == [[1.0]] and times.tolist() == [1.0]
 
 
 def test_sequence_non_numeric_channel(tmp_path: Path) -> None:
@@ -662,3 +663,32 @@ def test_read_table_keeps_id_text(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("id,v\n007,1\n010,2\n")
     assert read_table(path, id_column="id")["id"].tolist() == ["007", "010"]
+
+
+# ------------------------------------------------------------------------ issue #15, finding 9
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_duplicate_column_names_are_refused_naming_them(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".csv":  # pandas would silently rename the second 'a' to 'a.1'
+        path.write_text("id,a,a,y\ns1,1,2,0.5\ns2,3,4,0.5\n")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = [pa.array(["s1", "s2"]), pa.array([1, 3]), pa.array([2, 4]), pa.array([0.5] * 2)]
+        pq.write_table(pa.Table.from_arrays(columns, names=["id", "a", "a", "y"]), path)
+    with pytest.raises(DataError, match=rf"m{suffix}: duplicate column name\(s\) 'a'"):
+        load_data(_config(path, {"x": {"kind": "tabular", "columns": ["a"]}}))
+    frame = pd.DataFrame([[1, 2, 3]], columns=["id", "b", "b"])
+    with pytest.raises(DataError, match=r"here: duplicate column name\(s\) 'b'"):
+        load_frame(frame, {}, {}, id_column="id", root=tmp_path, where="here")
+
+
+def test_a_column_named_like_a_one_hot_level_is_refused(tmp_path: Path) -> None:
+    """'stage=I' next to categorical 'stage' would be ambiguous in the saved input contract."""
+    table = _simple(tmp_path, **{"stage": ["I", "II"], "stage=I": [1.0, 0.0]})
+    mods = {"x": {"kind": "tabular", "columns": ["stage=I"], "categorical": ["stage"]}}
+    with pytest.raises(ConfigError, match=r"column 'stage=I' looks like a one-hot column of"):
+        load_data(_config(table, mods))

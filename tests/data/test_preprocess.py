@@ -62,3 +62,19 @@ def test_width_mismatch_is_a_clear_error():
     )
     with pytest.raises(Exception, match="'x' has 3 features"):
         pre.transform(other)
+
+
+def test_a_feature_without_any_training_value_is_named_in_a_warning():
+    """Issue #15, finding 9: numpy's 'Mean of empty slice' never said which column."""
+    import warnings
+
+    from polyfuse.errors import DataWarning
+
+    train = _data([[1, np.nan], [3, np.nan]], [True, True])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        pre = Preprocessor("mean").fit(train)
+    assert [str(w.message) for w in seen if w.category is RuntimeWarning] == []
+    [warning] = [w for w in seen if w.category is DataWarning]
+    assert "modality 'x': feature(s) 'b' have no value" in str(warning.message)
+    assert pre.fitted["x"].fill.tolist() == [2.0, 0.0]

@@ -50,3 +50,18 @@ def test_holdout_is_stratified_and_disjoint():
     assert len(val) == 10 and not set(train) & set(val)
     assert labels[val].sum() in (2, 3)
     assert len(holdout(np.arange(40), labels, 0.0, 0)[1]) == 0
+
+
+def test_a_rare_class_is_named_by_its_label_not_its_index():
+    """Issue #15, finding 9: 'class 2' told the user nothing."""
+    n = 30
+    y = np.array([0] * 14 + [1] * 14 + [2] * 2, dtype=np.float32)
+    data = MultimodalDataset(
+        [f"s{i}" for i in range(n)],
+        {"x": ModalitySpec("x", "tabular", (1,))},
+        {"x": ArraySource(np.zeros((n, 1)), np.ones(n, bool))},
+        {"grade": TaskSpec("grade", "multiclass", ("low", "mid", "high"))},
+        {"grade": y},
+    )
+    with pytest.raises(DataError, match="task 'grade': class 'high' has 2 samples"):
+        kfold(data, folds=5)

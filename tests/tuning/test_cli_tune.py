@@ -63,7 +63,7 @@ def test_tune_prints_outer_scores_and_writes_a_usable_best_config(config: Path):
     assert result.exit_code == 0, result.output
     assert "outer-fold scores" in result.output and "auroc" in result.output
     assert "tuned" in result.output and "untuned" in result.output
-    run_dir = config.parent / "runs" / "tiny-tune"
+    run_dir = config.parent / "runs" / "tiny-tune" / "tune"
     best = load_config(run_dir / "best.yaml")  # ready to use: `polyfuse cv best.yaml`
     assert best.name == "tiny-tune-tuned" and best.model.name == "early"
     assert best.training.epochs == 2 and best.data.table == config.parent / "patients.csv"

@@ -25,6 +25,7 @@ Rules worth knowing:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,7 +38,7 @@ from polyfuse.config import DataConfig, ModalityConfig, TaskConfig
 from polyfuse.data.dataset import ArraySource, FileSource, ListSource, MultimodalDataset, Source
 from polyfuse.data.readers import read_file, resolve_path
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import ConfigError, DataError, did_you_mean, require
+from polyfuse.errors import ConfigError, DataError, DataWarning, did_you_mean, require
 
 __all__ = ["TABLE_SUFFIXES", "check_dataset", "load_data", "load_frame", "read_table"]
 
@@ -90,25 +91,56 @@ def read_table(path: Path, *, id_column: str | None = None, what: str = "table")
         raise DataError(f"{what} not found: {path}; check the path in the config")
     dtype = {id_column: str} if id_column else None
     try:
+        header = _raw_header(path, suffix)
+    except Exception as exc:  # pandas/pyarrow raise many types for corrupt files
+        raise _unreadable(path, what, exc) from exc
+    _refuse_duplicate_columns(header, path.name)  # before pyarrow fails on them obscurely
+    try:
         if suffix in (".csv", ".tsv"):
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=dtype)
         else:
             frame = pd.read_parquet(path)
-    except Exception as exc:  # pandas/pyarrow raise many types for corrupt files
-        raise DataError(
-            f"{path}: cannot read the {what} ({type(exc).__name__}: {exc}); "
-            f"is it a valid {suffix.lstrip('.')} file?"
-        ) from exc
+    except Exception as exc:
+        raise _unreadable(path, what, exc) from exc
     frame.columns = [str(c) for c in frame.columns]
     return frame.reset_index(drop=True)
 
 
-def check_dataset(dataset: MultimodalDataset, source: str) -> None:
+def _unreadable(path: Path, what: str, exc: Exception) -> DataError:
+    return DataError(
+        f"{path}: cannot read the {what} ({type(exc).__name__}: {exc}); "
+        f"is it a valid {path.suffix.lower().lstrip('.')} file?"
+    )
+
+
+def _raw_header(path: Path, suffix: str) -> list[str]:
+    """The column names as written in the file: pandas renames a repeated CSV name ('a' →
+    'a.1'), which would silently make two columns of one."""
+    if suffix in (".csv", ".tsv"):
+        sep = "\t" if suffix == ".tsv" else ","
+        first = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+        return ["" if pd.isna(v) else str(v) for v in first.iloc[0]] if len(first) else []
+    import pyarrow.parquet as pq
+
+    return [str(c) for c in pq.read_schema(path).names if not c.startswith("__index_level_")]
+
+
+def _refuse_duplicate_columns(columns: Iterable[str], where: str) -> None:
+    dups = sorted({c for c, n in Counter(str(c) for c in columns).items() if n > 1 and c})
+    if dups:
+        raise DataError(
+            f"{where}: duplicate column name(s) {_few(dups)}; every column needs its own name "
+            "(rename or remove the copies)"
+        )
+
+
+def check_dataset(dataset: MultimodalDataset, source: str, *, new_samples: bool = False) -> None:
     """Checks every dataset must pass before training, whichever loader built it.
 
     Used by `load_data` and by the bundled cohorts: a modality nobody has, a sample with no
     modality, ±inf features and impossible survival or class targets would otherwise surface
-    as NaN losses or silent garbage many minutes into a run.
+    as NaN losses or silent garbage many minutes into a run. `new_samples` (patients to
+    predict for) allows a modality nobody has: one patient may well lack one.
     """
     ids = dataset.ids
     if len(dataset) == 0:
@@ -116,7 +148,7 @@ def check_dataset(dataset: MultimodalDataset, source: str) -> None:
     if not dataset.specs:
         raise DataError(f"{source}: no modalities; declare at least one")
     for m, src in dataset.sources.items():
-        if not src.present.any():
+        if not src.present.any() and not new_samples:
             raise DataError(
                 f"{source}: modality '{m}' is absent in every sample; check its columns or "
                 "files, or remove it from the config"
@@ -164,11 +196,17 @@ def load_frame(
     root: Path,
     where: str,
     name: str = "",
+    levels: dict[str, dict[str, list[str]]] | None = None,
+    tables: dict[str, Path] | None = None,
 ) -> MultimodalDataset:
     """A manifest already in memory (one row per sample) → dataset, with every check.
 
     Bundled cohorts use this too, so they pass exactly the validation users' tables pass.
+    `levels` fixes the categories of categorical columns (modality → column → levels, as a
+    fitted model saw them) instead of taking them from `frame`; `tables` gives sequence
+    modalities' long tables instead of the configured ones.
     """
+    _refuse_duplicate_columns(frame.columns, where)
     ids = _sample_ids(frame, id_column, where)
     columns = _resolve_columns(
         modalities, tasks, id_column, frame, where
@@ -186,9 +224,11 @@ def load_frame(
         elif mod.text_column is not None:
             specs[m], sources[m] = _text_modality(m, mod, frame)
         elif mod.table is not None:
-            specs[m], sources[m] = _sequence_modality(m, mod, ids, id_column)
+            table = (tables or {}).get(m, mod.table)
+            specs[m], sources[m] = _sequence_modality(m, mod, Path(table), ids, id_column)
         else:
-            specs[m], sources[m] = _tabular_modality(m, mod, frame, columns[m], ids, where)
+            fixed = (levels or {}).get(m)
+            specs[m], sources[m] = _tabular_modality(m, mod, frame, columns[m], ids, where, fixed)
     specs = {m: specs[m] for m in modalities}  # the config's order
     sources = {m: sources[m] for m in modalities}
     return MultimodalDataset(ids, specs, sources, task_specs, targets, name=name)
@@ -257,6 +297,13 @@ def _resolve_columns(
         else:
             cols = []
         cols += [c for c in mod.categorical if c not in cols]  # categorical belong to it
+        for c in mod.categorical:
+            clash = [o for o in cols if o != c and o.startswith(f"{c}=")]
+            if clash:
+                raise ConfigError(
+                    f"{owner}: column '{clash[0]}' looks like a one-hot column of categorical "
+                    f"column '{c}' ('{c}=<level>'); rename one of them"
+                )
         if not cols:
             raise ConfigError(
                 f"{owner}: no feature columns; list at least one in data.modalities.{name}.columns"
@@ -301,7 +348,13 @@ def _require_columns(cols: Iterable[str], have: Sequence[str], owner: str, where
 
 
 def _tabular_modality(
-    name: str, mod: ModalityConfig, frame: pd.DataFrame, cols: list[str], ids: list[str], where: str
+    name: str,
+    mod: ModalityConfig,
+    frame: pd.DataFrame,
+    cols: list[str],
+    ids: list[str],
+    where: str,
+    levels: dict[str, list[str]] | None = None,
 ) -> tuple[ModalitySpec, ArraySource]:
     """Feature columns → (N, F) float32; categorical columns one-hot, NaN kept."""
     owner = f"modality '{name}'"
@@ -309,7 +362,8 @@ def _tabular_modality(
     names: list[str] = []
     for col in cols:
         if col in mod.categorical:
-            block, block_names = _one_hot(frame[col], col)
+            fixed = None if levels is None else levels.get(col, [])
+            block, block_names = _one_hot(frame[col], col, fixed, mod.unknown_category, ids, where)
             blocks.append(block)
             names += block_names
         else:
@@ -339,10 +393,39 @@ def _array_modality(
     return spec, ArraySource(values32, present)
 
 
-def _one_hot(series: pd.Series, column: str) -> tuple[np.ndarray, list[str]]:
-    """One column per category, named 'column=value'; a missing value is NaN in all of them."""
+def _one_hot(
+    series: pd.Series,
+    column: str,
+    levels: list[str] | None = None,
+    unknown: str = "error",
+    ids: Sequence[str] = (),
+    where: str = "",
+) -> tuple[np.ndarray, list[str]]:
+    """One column per category, named 'column=value'; a missing value is NaN in all of them.
+
+    `levels` fixes the categories (a fitted model's): a value outside them is an error naming
+    the sample, or with `unknown="missing"` a missing value and a warning naming it.
+    """
     labels = pd.Series([_label(v) for v in series], dtype=object)
-    categories = sorted({v for v in labels if v is not None}, key=_class_key)
+    if levels is None:
+        categories = sorted({v for v in labels if v is not None}, key=_class_key)
+    else:
+        categories = list(levels)
+        known = set(categories)
+        unseen = [i for i, v in enumerate(labels) if v is not None and v not in known]
+        if unseen:
+            shown = _few([f"{ids[i]}={labels[i]}" for i in unseen])
+            message = (
+                f"{where}: column '{column}' has level(s) the model was not trained on, for "
+                f"{len(unseen)} sample(s): {shown}; trained levels: {_few(categories)}"
+            )
+            if unknown != "missing":
+                raise DataError(
+                    message + "; fix the values, or set unknown_category: missing for the "
+                    "modality to impute them"
+                )
+            warnings.warn(message + "; imputed as missing", DataWarning, stacklevel=2)
+            labels[unseen] = None
     dummies = pd.get_dummies(pd.Categorical(labels, categories=categories), dtype=float)
     block = dummies.to_numpy(dtype=np.float64)
     block[labels.isna().to_numpy()] = np.nan
@@ -428,10 +511,13 @@ def _common_shape(
 
 
 def _sequence_modality(
-    name: str, mod: ModalityConfig, ids: list[str], id_column: str
+    name: str, mod: ModalityConfig, path: Path, ids: list[str], id_column: str
 ) -> tuple[ModalitySpec, ListSource]:
-    """A long table (id, time, channels...) → per sample ((T_i, C) values, (T_i,) times)."""
-    path = Path(mod.table)
+    """A long table (id, time, channels...) → per sample ((T_i, C) values, (T_i,) times).
+
+    Rows of patients the manifest does not list are skipped (a lab export usually holds more
+    patients than one study), with a warning that counts them.
+    """
     where = path.name
     owner = f"modality '{name}'"
     table = read_table(path, id_column=id_column, what=f"sequence table of modality '{name}'")
@@ -461,10 +547,15 @@ def _sequence_modality(
     position = {s: i for i, s in enumerate(ids)}
     unknown = sorted({s for s in row_ids if s not in position})
     if unknown:
-        raise DataError(
-            f"{where}: {len(unknown)} sample id(s) are not in the manifest: {_few(unknown)}; "
-            "add them to the manifest or remove their rows"
+        warnings.warn(
+            f"{where}: skipped the rows of {len(unknown)} patient(s) the manifest does not "
+            f"list ({_few(unknown)})",
+            DataWarning,
+            stacklevel=2,
         )
+        keep = np.array([s in position for s in row_ids])
+        table = table[keep].reset_index(drop=True)
+        row_ids = [s for s in row_ids if s in position]
     row_str = [str(s) for s in row_ids]
     times = _numeric(table[mod.time_column], mod.time_column, row_str, where, owner)
     _refuse_inf(times, mod.time_column, row_str, where, owner)
@@ -642,7 +733,11 @@ def _load_tasks(
         else:
             y = _survival_target(owner, task, frame, ids, where)
             specs[name] = TaskSpec(
-                name, "survival", survival_head=task.survival_head, n_bins=task.n_bins
+                name,
+                "survival",
+                survival_head=task.survival_head,
+                n_bins=task.n_bins,
+                time_unit=task.time_unit,
             )
         targets[name] = y.astype(np.float32)
     return specs, targets

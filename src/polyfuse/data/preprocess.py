@@ -7,13 +7,14 @@ training. The state is plain lists (no pickle), so a run directory can be loaded
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Literal
 
 import numpy as np
 
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec
-from polyfuse.errors import DataError
+from polyfuse.errors import DataError, DataWarning
 
 
 @dataclasses.dataclass
@@ -57,13 +58,13 @@ class Preprocessor:
             # float64 statistics: a float32 sum or square of values near ±3.4e38 overflows
             x = src.values[src.present].astype(np.float64)
             observed = ~np.isnan(x)
-            with np.errstate(all="ignore"):
-                if self.impute == "zero":
-                    fill = np.zeros(x.shape[1], np.float32)
-                elif self.impute == "median":
-                    fill = _nan_stat(np.nanmedian, x)
-                else:
-                    fill = _nan_stat(np.nanmean, x)
+            _warn_empty(m, spec, observed)
+            if self.impute == "zero":
+                fill = np.zeros(x.shape[1], np.float32)
+            elif self.impute == "median":
+                fill = _nan_stat(np.nanmedian, x)
+            else:
+                fill = _nan_stat(np.nanmean, x)
             filled = np.where(observed, x, fill)
             mean = filled.mean(0) if self.scale and len(x) else np.zeros(x.shape[1])
             std = filled.std(0) if self.scale and len(x) else np.ones(x.shape[1])
@@ -163,5 +164,23 @@ def _nan_stat(fn, x: np.ndarray) -> np.ndarray:
     """A NaN-ignoring column statistic; columns never observed get 0."""
     if len(x) == 0:
         return np.zeros(x.shape[1], np.float32)
-    out = fn(x, axis=0)
+    with warnings.catch_warnings():  # "Mean of empty slice": `_warn_empty` names the columns
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = fn(x, axis=0)
     return np.where(np.isnan(out), 0.0, out)
+
+
+def _warn_empty(m: str, spec: ModalitySpec, observed: np.ndarray) -> None:
+    """Name the features without any value in the training samples: they are imputed with 0
+    and carry no information, which is most often a wrong column or a failed export."""
+    empty = np.flatnonzero(~observed.any(0)) if len(observed) else np.arange(observed.shape[1])
+    if len(empty):
+        names = spec.feature_names or tuple(f"{m}_{j}" for j in range(spec.shape[0]))
+        shown = ", ".join(f"'{names[j]}'" for j in empty[:5])
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        warnings.warn(
+            f"modality '{m}': feature(s) {shown}{more} have no value in the training samples; "
+            "imputed with 0 (they carry no information: check the column)",
+            DataWarning,
+            stacklevel=3,
+        )

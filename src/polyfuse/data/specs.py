@@ -70,7 +70,8 @@ class TaskSpec:
     """One prediction target.
 
     `classes` names the classes (binary, multiclass) or the labels (multilabel). Survival tasks
-    predict either `n_bins` discrete-time hazards (the HEALNet/MCAT default) or one Cox log-risk.
+    predict either `n_bins` discrete-time hazards (the HEALNet/MCAT default) or one Cox log-risk;
+    `time_unit` (days, weeks, months, years, or None when unknown) names their times.
     """
 
     name: str
@@ -78,6 +79,7 @@ class TaskSpec:
     classes: tuple[str, ...] = ()
     survival_head: SurvivalHead = "discrete"
     n_bins: int = 4
+    time_unit: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in TASK_TYPES:

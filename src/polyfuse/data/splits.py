@@ -107,9 +107,12 @@ def _check_strata(
             )
     values, counts = np.unique(labels, return_counts=True)
     if len(values) and counts.min() < folds:
+        spec = dataset.tasks[task]
         rare = values[counts.argmin()]
+        label = spec.classes[int(rare)] if spec.classes else int(rare)
         raise DataError(
-            f"task '{task}': class {rare} has {counts.min()} samples, fewer than {folds} folds"
+            f"task '{task}': class '{label}' has {counts.min()} samples, fewer than {folds} "
+            "folds: use fewer folds"
         )
 
 

@@ -60,13 +60,26 @@ def list_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
-def load(name: str) -> MultimodalDataset:
-    """Load a cohort by name (no network: the data ship with polyfuse or a dependency)."""
+def dataset_info(name: str) -> DatasetInfo:
+    """A cohort's registry entry, or a ConfigError with a did-you-mean (nothing is loaded)."""
     if name not in DATASETS:
         raise ConfigError(
             f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; available: {list_datasets()}"
         )
-    return DATASETS[name].load()
+    return DATASETS[name]
+
+
+def check_names(config: DataConfig) -> None:
+    """The bundled cohorts a data section names exist (every cohort's), before any is loaded."""
+    if config.dataset:
+        dataset_info(config.dataset)
+    for cohort in (config.cohorts or {}).values():
+        check_names(cohort)
+
+
+def load(name: str) -> MultimodalDataset:
+    """Load a cohort by name (no network: the data ship with polyfuse or a dependency)."""
+    return dataset_info(name).load()
 
 
 def from_config(config: DataConfig) -> MultimodalDataset:

@@ -73,7 +73,11 @@ def load_tcga_acc(subtypes: bool = False) -> MultimodalDataset:
         modalities[name] = ModalityConfig(kind="tabular", prefix=f"{name}:")
     os_time = targets["os_time"].where(targets["os_time"] > 0)
     parts.append(pd.DataFrame({"os_time": os_time, "os_event": targets["os_event"]}))
-    tasks = {"os": TaskConfig(type="survival", time_column="os_time", event_column="os_event")}
+    tasks = {
+        "os": TaskConfig(
+            type="survival", time_column="os_time", event_column="os_event", time_unit="days"
+        )
+    }
     if subtypes:
         parts.append(targets[[column for column, _ in SUBTYPE_TASKS.values()]])
         tasks |= {

@@ -31,7 +31,7 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.errors import require
 from polyfuse.evaluation.robustness import conditions
-from polyfuse.io import atomic_write, prepare_run_dir
+from polyfuse.io import atomic_write, check_run_dir, prepare_run_dir, undo_on_failure
 from polyfuse.progress import Progress
 
 
@@ -44,8 +44,13 @@ class Entry:
     hparams: dict[str, Any] = field(default_factory=dict)
 
 
-def default_entries(data: MultimodalDataset, models: Sequence[str] | None = None) -> list[Entry]:
-    """Every registered model (or `models`); `unimodal` once per modality."""
+def default_entries(
+    data: MultimodalDataset,
+    models: Sequence[str] | None = None,
+    hparams: dict[str, dict[str, Any]] | None = None,
+) -> list[Entry]:
+    """Every registered model (or `models`); `unimodal` once per modality, or once for the
+    modality `hparams["unimodal"]` names."""
     from polyfuse.models.registry import list_models, model_class
 
     names = list(models) if models else list_models()
@@ -53,7 +58,9 @@ def default_entries(data: MultimodalDataset, models: Sequence[str] | None = None
     for name in names:
         model_class(name)  # unknown names fail here, with a did-you-mean
         if name == "unimodal":
-            entries += [Entry(f"unimodal[{m}]", name, {"modality": m}) for m in data.specs]
+            chosen = (hparams or {}).get("unimodal", {}).get("modality")
+            mods = [chosen] if chosen is not None else list(data.specs)
+            entries += [Entry(f"unimodal[{m}]", name, {"modality": m}) for m in mods]
         else:
             entries.append(Entry(name, name))
     return entries
@@ -282,9 +289,12 @@ def _worker_init(gpus: int) -> None:
     folds spread over the devices (set before the worker first touches CUDA)."""
     import multiprocessing
     import os
+    import signal
 
     import torch
 
+    # Ctrl+C reaches the whole process group: the main process decides, and ends the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     if gpus:
         rank = multiprocessing.current_process()._identity[0] - 1
@@ -304,12 +314,23 @@ def _map(fn, jobs: list, workers: int):
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         workers, mp_context=context, initializer=_worker_init, initargs=(gpus,)
-    ) as pool:
+    )
+    try:
         futures = [pool.submit(fn, job) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
+    except BaseException:  # a failure or an interruption: stop the folds in flight now
+        # (their parts are written atomically, results last: an unfinished fold leaves nothing)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+        raise
+    pool.shutdown()
 
 
 def _write(path: Path, frame: pd.DataFrame) -> None:
@@ -346,28 +367,73 @@ def benchmark(
     """
     import lightning  # noqa: F401  (imported before timing, so fold 1 does not pay for it)
 
-    from polyfuse.datasets import load
+    from polyfuse.datasets import dataset_info, load
+    from polyfuse.models.registry import model_class
+
+    out = check_run_dir(Path(out), overwrite=overwrite, resume=resume)
+    for model in models or []:
+        model_class(model)  # with a did-you-mean, before any data are read
+    for item in datasets:
+        if isinstance(item, str):
+            dataset_info(item)
+    loaded = [load(item) if isinstance(item, str) else item for item in datasets]
+    with undo_on_failure(out, lambda exc: any(out.rglob("*.results.csv"))):
+        return _benchmark(
+            loaded,
+            models=models,
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
+            out=prepare_run_dir(out, overwrite=overwrite, resume=resume),
+            training=training,
+            preprocess=preprocess,
+            hparams=hparams,
+            classical=classical,
+            resume=resume,
+            progress=progress,
+            workers=workers,
+            tune=tune,
+        )
+
+
+def _benchmark(
+    datasets: list[MultimodalDataset],
+    *,
+    models: Sequence[str] | None,
+    folds: int,
+    repeats: int,
+    seed: int,
+    out: Path,
+    training: TrainingConfig | None,
+    preprocess: PreprocessConfig | None,
+    hparams: dict[str, dict[str, Any]] | None,
+    classical: bool,
+    resume: bool,
+    progress: bool,
+    workers: int,
+    tune: TuneConfig | None,
+) -> BenchmarkResult:
     from polyfuse.evaluation.report import write_report
 
-    out = prepare_run_dir(Path(out), overwrite=overwrite, resume=resume)
     training = (training or TrainingConfig()).model_copy(update={"progress": False})
     preprocess = preprocess or PreprocessConfig()
     start = time.perf_counter()
     tables: dict[str, list[pd.DataFrame]] = {}
     bar = Progress(progress)
     with bar:
-        for item in datasets:
-            data = load(item) if isinstance(item, str) else item
+        for data in datasets:
             name = data.name or "dataset"
             splits = kfold(data, folds, repeats, seed)
-            entries = default_entries(data, models)
+            entries = default_entries(data, models, hparams)
             for e in entries:
                 e.hparams.update((hparams or {}).get(e.model, {}))
                 e.hparams.update((hparams or {}).get(e.name, {}))
             if tune is not None:
                 require("optuna", "tune")
                 _check_overrides([e.model for e in entries], tune)
-            bar.add(name, len(entries) * len(splits) + (len(splits) if classical else 0))
+            # the work after training counts too: one step per model profiled
+            steps = len(entries) * len(splits) + (len(splits) if classical else 0) + len(entries)
+            bar.add(name, steps)
             if classical:
                 tables.setdefault("results", []).append(
                     _classical(data, splits, out, name, seed, resume, bar)
@@ -392,36 +458,40 @@ def benchmark(
                     for table in _fold_tables(tune):
                         frame = pd.read_csv(_part(out, name, e.name, split, table, tune))
                         tables.setdefault(table, []).append(frame.assign(dataset=name))
-            tables.setdefault("efficiency", []).append(_efficiency(data, entries, name))
-    results = pd.concat(tables["results"], ignore_index=True)
-    timing = pd.concat(tables["timing"], ignore_index=True)
-    efficiency = _with_train_time(pd.concat(tables["efficiency"], ignore_index=True), timing)
-    comparisons = _comparisons(results)
-    predictions = pd.concat(tables["predictions"], ignore_index=True)
-    contributions = (
-        pd.concat(tables["contributions"], ignore_index=True)
-        .groupby(["dataset", "model", "modality", "task"], as_index=False)["value"]
-        .mean()
-    )
-    tuning = pd.concat(tables["tuning"], ignore_index=True) if "tuning" in tables else None
-    for table, frame in (
-        ("results", results),
-        ("efficiency", efficiency),
-        ("comparisons", comparisons),
-        ("predictions", predictions),
-        ("contributions", contributions),
-        ("tuning", tuning),
-    ):
-        if frame is not None:
-            _write(out / f"{table}.csv", frame)
-    write_report(
-        out,
-        results=results,
-        efficiency=efficiency,
-        comparisons=comparisons,
-        predictions=predictions,
-        contributions=contributions,
-    )
+            tables.setdefault("efficiency", []).append(_efficiency(data, entries, name, bar))
+        bar.add("report", 1)
+        bar.describe(f"comparisons, tables and report → {out}")
+        results = pd.concat(tables["results"], ignore_index=True)
+        timing = pd.concat(tables["timing"], ignore_index=True)
+        efficiency = _with_train_time(pd.concat(tables["efficiency"], ignore_index=True), timing)
+        comparisons = _comparisons(results)
+        predictions = pd.concat(tables["predictions"], ignore_index=True)
+        contributions = (
+            pd.concat(tables["contributions"], ignore_index=True)
+            .groupby(["dataset", "model", "modality", "task"], as_index=False)["value"]
+            .mean()
+        )
+        tuning = pd.concat(tables["tuning"], ignore_index=True) if "tuning" in tables else None
+        for table, frame in (
+            ("results", results),
+            ("efficiency", efficiency),
+            ("comparisons", comparisons),
+            ("predictions", predictions),
+            ("contributions", contributions),
+            ("tuning", tuning),
+        ):
+            if frame is not None:
+                _write(out / f"{table}.csv", frame)
+        bar.describe(f"writing the report → {out / 'report.html'}")
+        write_report(
+            out,
+            results=results,
+            efficiency=efficiency,
+            comparisons=comparisons,
+            predictions=predictions,
+            contributions=contributions,
+        )
+        bar.advance()
     return BenchmarkResult(
         out,
         results,
@@ -456,13 +526,18 @@ def _classical(
     return pd.read_csv(path).assign(dataset=name)
 
 
-def _efficiency(data: MultimodalDataset, entries: list[Entry], name: str) -> pd.DataFrame:
+def _efficiency(
+    data: MultimodalDataset, entries: list[Entry], name: str, bar: Progress
+) -> pd.DataFrame:
+    """Each model's cost (parameters, FLOPs, latency, memory), one progress step per model."""
     from polyfuse.evaluation.profile import profile_models
 
     frames = []
     for e in entries:
+        bar.describe(f"{name}: profiling {e.name} (parameters, FLOPs, latency, memory)")
         row = profile_models([e.model], data, hparams={e.model: e.hparams})
         frames.append(row.assign(model=e.name, dataset=name))
+        bar.advance()
     return pd.concat(frames, ignore_index=True)
 
 

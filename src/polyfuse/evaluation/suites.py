@@ -29,7 +29,8 @@ def suite_datasets(
 ) -> tuple[list[MultimodalDataset], TrainingConfig | None, PreprocessConfig | None]:
     """Datasets to benchmark, with the config's training settings when one is given.
 
-    "default" is TCGA-ACC; "full" adds every other cohort whose extra is installed.
+    "default" is TCGA-ACC; "full" adds every other cohort whose extra is installed. A config's
+    data are named after the experiment (its `name`), which titles the leaderboard.
     """
     from polyfuse.datasets import DATASETS, load
 
@@ -38,7 +39,7 @@ def suite_datasets(
         from polyfuse.datasets import from_config
 
         cfg = load_config(config)
-        return [from_config(cfg.data)], cfg.training, cfg.preprocess
+        return [from_config(cfg.data).replace(name=cfg.name)], cfg.training, cfg.preprocess
     if datasets:
         return [load(d) for d in datasets], None, None
     if suite not in SUITES:

@@ -145,12 +145,12 @@ def explain_run(run_dir: Path, data: str | None = None) -> list[Path]:
     """Explain a fitted run on its own training data (or on `data`)."""
     from polyfuse.config import load_config
     from polyfuse.datasets import from_config
-    from polyfuse.training.predict import load_new_data
+    from polyfuse.inference.predictor import Predictor
 
     run_dir = Path(run_dir)
     fitted = FittedModel.load(run_dir)
     dataset = (
-        load_new_data(run_dir, data)
+        Predictor(fitted).read(data)
         if data
         else from_config(load_config(run_dir / "config.yaml").data)
     )

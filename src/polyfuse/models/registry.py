@@ -76,6 +76,13 @@ def create_model(
     module is built.
     """
     cls = model_class(name)
+    check_hparams(name, hparams)
+    return cls(specs, tasks, **hparams)
+
+
+def check_hparams(name: str, hparams: dict[str, Any]) -> None:
+    """A ConfigError (with a did-you-mean) for an unknown model or hyper-parameter name; needs
+    no data, so a config is checked before its data are read."""
     known = model_hparams(name)
     for key in hparams:
         if key not in known:
@@ -83,4 +90,3 @@ def create_model(
                 f"model '{name}' has no hyper-parameter '{key}'{did_you_mean(key, known)}; "
                 f"it takes {sorted(known)}"
             )
-    return cls(specs, tasks, **hparams)

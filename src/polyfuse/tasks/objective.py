@@ -73,6 +73,12 @@ class TaskObjective(nn.Module):
             return [f"{self.spec.name}/{label}" for label in self.spec.classes]
         return [self.spec.name]
 
+    @property
+    def curve_times(self) -> list[float] | None:
+        """The times of a discrete survival curve's values: S_k is survival at the end of bin
+        k, `cuts[k + 1]` (None for other heads)."""
+        return self.cuts[1:].tolist() if self._discrete else None
+
     def options(self) -> dict[str, object]:
         """The constructor options, as saved in a run directory."""
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -78,3 +79,35 @@ class EpochEnd(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         module.end_epoch()
+
+
+class ResumeCheckpoint(L.pytorch.callbacks.Checkpoint):
+    """The resume checkpoint `dirpath/last.ckpt`: written at the end of every `every`-th
+    training epoch, and once more when the fit ends (then it holds the finished fit).
+
+    Lightning's `ModelCheckpoint(save_top_k=0, save_last=True, every_n_epochs=k)` cannot say
+    this: before 2.6 it wrote `last` after every epoch whatever `every_n_epochs` was; from 2.6
+    it writes `last` only on a step where it also saved a top-k checkpoint, so with
+    `save_top_k=0` only when the fit ends, and a killed fit restarted from scratch. Being a
+    `Checkpoint`, this callback runs after every other callback and after the module's own
+    `on_train_epoch_end` (and after that epoch's validation), so the checkpoint holds the
+    epoch's balancer update, best weights and early-stopping verdict.
+    """
+
+    def __init__(self, dirpath: Path, every: int) -> None:
+        if every < 1:
+            raise ValueError(f"checkpoint interval must be at least 1 epoch, got {every}")
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every = every
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every == 0:  # current_epoch: the one just trained
+            self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        trainer.save_checkpoint(self.path)  # every process calls it; rank 0 writes

@@ -17,7 +17,6 @@ from polyfuse.evaluation.plots import weight_frame, write_task_weights
 from polyfuse.io import atomic_write
 from polyfuse.progress import Progress
 from polyfuse.training.fit import train_model
-from polyfuse.training.predict import score_columns
 
 
 @dataclass
@@ -114,7 +113,7 @@ def cross_validate(
                     dict(repeat=split.repeat, fold=split.fold, task=task, metric=k, value=v)
                     for k, v in metrics.items()
                 ]
-                preds.append(_prediction_frame(test, split, task, scores[task]))
+                preds.append(prediction_frame(test, split, task, scores[task]))
             weights.append(
                 weight_frame(fitted.weight_history, repeat=split.repeat, fold=split.fold)
             )
@@ -158,8 +157,16 @@ def _read_part(parts: Path | None, split: Split) -> list[pd.DataFrame] | None:
     return [pd.read_parquet(p) for p in paths]
 
 
-def _prediction_frame(
+def prediction_frame(
     test: MultimodalDataset, split: Split, task: str, scores: dict[str, np.ndarray]
 ) -> pd.DataFrame:
+    """One task's test-fold scores in long form: id, repeat, fold, task, `<score>` columns
+    (matrices as `<score>_<j>`)."""
     keys = {"id": test.ids, "repeat": split.repeat, "fold": split.fold, "task": task}
-    return pd.DataFrame(keys | score_columns(scores))
+    cols: dict[str, np.ndarray] = {}
+    for name, value in scores.items():
+        if value.ndim == 1:
+            cols[name] = value
+        else:
+            cols |= {f"{name}_{j}": value[:, j] for j in range(value.shape[1])}
+    return pd.DataFrame(keys | cols)

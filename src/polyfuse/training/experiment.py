@@ -7,7 +7,8 @@ from pathlib import Path
 from polyfuse.config import ExperimentConfig, dump_config
 from polyfuse.errors import ConfigError
 from polyfuse.evaluation.plots import weight_frame, write_task_weights
-from polyfuse.io import prepare_run_dir, write_text
+from polyfuse.interrupt import Interrupted
+from polyfuse.io import check_run_dir, prepare_run_dir, undo_on_failure, write_text
 from polyfuse.training.cv import CVResult, cross_validate
 from polyfuse.training.fit import FittedModel, train_model
 
@@ -16,63 +17,106 @@ def _task_weights(config: ExperimentConfig) -> dict[str, float]:
     return {t: c.weight for t, c in config.data.tasks.items()}
 
 
+def check_experiment(
+    config: ExperimentConfig,
+    command: str,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    model: str | None = None,
+) -> Path:
+    """Everything that can be checked before the data are read: the model name and its
+    hyper-parameters (`model` instead of the configured one: its defaults), the bundled cohorts
+    named, and the run directory (free unless `overwrite`/`resume`, writable, the same
+    experiment when resumed). Nothing is created. Returns the run directory."""
+    from polyfuse.datasets import check_names
+    from polyfuse.models.registry import check_hparams
+
+    if model is None or model == config.model.name:
+        check_hparams(config.model.name, config.model.params)
+    else:
+        check_hparams(model, {})
+    check_names(config.data)
+    run = check_run_dir(config.run_dir(command), overwrite=overwrite, resume=resume)
+    if command in ("fit", "cv"):
+        _check_same_config(run, config, resume)
+    return run
+
+
 def run_fit(
     config: ExperimentConfig, *, overwrite: bool = False, resume: bool = False
 ) -> tuple[Path, FittedModel]:
-    """Train on all samples (validation part carved out) and save everything to the run dir."""
+    """Train on all samples (validation part carved out) and save everything to the run dir,
+    `<output>/<name>/fit/`.
+
+    The model, the output location and the data are checked before the run directory is
+    made; a fit that fails before its model is saved removes the directory it made (an
+    interrupted one keeps it when a resume checkpoint was written)."""
     from polyfuse.datasets import from_config
 
+    run = check_experiment(config, "fit", overwrite=overwrite, resume=resume)
     data = from_config(config.data)
-    run = prepare_run_dir(config.output / config.name, overwrite=overwrite, resume=resume)
-    _check_same_config(run, config, resume)
-    write_text(run / "config.yaml", dump_config(config))
-    fitted = train_model(
-        config.model.name,
-        data,
-        hparams=config.model.params,
-        training=config.training,
-        preprocess=config.preprocess,
-        task_weights=_task_weights(config),
-        seed=config.seed,
-        log_dir=run / "logs",
-        checkpoint_dir=run / "checkpoints",
-        resume=resume,
-    )
-    fitted.save(run)
-    write_task_weights(weight_frame(fitted.weight_history), run)
+
+    def keep(exc: BaseException) -> bool:
+        interrupted = isinstance(exc, Interrupted | KeyboardInterrupt)
+        return (run / "model.safetensors").is_file() or (
+            interrupted and (run / "checkpoints" / "last.ckpt").is_file()
+        )
+
+    with undo_on_failure(run, keep):
+        prepare_run_dir(run, overwrite=overwrite, resume=resume)
+        write_text(run / "config.yaml", dump_config(config))
+        fitted = train_model(
+            config.model.name,
+            data,
+            hparams=config.model.params,
+            training=config.training,
+            preprocess=config.preprocess,
+            task_weights=_task_weights(config),
+            seed=config.seed,
+            log_dir=run / "logs",
+            checkpoint_dir=run / "checkpoints",
+            resume=resume,
+        )
+        fitted.contract = fitted.contract.with_source(config.data)
+        fitted.save(run)
+        write_task_weights(weight_frame(fitted.weight_history), run)
     return run, fitted
 
 
 def run_cv(
     config: ExperimentConfig, *, overwrite: bool = False, resume: bool = False
 ) -> tuple[Path, CVResult]:
-    """Repeated k-fold CV of the configured model; per-fold metrics and summary in the run dir.
+    """Repeated k-fold CV of the configured model; per-fold metrics and summary in the run dir,
+    `<output>/<name>/cv/`.
 
     Each finished fold is kept in `parts/`; `resume` skips those folds (a changed config is
-    refused, so a resumed CV never mixes two experiments)."""
+    refused, so a resumed CV never mixes two experiments). Checked and cleaned up like
+    `run_fit`: a CV that stops before its first fold is finished leaves no directory."""
     from polyfuse.datasets import from_config
 
+    run = check_experiment(config, "cv", overwrite=overwrite, resume=resume)
     data = from_config(config.data)
-    run = prepare_run_dir(config.output / config.name, overwrite=overwrite, resume=resume)
-    _check_same_config(run, config, resume)
-    if overwrite:  # the old folds belong to the old results
-        for part in (run / "parts").glob("repeat*_fold*_*.parquet"):
-            part.unlink()
-    write_text(run / "config.yaml", dump_config(config))
-    result = cross_validate(
-        config.model.name,
-        data,
-        folds=config.cv.folds,
-        repeats=config.cv.repeats,
-        seed=config.seed,
-        training=config.training,
-        preprocess=config.preprocess,
-        task_weights=_task_weights(config),
-        progress=config.training.progress,
-        parts=run / "parts",
-        **config.model.params,
-    )
-    result.save(run)
+    with undo_on_failure(run, lambda exc: any((run / "parts").glob("*_metrics.parquet"))):
+        prepare_run_dir(run, overwrite=overwrite, resume=resume)
+        if overwrite:  # the old folds belong to the old results
+            for part in (run / "parts").glob("repeat*_fold*_*.parquet"):
+                part.unlink()
+        write_text(run / "config.yaml", dump_config(config))
+        result = cross_validate(
+            config.model.name,
+            data,
+            folds=config.cv.folds,
+            repeats=config.cv.repeats,
+            seed=config.seed,
+            training=config.training,
+            preprocess=config.preprocess,
+            task_weights=_task_weights(config),
+            progress=config.training.progress,
+            parts=run / "parts",
+            **config.model.params,
+        )
+        result.save(run)
     return run, result
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from polyfuse.config import PreprocessConfig, TrainingConfig
+from polyfuse.data.contract import CONTRACT_FILE, InputContract
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
@@ -83,11 +84,19 @@ class FittedModel:
     hparams: dict[str, Any]
     model: MultimodalModel
     objectives: nn.ModuleDict
-    preprocessor: Preprocessor
-    raw_specs: dict[str, ModalitySpec]
+    contract: InputContract
+    """What the model takes and gives; `run_fit` adds how its training data were read."""
     best_epoch: int = -1
     weight_history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     """The loss-balancing weight of every term, per training epoch."""
+
+    def __post_init__(self) -> None:
+        self.preprocessor = self.contract.preprocessor()
+
+    @property
+    def raw_specs(self) -> dict[str, ModalitySpec]:
+        """The modalities as read, before preprocessing."""
+        return self.contract.specs
 
     @property
     def tasks(self) -> dict[str, TaskSpec]:
@@ -118,7 +127,8 @@ class FittedModel:
         }
 
     def save(self, directory: Path) -> None:
-        """Weights as safetensors, the rest as JSON: loading never unpickles anything."""
+        """Weights as safetensors, the input contract and the rest as JSON: loading never
+        unpickles anything."""
         from safetensors.torch import save_file
 
         state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -129,15 +139,11 @@ class FittedModel:
             "model": self.model_name,
             "hparams": self.hparams,
             "best_epoch": self.best_epoch,
-            "specs": {m: dataclasses.asdict(s) for m, s in self.raw_specs.items()},
-            "tasks": {t: dataclasses.asdict(s) for t, s in self.tasks.items()},
             "objectives": {t: o.options() for t, o in self.objectives.items()},
             "weight_history": self.weight_history,
         }
         write_text(directory / "model.json", json.dumps(meta, indent=2))
-        write_text(
-            directory / "preprocess.json", json.dumps(self.preprocessor.state_dict(), indent=2)
-        )
+        self.contract.save(directory)
 
     @classmethod
     def load(cls, directory: Path) -> FittedModel:
@@ -147,7 +153,7 @@ class FittedModel:
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        for name in ("model.json", "preprocess.json", "model.safetensors"):
+        for name in ("model.json", CONTRACT_FILE, "model.safetensors"):
             if not (directory / name).is_file():
                 pickles = sorted(
                     p.name
@@ -164,18 +170,14 @@ class FittedModel:
                 )
         try:
             meta = json.loads((directory / "model.json").read_text())
-            state_pre = json.loads((directory / "preprocess.json").read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(
-                f"{directory}: model.json or preprocess.json is corrupt ({exc})"
-            ) from None
-        pre = Preprocessor.from_state_dict(state_pre)
-        raw_specs = {m: _spec(ModalitySpec, s) for m, s in meta["specs"].items()}
-        tasks = {t: _spec(TaskSpec, s) for t, s in meta["tasks"].items()}
+            raise DataError(f"{directory}: model.json is corrupt ({exc})") from None
+        contract = InputContract.load(directory)
+        tasks = contract.task_specs
         objectives = nn.ModuleDict(
             {t: TaskObjective(tasks[t], **meta["objectives"][t]) for t in tasks}
         )
-        specs = pre.transform_specs(raw_specs)
+        specs = contract.preprocessor().transform_specs(contract.specs)
         model = create_model(meta["model"], specs, tasks, **meta["hparams"])
         try:
             state = load_file(str(directory / "model.safetensors"))
@@ -193,15 +195,10 @@ class FittedModel:
             meta["hparams"],
             model,
             objectives,
-            pre,
-            raw_specs,
+            contract,
             meta["best_epoch"],
             meta.get("weight_history", []),
         )
-
-
-def _spec(cls: type, d: dict[str, Any]) -> Any:
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def with_model_defaults(
@@ -237,7 +234,12 @@ def train_model(
     """
     import lightning as L
 
-    from polyfuse.training.callbacks import BestWeights, RandomState, ResumableEarlyStopping
+    from polyfuse.training.callbacks import (
+        BestWeights,
+        RandomState,
+        ResumableEarlyStopping,
+        ResumeCheckpoint,
+    )
     from polyfuse.training.checkpoint import SafeCheckpointIO
     from polyfuse.training.module import FusionModule
 
@@ -280,15 +282,9 @@ def train_model(
     if has_val:
         callbacks += [best, ResumableEarlyStopping("val_loss", patience=training.patience)]
     if checkpoint_dir is not None:
-        callbacks.append(
-            L.pytorch.callbacks.ModelCheckpoint(
-                dirpath=checkpoint_dir,
-                save_last=True,
-                save_top_k=0,
-                every_n_epochs=training.checkpoint_every,
-                save_on_train_epoch_end=True,
-            )
-        )
+        # not ModelCheckpoint: its `save_last` ignores `every_n_epochs` (Lightning < 2.6) or,
+        # with save_top_k=0, writes only when the fit ends (>= 2.6); see ResumeCheckpoint
+        callbacks.append(ResumeCheckpoint(checkpoint_dir, training.checkpoint_every))
     if resume and checkpoint_dir is None:
         raise ConfigError("resume needs a checkpoint directory")
     last = checkpoint_dir / "last.ckpt" if checkpoint_dir else None
@@ -330,8 +326,12 @@ def train_model(
         hparams,
         model,
         objectives,
-        pre,
-        train.specs,
+        InputContract.fitted(
+            train.specs,
+            train.tasks,
+            pre,
+            {t: o.curve_times for t, o in objectives.items() if o.curve_times is not None},
+        ),
         best.best_epoch,
         module.weight_history,
     )

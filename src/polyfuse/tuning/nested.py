@@ -413,14 +413,10 @@ def _fold_rows(
 
 
 def _predictions(fitted: Any, test: MultimodalDataset, split: Split) -> pd.DataFrame:
-    from polyfuse.training.predict import score_columns
+    from polyfuse.training.cv import prediction_frame
 
     frames = [
-        pd.DataFrame(
-            {"id": test.ids, "repeat": split.repeat, "fold": split.fold, "task": task}
-            | score_columns(scores)
-        )
-        for task, scores in fitted.predict(test).items()
+        prediction_frame(test, split, task, scores) for task, scores in fitted.predict(test).items()
     ]
     return pd.concat(frames, ignore_index=True)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from polyfuse.config import ExperimentConfig
-from polyfuse.errors import require
-from polyfuse.tuning.nested import TuneResult, tune
+from polyfuse.data.dataset import MultimodalDataset
+from polyfuse.errors import ConfigError, require
+from polyfuse.interrupt import Interrupted
+from polyfuse.io import undo_on_failure
+from polyfuse.tuning.nested import STUDY_FILE, TuneResult, tune
 
 
 def resolve_run(config: ExperimentConfig, model: str | None = None) -> ExperimentConfig:
@@ -31,22 +34,63 @@ def run_tune(
     resume: bool = False,
     overwrite: bool = False,
 ) -> tuple[Path, TuneResult]:
-    """Tune the configured model (or `model`) by nested CV; everything in `<output>/<name>/`.
+    """Tune the configured model (or `model`) by nested CV; everything in
+    `<output>/<name>/tune/` (with `model`: `<output>/<name>-<model>/tune/`).
 
     Outer folds come from the `cv` section, the search settings from `tune`; `trials` and
     `timeout` override the config's. The run directory holds config.yaml, study.db,
     trials.csv, folds.csv, summary.csv, chosen.csv, best.yaml, best_r<r>f<f>.yaml and figures.
+    The model, its search space and the run directory are checked before the data are read;
+    a run that stops before a search or a trial was finished leaves no directory.
     """
     require("optuna", "tune")  # the missing extra is reported before the data is loaded
     from polyfuse.datasets import from_config
+    from polyfuse.training.experiment import check_experiment
+    from polyfuse.tuning.nested import check_space
+    from polyfuse.tuning.space import apply_overrides, model_space
 
+    if resume and overwrite:
+        raise ConfigError("give one of --resume and --overwrite, not both")
     config = resolve_run(config, model)
     settings = config.tune
     updates = {k: v for k, v in (("trials", trials), ("timeout", timeout)) if v is not None}
     if updates:
         settings = settings.model_copy(update=updates)
         config = config.model_copy(update={"tune": settings})
+    run = check_experiment(config, "tune", overwrite=overwrite, resume=resume)
+    name = config.model.name
+    check_space(name, apply_overrides(name, model_space(name), settings.space), config.training)
     data = from_config(config.data)
+    with undo_on_failure(run, lambda exc: _finished_work(run, exc)):
+        return _run(config, data, run, resume=resume, overwrite=overwrite)
+
+
+def _finished_work(run: Path, exc: BaseException) -> bool:
+    """Whether a stopped tuning run holds something a resume would reuse: a finished search,
+    or (interrupted) a finished trial."""
+    if any((run / "parts").glob("*.chosen.json")):
+        return True
+    if not isinstance(exc, Interrupted | KeyboardInterrupt) or not (run / STUDY_FILE).is_file():
+        return False
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{run / STUDY_FILE}?mode=ro", uri=True, timeout=5)
+        try:
+            (done,) = con.execute(
+                "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')"
+            ).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return True  # unreadable now: keep it rather than lose trials
+    return done > 0
+
+
+def _run(
+    config: ExperimentConfig, data: MultimodalDataset, run: Path, *, resume: bool, overwrite: bool
+) -> tuple[Path, TuneResult]:
+    settings = config.tune
     result = tune(
         config.model.name,
         data,
@@ -66,7 +110,7 @@ def run_tune(
         prune=settings.prune,
         final=settings.final,
         untuned=settings.untuned,
-        out=config.output / config.name,
+        out=run,
         resume=resume,
         overwrite=overwrite,
         progress=config.training.progress,

@@ -1,0 +1,1 @@
+"""Applying a fitted run to new patients: input contract, prediction, serving, export."""
