@@ -1,33 +1,12 @@
 """The CLI end to end: bad input → one short message, exit code 2, no traceback."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
-from polyfuse.cli import app
-
-EXAMPLE = Path(__file__).parents[1] / "examples" / "own_data"
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture()
-def own_data(tmp_path: Path) -> Path:
-    """A copy of the own-data example with a short training schedule."""
-    dest = tmp_path / "own"
-    shutil.copytree(EXAMPLE, dest)
-    text = (dest / "experiment.yaml").read_text()
-    text = text.replace("epochs: 30", "epochs: 2").replace("output: ../../runs", "output: runs")
-    (dest / "experiment.yaml").write_text(text)
-    return dest
+from helpers import run
 
 
 def assert_clean_error(result, *fragments: str) -> None:

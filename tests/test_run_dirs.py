@@ -6,67 +6,27 @@ the corrected retry."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from polyfuse.cli import app
-
-EXAMPLE = Path(__file__).parents[1] / "examples" / "own_data"
-runner = CliRunner()
+from helpers import clean_error, run
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture()
-def own(tmp_path: Path) -> Path:
-    """The own-data example, two epochs, writing below its own folder."""
-    dest = tmp_path / "own"
-    shutil.copytree(EXAMPLE, dest)
-    text = (dest / "experiment.yaml").read_text()
-    text = text.replace("epochs: 30", "epochs: 2").replace("output: ../../runs", "output: runs")
-    (dest / "experiment.yaml").write_text(text)
-    return dest
-
-
-def edit(own: Path, old: str, new: str) -> Path:
-    path = own / "experiment.yaml"
+def edit(own_data: Path, old: str, new: str) -> Path:
+    path = own_data / "experiment.yaml"
     text = path.read_text()
     assert old in text, old
     path.write_text(text.replace(old, new, 1))
     return path
 
 
-def clean_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
-
-
-@pytest.fixture()
-def no_data(monkeypatch):
-    """Reading any data is a test failure: the checks must come first."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("data were read before the checks")
-
-    monkeypatch.setattr("polyfuse.datasets.from_config", refuse)
-    monkeypatch.setattr("polyfuse.datasets.load", refuse)
-    monkeypatch.setattr("polyfuse.datasets.DatasetInfo.load", refuse)
-
-
-def test_fit_and_cv_of_one_config_get_their_own_run_directories(own: Path):
-    config = own / "experiment.yaml"
+def test_fit_and_cv_of_one_config_get_their_own_run_directories(own_data: Path):
+    config = own_data / "experiment.yaml"
     assert run("fit", config).exit_code == 0
     result = run("cv", config)  # was: "already exists" (the fit's directory)
     assert result.exit_code == 0, result.output
-    runs = own / "runs" / "own-data"
+    runs = own_data / "runs" / "own-data"
     assert (runs / "fit" / "model.safetensors").is_file()
     assert (runs / "cv" / "folds.csv").is_file()
     assert not (runs / "cv" / "model.safetensors").exists()
@@ -84,67 +44,71 @@ def test_fit_and_cv_of_one_config_get_their_own_run_directories(own: Path):
     ],
 )
 def test_config_and_model_are_checked_before_the_data_are_read(
-    own, no_data, command, old, new, fragments
+    own_data, no_data, command, old, new, fragments
 ):
-    clean_error(run(command, edit(own, old, new)), *fragments)
-    assert not (own / "runs").exists()
-    assert not (own.parent / "elsewhere").exists()
+    clean_error(run(command, edit(own_data, old, new)), *fragments)
+    assert not (own_data / "runs").exists()
+    assert not (own_data.parent / "elsewhere").exists()
 
 
-def test_tune_model_option_is_checked_before_the_data_are_read(own, no_data):
-    clean_error(run("tune", own / "experiment.yaml", "--model", "helnet"), "'healnet'")
-
-
-@pytest.mark.parametrize("command", ["fit", "cv", "tune"])
-def test_an_existing_run_directory_is_refused_before_the_data_are_read(own, no_data, command):
-    (own / "runs" / "own-data" / command).mkdir(parents=True)
-    (own / "runs" / "own-data" / command / "keep.txt").write_text("mine")
-    clean_error(run(command, own / "experiment.yaml"), "already exists", "--overwrite")
-    assert (own / "runs" / "own-data" / command / "keep.txt").read_text() == "mine"
+def test_tune_model_option_is_checked_before_the_data_are_read(own_data, no_data):
+    clean_error(run("tune", own_data / "experiment.yaml", "--model", "helnet"), "'healnet'")
 
 
 @pytest.mark.parametrize("command", ["fit", "cv", "tune"])
-def test_an_output_below_a_file_is_a_clear_error_before_the_data_are_read(own, no_data, command):
-    (own / "blocker").write_text("a file, not a folder")
-    config = edit(own, "output: runs", "output: blocker/runs")
+def test_an_existing_run_directory_is_refused_before_the_data_are_read(own_data, no_data, command):
+    (own_data / "runs" / "own-data" / command).mkdir(parents=True)
+    (own_data / "runs" / "own-data" / command / "keep.txt").write_text("mine")
+    clean_error(run(command, own_data / "experiment.yaml"), "already exists", "--overwrite")
+    assert (own_data / "runs" / "own-data" / command / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", ["fit", "cv", "tune"])
+def test_an_output_below_a_file_is_a_clear_error_before_the_data_are_read(
+    own_data, no_data, command
+):
+    (own_data / "blocker").write_text("a file, not a folder")
+    config = edit(own_data, "output: runs", "output: blocker/runs")
     clean_error(run(command, config), "blocker", "not a folder")
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a read-only /proc")
-def test_an_unwritable_output_folder_is_a_clear_error_before_the_data_are_read(own, no_data):
-    config = edit(own, "output: runs", "output: /proc/polyfuse-runs")
+def test_an_unwritable_output_folder_is_a_clear_error_before_the_data_are_read(own_data, no_data):
+    config = edit(own_data, "output: runs", "output: /proc/polyfuse-runs")
     clean_error(run("fit", config), "/proc", "cannot write")
 
 
 @pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root may write anywhere")
-def test_a_read_only_output_folder_is_a_clear_error(own, no_data):
-    (own / "ro").mkdir()
-    (own / "ro").chmod(0o555)
+def test_a_read_only_output_folder_is_a_clear_error(own_data, no_data):
+    (own_data / "ro").mkdir()
+    (own_data / "ro").chmod(0o555)
     try:
-        clean_error(run("cv", edit(own, "output: runs", "output: ro/runs")), "cannot write")
+        clean_error(run("cv", edit(own_data, "output: runs", "output: ro/runs")), "cannot write")
     finally:
-        (own / "ro").chmod(0o755)
+        (own_data / "ro").chmod(0o755)
 
 
 @pytest.mark.parametrize("command", ["fit", "cv"])
-def test_a_run_that_fails_after_reading_the_data_leaves_nothing_in_the_way(own, command):
+def test_a_run_that_fails_after_reading_the_data_leaves_nothing_in_the_way(own_data, command):
     # the modality is known only once the data are read: the failure comes after the checks
-    config = edit(own, "name: early\n  params: {dim: 16,", "name: unimodal\n  params: {dim: 16,")
-    config = edit(own, "encoder: {channels: [8, 16]}}", "modality: scna}")
+    config = edit(
+        own_data, "name: early\n  params: {dim: 16,", "name: unimodal\n  params: {dim: 16,"
+    )
+    config = edit(own_data, "encoder: {channels: [8, 16]}}", "modality: scna}")
     clean_error(run(command, config), "unknown modality 'scna'", "did you mean 'scan'")
-    assert not (own / "runs").exists()  # nothing this call created is left
-    edit(own, "modality: scna}", "modality: scan}")
+    assert not (own_data / "runs").exists()  # nothing this call created is left
+    edit(own_data, "modality: scna}", "modality: scan}")
     result = run(command, config)  # the corrected retry, without --overwrite
     assert result.exit_code == 0, result.output
 
 
-def test_a_failure_never_removes_what_was_there_before(own):
-    config = own / "experiment.yaml"
+def test_a_failure_never_removes_what_was_there_before(own_data):
+    config = own_data / "experiment.yaml"
     assert run("fit", config).exit_code == 0
-    fit_dir = own / "runs" / "own-data" / "fit"
+    fit_dir = own_data / "runs" / "own-data" / "fit"
     before = sorted(p.name for p in fit_dir.iterdir())
-    edit(own, "name: early", "name: unimodal")
-    edit(own, "encoder: {channels: [8, 16]}}", "modality: scna}")
+    edit(own_data, "name: early", "name: unimodal")
+    edit(own_data, "encoder: {channels: [8, 16]}}", "modality: scna}")
     clean_error(run("fit", config, "--overwrite"), "unknown modality 'scna'")
     assert sorted(p.name for p in fit_dir.iterdir()) == before
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import polyfuse_command, polyfuse_env, write_cohort
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -24,23 +24,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def root(tmp_path_factory) -> Path:
     """A 120-patient manifest and a config whose folds take a second or two each."""
     root = tmp_path_factory.mktemp("signals")
-    rng = np.random.default_rng(0)
-    n = 120
-    x = rng.normal(size=(n, 6))
-    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)])
-    table.insert(0, "id", [f"p{i}" for i in range(n)])
-    table["y"] = (x[:, 0] - x[:, 4] + rng.normal(0, 0.5, n) > 0).astype(int)
-    table.to_csv(root / "cohort.csv", index=False)
     cfg = {
         "name": "sig",
-        "data": {
-            "table": "cohort.csv",
-            "modalities": {
-                "a": {"kind": "tabular", "columns": ["f0", "f1", "f2"]},
-                "b": {"kind": "tabular", "columns": ["f3", "f4", "f5"]},
-            },
-            "tasks": {"y": {"type": "binary", "column": "y"}},
-        },
+        "data": write_cohort(root),
         "model": {"name": "early", "params": {"dim": 8}},
         "training": {
             "epochs": 4,
@@ -55,20 +41,16 @@ def root(tmp_path_factory) -> Path:
     return root
 
 
-def _polyfuse(*args: object) -> list[str]:
-    return [sys.executable, "-m", "polyfuse", *map(str, args)]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-
-
 def _signal_when(
     cmd: list[str], ready: Callable[[], bool], sig: int, timeout: float = 120
 ) -> subprocess.CompletedProcess:
     """Start `cmd`, send `sig` as soon as `ready()` holds; the finished process."""
     proc = subprocess.Popen(
-        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        env=polyfuse_env(COLUMNS="200"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     start = time.monotonic()
     try:
@@ -107,7 +89,7 @@ def test_sigterm_stops_cv_keeps_its_finished_folds_and_resume_finishes(root):
     run = root / "runs" / "sig" / "cv"
     config = root / "exp.yaml"
     done = _signal_when(
-        _polyfuse("cv", config),
+        polyfuse_command("cv", config),
         lambda: any((run / "parts").glob("*_metrics.parquet")),
         signal.SIGTERM,
     )
@@ -116,7 +98,7 @@ def test_sigterm_stops_cv_keeps_its_finished_folds_and_resume_finishes(root):
     assert "SIGTERM" in line and "finished fold" in line and "--resume" in line
     assert not (run / "folds.csv").exists()
     assert any((run / "parts").glob("*_metrics.parquet"))
-    _ok(_polyfuse("cv", config, "--resume"))
+    _ok(polyfuse_command("cv", config, "--resume"))
     assert len(pd.read_csv(run / "folds.csv").query("metric == 'auroc'")) == 3
 
 
@@ -124,7 +106,7 @@ def test_sigint_stops_fit_keeps_its_checkpoint_and_resume_finishes(root):
     run = root / "runs" / "sig" / "fit"
     config = root / "exp.yaml"
     done = _signal_when(
-        _polyfuse("fit", config),
+        polyfuse_command("fit", config),
         lambda: (run / "checkpoints" / "last.ckpt").is_file(),
         signal.SIGINT,
     )
@@ -132,7 +114,7 @@ def test_sigint_stops_fit_keeps_its_checkpoint_and_resume_finishes(root):
     line = _one_line(done.stderr)
     assert "SIGINT" in line and "checkpoint" in line and "--resume" in line
     assert not (run / "model.safetensors").exists()
-    _ok(_polyfuse("fit", config, "--resume"))
+    _ok(polyfuse_command("fit", config, "--resume"))
     assert (run / "model.safetensors").is_file()
 
 
@@ -144,7 +126,7 @@ def test_a_run_stopped_before_anything_finished_leaves_nothing(root, tmp_path):
     config.write_text(yaml.safe_dump(raw))
     run = tmp_path / "runs" / "sig" / "fit"
     done = _signal_when(
-        _polyfuse("fit", config), lambda: (run / "config.yaml").is_file(), signal.SIGTERM
+        polyfuse_command("fit", config), lambda: (run / "config.yaml").is_file(), signal.SIGTERM
     )
     assert done.returncode == 143, done.stderr[-3000:]
     assert "nothing was kept" in _one_line(done.stderr)
@@ -155,12 +137,14 @@ def test_sigterm_stops_benchmark_keeps_its_finished_folds_and_resume_finishes(ro
     out = root / "bench"
     args = ["benchmark", "--config", root / "exp.yaml", "-m", "early,late", "--folds", "2"]
     args += ["--repeats", "1", "--no-classical", "--workers", "1", "--out", out]
-    done = _signal_when(_polyfuse(*args), lambda: any(out.rglob("*.results.csv")), signal.SIGTERM)
+    done = _signal_when(
+        polyfuse_command(*args), lambda: any(out.rglob("*.results.csv")), signal.SIGTERM
+    )
     assert done.returncode == 143, done.stderr[-3000:]
     line = _one_line(done.stderr)
     assert "finished fold" in line and "--resume" in line
     assert not (out / "results.csv").exists()
-    _ok(_polyfuse(*args, "--resume"))
+    _ok(polyfuse_command(*args, "--resume"))
     results = pd.read_csv(out / "results.csv")
     assert set(results["model"]) == {"early", "late"}
 
@@ -193,9 +177,9 @@ def test_sigterm_stops_tune_keeps_its_trials_and_resume_finishes(root, tmp_path)
         except sqlite3.Error:
             return False
 
-    done = _signal_when(_polyfuse("tune", config), trials_done, signal.SIGTERM)
+    done = _signal_when(polyfuse_command("tune", config), trials_done, signal.SIGTERM)
     assert done.returncode == 143, done.stderr[-3000:]
     line = _one_line(done.stderr)
     assert "study.db" in line and "--resume" in line
-    _ok(_polyfuse("tune", config, "--resume"))
+    _ok(polyfuse_command("tune", config, "--resume"))
     assert len(pd.read_csv(run / "chosen.csv")) == 2  # both outer folds searched

@@ -6,61 +6,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
+from helpers import clean_error, run, write_patients
 
-from polyfuse.cli import app
 from polyfuse.config import TrainingConfig
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def clean_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
-
-
-@pytest.fixture()
-def no_data(monkeypatch):
-    """Reading any data is a test failure: the names must be checked first."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("data were read before the names were checked")
-
-    monkeypatch.setattr("polyfuse.datasets.from_config", refuse)
-    monkeypatch.setattr("polyfuse.datasets.load", refuse)
-    monkeypatch.setattr("polyfuse.datasets.DatasetInfo.load", refuse)
 
 
 @pytest.fixture()
 def config(tmp_path: Path) -> Path:
     """A 40-patient manifest named `patients.csv`, in an experiment named `tiny-bench`."""
-    rng = np.random.default_rng(0)
-    n = 40
-    x = rng.normal(size=(n, 4))
-    frame = pd.DataFrame({"id": [f"P{i:02d}" for i in range(n)]})
-    frame[["age", "crp", "g1", "g2"]] = x
-    frame["y"] = (x[:, 0] + rng.normal(0, 0.5, n) > 0).astype(int)
-    frame.to_csv(tmp_path / "patients.csv", index=False)
     cfg = {
         "name": "tiny-bench",
-        "data": {
-            "table": "patients.csv",
-            "modalities": {
-                "clinical": {"kind": "tabular", "columns": ["age", "crp"]},
-                "genes": {"kind": "tabular", "prefix": "g"},
-            },
-            "tasks": {"y": {"type": "binary", "column": "y"}},
-        },
+        "data": write_patients(tmp_path),
         "model": {"name": "early", "params": {"dim": 8, "hidden": [8]}},
         "training": {"epochs": 2, "progress": False},
         "output": "runs",

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import polyfuse_command, polyfuse_env, write_cohort
 from safetensors.torch import load_file
 
 from polyfuse.training.checkpoint import load_checkpoint
@@ -30,24 +31,10 @@ EPOCHS = 12
 def config(tmp_path_factory) -> Path:
     """A small manifest cohort and a fit/CV config that checkpoints every 2 epochs."""
     root = tmp_path_factory.mktemp("crash")
-    rng = np.random.default_rng(0)
-    n = 120
-    x = rng.normal(size=(n, 6))
-    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)])
-    table.insert(0, "id", [f"p{i}" for i in range(n)])
-    table["y"] = (x[:, 0] - x[:, 4] + rng.normal(0, 0.5, n) > 0).astype(int)
-    table.to_csv(root / "cohort.csv", index=False)
     cfg = {
         "name": "run",
         "seed": 0,
-        "data": {
-            "table": "cohort.csv",
-            "modalities": {
-                "a": {"kind": "tabular", "columns": ["f0", "f1", "f2"]},
-                "b": {"kind": "tabular", "columns": ["f3", "f4", "f5"]},
-            },
-            "tasks": {"y": {"type": "binary", "column": "y"}},
-        },
+        "data": write_cohort(root),
         "model": {"name": "early", "params": {"dim": 16, "dropout": 0.2}},
         "training": {
             "epochs": EPOCHS,
@@ -62,14 +49,6 @@ def config(tmp_path_factory) -> Path:
     return root
 
 
-def _polyfuse(*args: str) -> list[str]:
-    return [sys.executable, "-m", "polyfuse", *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
 def _with_output(config: Path, output: str) -> Path:
     raw = yaml.safe_load((config / "fit.yaml").read_text())
     path = config / f"{output}.yaml"
@@ -80,7 +59,9 @@ def _with_output(config: Path, output: str) -> Path:
 def _kill_when(cmd: list[str], ready: Callable[[], bool], timeout: float = 120) -> None:
     """Start `cmd`, SIGKILL it as soon as `ready()` holds; fail if it ended by itself first
     (then a resume would only continue a finished run, proving nothing)."""
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=polyfuse_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     start = time.monotonic()
     try:
         while proc.poll() is None and not ready():
@@ -100,7 +81,7 @@ def _kill_when(cmd: list[str], ready: Callable[[], bool], timeout: float = 120) 
 
 
 def _run(cmd: list[str]) -> None:
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=polyfuse_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -118,7 +99,7 @@ def _no_partial_files(run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference_fit(config) -> dict:
-    _run(_polyfuse("fit", str(config / "fit.yaml")))
+    _run(polyfuse_command("fit", str(config / "fit.yaml")))
     return load_file(str(config / "ref" / "run" / "fit" / "model.safetensors"))
 
 
@@ -161,11 +142,11 @@ def test_killed_fit_resumes_to_the_same_model(config, reference_fit, point):
     cfg = _with_output(config, output)
     run = config / output / "run" / "fit"
     ready, expected = KILL_POINTS[point]
-    _kill_when(_polyfuse("fit", str(cfg)), lambda: ready(run))
+    _kill_when(polyfuse_command("fit", str(cfg)), lambda: ready(run))
     at = _epoch(_last(run))  # -1: no checkpoint yet
     assert at in expected, f"killed with the checkpoint of epoch {at}, expected {expected}"
     before = _versions(run)
-    _run(_polyfuse("fit", str(cfg), "--resume"))
+    _run(polyfuse_command("fit", str(cfg), "--resume"))
     # the resumed fit trains only the epochs after its checkpoint (none after a finished fit)
     assert _trained_epochs(_versions(run) - before) == list(range(at + 1, EPOCHS))
     weights = load_file(str(run / "model.safetensors"))
@@ -176,15 +157,16 @@ def test_killed_fit_resumes_to_the_same_model(config, reference_fit, point):
 
 
 def test_killed_cv_resumes_to_the_same_metrics(config):
-    _run(_polyfuse("cv", str(config / "fit.yaml"), "--overwrite"))
+    _run(polyfuse_command("cv", str(config / "fit.yaml"), "--overwrite"))
     reference = pd.read_csv(config / "ref" / "run" / "cv" / "folds.csv")
     cfg = _with_output(config, "cv_killed")
     run = config / "cv_killed" / "run" / "cv"
     _kill_when(
-        _polyfuse("cv", str(cfg)), lambda: len(list((run / "parts").glob("*_metrics.parquet"))) >= 1
+        polyfuse_command("cv", str(cfg)),
+        lambda: len(list((run / "parts").glob("*_metrics.parquet"))) >= 1,
     )
     assert not (run / "folds.csv").exists()  # killed before the end
-    _run(_polyfuse("cv", str(cfg), "--resume"))
+    _run(polyfuse_command("cv", str(cfg), "--resume"))
     pd.testing.assert_frame_equal(pd.read_csv(run / "folds.csv"), reference)
     pd.testing.assert_frame_equal(
         pd.read_csv(run / "predictions.csv"),
@@ -212,7 +194,7 @@ def test_killed_benchmark_resumes_to_the_same_results(config):
     def bench(out: str, *extra: str) -> list[str]:
         args = ["benchmark", "--config", str(config / "fit.yaml"), "-m", "early", "-m", "late"]
         args += ["--folds", "2", "--repeats", "1", "--no-classical", "--workers", "1"]
-        return _polyfuse(*args, "--out", str(config / out), *extra)
+        return polyfuse_command(*args, "--out", str(config / out), *extra)
 
     _run(bench("bench_ref"))
     out = config / "bench_killed"

@@ -4,49 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
+from helpers import run, write_patients
 
-from polyfuse.cli import app
 from polyfuse.config import load_config
-
-runner = CliRunner()
-
-
-def run(*args) -> object:
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A 40-patient manifest with two tabular modalities and a binary outcome, tuned cheaply."""
-    rng = np.random.default_rng(0)
-    n = 40
-    x = rng.normal(size=(n, 4))
-    frame = pd.DataFrame(
-        {
-            "id": [f"P{i:02d}" for i in range(n)],
-            "age": x[:, 0],
-            "crp": x[:, 1],
-            "g1": x[:, 2],
-            "g2": x[:, 3],
-            "y": (x[:, 0] + rng.normal(0, 0.5, n) > 0).astype(int),
-        }
-    )
-    frame.to_csv(tmp_path / "patients.csv", index=False)
     cfg = {
         "name": "tiny-tune",
-        "data": {
-            "table": "patients.csv",
-            "modalities": {
-                "clinical": {"kind": "tabular", "columns": ["age", "crp"]},
-                "genes": {"kind": "tabular", "prefix": "g"},
-            },
-            "tasks": {"y": {"type": "binary", "column": "y"}},
-        },
+        "data": write_patients(tmp_path),
         "model": {"name": "early", "params": {"dim": 8}},
         "training": {"epochs": 2, "progress": False},
         "cv": {"folds": 2},
