@@ -67,6 +67,7 @@ def _cell(v: Any) -> str:
 
 TERMINAL_HIDDEN = ("family", "latency b1 ms", "latency b256 ms", "peak MB")
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
+RunDirArg = Annotated[Path, typer.Argument(help="a run directory written by `polyfuse fit`")]
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", help="replace the results of an existing run directory")
 ]
@@ -239,7 +240,7 @@ def tune(
 @app.command()
 @_friendly
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `polyfuse fit`")],
+    run_dir: RunDirArg,
     data: Annotated[
         str, typer.Argument(help="new patients: a manifest table, a .h5mu/.h5ad file or a dataset")
     ],
@@ -313,7 +314,7 @@ class _warnings_shown:
 @app.command()
 @_friendly
 def serve(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `polyfuse fit`")],
+    run_dir: RunDirArg,
     host: Annotated[
         str, typer.Option(help="address to listen on (the default: this machine only)")
     ] = "127.0.0.1",
@@ -334,6 +335,27 @@ def serve(
     from polyfuse.inference.serve import serve_run  # imports fastapi: not for `--help`
 
     serve_run(run_dir, host=host, port=port, data_root=data_root, workers=workers)
+
+
+@app.command()
+@_friendly
+def export(
+    run_dir: RunDirArg,
+    format: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="file to write (default: RUN_DIR/export/model.*)"),
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Export a fitted run as one ONNX or TorchScript graph (checked against polyfuse's own
+    scores before it is written), with its input contract beside it (docs/deployment.md)."""
+    if format not in ("onnx", "torchscript"):
+        raise ConfigError(f"--format {format!r}: use onnx or torchscript")
+    from polyfuse.inference.export import export_run
+
+    out = export_run(run_dir, format, output, overwrite=overwrite)  # type: ignore[arg-type]
+    _console().print(f"exported → {out}", markup=False)
 
 
 @app.command()
@@ -521,7 +543,7 @@ def profile(
 @app.command()
 @_friendly
 def explain(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `polyfuse fit`")],
+    run_dir: RunDirArg,
     data: Annotated[
         str | None, typer.Option(help="explain on this table or dataset instead of the run's")
     ] = None,

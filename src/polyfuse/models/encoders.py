@@ -30,6 +30,7 @@ from polyfuse.errors import ConfigError, DataError, did_you_mean
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.pooling import GatedAttentionPool, masked_mean
 from polyfuse.models.blocks.time import TimeEncoding
+from polyfuse.models.model import check_token_ids
 from polyfuse.tuning.space import Categorical
 
 
@@ -216,11 +217,7 @@ class TextEncoder(Encoder):
 
     def _encode(self, batch: ModalityBatch) -> tuple[Tensor, dict[str, Tensor]]:
         ids, mask = _real_tokens(batch)
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.spec.vocab_size):
-            raise DataError(
-                f"modality '{self.spec.name}': token ids must lie in [0, {self.spec.vocab_size}), "
-                f"got [{int(ids.min())}, {int(ids.max())}]"
-            )
+        check_token_ids(self.spec.name, ids, self.spec.vocab_size)
         return masked_mean(self.embed(ids), mask), {}
 
 

@@ -96,7 +96,12 @@ from polyfuse.models.blocks.attention import Attention
 from polyfuse.models.blocks.feedforward import FeedForward, PreNorm
 from polyfuse.models.blocks.fourier import FourierEncoding
 from polyfuse.models.blocks.time import TimeEncoding
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.model import (
+    MultimodalModel,
+    build_heads,
+    capturing_graph,
+    check_token_ids,
+)
 from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
 from polyfuse.tuning.space import Float, Int
@@ -445,11 +450,7 @@ class HEALNet(MultimodalModel):
             return self._with_time(x, times.to(data.dtype)), mask, use
         # text: ids of real tokens must lie in the vocabulary (padding is already 0)
         vocab = spec.vocab_size
-        if data.numel() and (int(data.min()) < 0 or int(data.max()) >= vocab):
-            raise DataError(
-                f"modality '{m}': token ids must lie in [0, {vocab}), "
-                f"got [{int(data.min())}, {int(data.max())}]"
-            )
+        check_token_ids(m, data, vocab)
         x = self.embed[m](data)
         index = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
         return self._with_time(x, index.to(x.dtype)), mask, use
@@ -473,14 +474,14 @@ class HEALNet(MultimodalModel):
             if use is None:
                 s = s + attn(s)[0]
                 s = s + ff(s)
-            elif use.any():
+            elif capturing_graph() or use.any():
                 s = _skip_unless(use, s, attn(s)[0])
                 s = _skip_unless(use, s, ff(s))
         return s
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         tokens = {m: self._tokens(m, inputs[m]) for m in self.specs}
-        size = len(next(iter(inputs.values())).present)
+        size = next(iter(inputs.values())).present.shape[0]
         s = repeat(self.latents, "l d -> b l d", b=size)
         aux: dict[str, Tensor] = {}
         for i, index in enumerate(self.layer_order):
@@ -489,7 +490,7 @@ class HEALNet(MultimodalModel):
                 if not self.per_sample_missing:
                     use = use.any().expand_as(use)
                 weights = None
-                if use.any():
+                if capturing_graph() or use.any():
                     delta, weights = layer["cross"][m](
                         s, x, mask=mask, return_weights=self.return_attention
                     )

@@ -45,7 +45,7 @@ def prepare_inputs(
     if not inputs:
         raise DataError("a batch needs at least one modality")
     ref = next(iter(inputs.values()))
-    size, device = len(ref.present), ref.present.device
+    size, device = ref.present.shape[0], ref.present.device  # not len(): export keeps it symbolic
     out = {}
     for m, spec in specs.items():
         b = inputs.get(m)
@@ -61,6 +61,24 @@ def prepare_inputs(
         times = None if b.times is None else torch.where(mask, b.times, 0.0)
         out[m] = ModalityBatch(data, b.present, mask, times)
     return out
+
+
+def capturing_graph() -> bool:
+    """Whether the model is being traced or exported into a graph (TorchScript, torch.export /
+    ONNX, `polyfuse.inference.export`). Such a graph cannot branch on tensor values, so checks
+    that read values are skipped and shortcuts that skip work for an all-absent batch compute
+    instead (their result is masked out either way)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def check_token_ids(m: str, ids: Tensor, vocab: int) -> None:
+    """Token ids (padding included) must lie in [0, vocab): a DataError otherwise. Not checked
+    while a graph is captured (`capturing_graph`): an exported graph's caller checks its ids."""
+    if capturing_graph() or not ids.numel():
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab:
+        raise DataError(f"modality '{m}': token ids must lie in [0, {vocab}), got [{low}, {high}]")
 
 
 def _absent(spec: ModalitySpec, size: int, device: torch.device) -> ModalityBatch:

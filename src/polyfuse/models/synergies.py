@@ -415,7 +415,7 @@ class Synergies(MultimodalModel):
     # ------------------------------------------------------------------------------ fusion
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
-        size = len(next(iter(inputs.values())).present)
+        size = next(iter(inputs.values())).present.shape[0]
         aux: dict[str, Tensor] = {}
         parts = [repeat(self.cls, "d -> b 1 d", b=size)]
         masks = [torch.ones(size, 1, dtype=torch.bool, device=self.cls.device)]

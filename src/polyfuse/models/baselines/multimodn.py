@@ -76,7 +76,7 @@ class MultiModN(MultimodalModel):
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         vectors, aux = encode_all(self.encoders, inputs)
-        size = len(next(iter(inputs.values())).present)
+        size = next(iter(inputs.values())).present.shape[0]
         state = repeat(self.init_state, "d -> b d", b=size)
         states = [state]
         for m, z in vectors.items():

@@ -35,6 +35,7 @@ from polyfuse.data.specs import ModalitySpec
 from polyfuse.errors import ConfigError, DataError
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.time import TimeEncoding
+from polyfuse.models.model import check_token_ids
 
 
 class FeatureTokenizer(nn.Module):
@@ -152,11 +153,7 @@ class ModalityTokenizer(nn.Module):
             return self.proj(steps) + self.time(times).to(values.dtype)
         ids = torch.where(mask, data, torch.zeros((), dtype=data.dtype))
         vocab = self.spec.vocab_size
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
-            raise DataError(
-                f"modality '{self.spec.name}': token ids must lie in [0, {vocab}), "
-                f"got [{int(ids.min())}, {int(ids.max())}]"
-            )
+        check_token_ids(self.spec.name, ids, vocab)
         x = self.embed(ids)
         return x + self.time(index).to(x.dtype)
 
