@@ -142,11 +142,62 @@ def test_perceiver_one_softmax_over_all_modalities(specs, tasks, inputs) -> None
         start += size
 
 
-def test_perceiver_weight_tying(specs, tasks) -> None:
-    tied = create_model("perceiver", specs, tasks, depth=4, weight_tie_layers=True)
-    untied = create_model("perceiver", specs, tasks, depth=4)
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_perceiver_weight_tying(specs, tasks, inputs) -> None:
+    """Tied = the untied model whose layers 1..3 hold one copy of the same weights, run 4 times."""
+    small = dict(depth=4, num_latents=6, latent_dim=16, token_dim=16, cross_dim_head=16)
+    torch.manual_seed(0)
+    tied = create_model("perceiver", specs, tasks, weight_tie_layers=True, **small).eval()
+    untied = create_model("perceiver", specs, tasks, **small).eval()
     assert len(tied.layers) == 2 and tied.layer_order == [0, 1, 1, 1]
     assert len(untied.layers) == 4
+    # parameters: the untied count less the two tied copies of one layer
+    assert _count(untied) - _count(tied) == 2 * _count(untied.layers[1]) > 0
+
+    # the untied model given the tied weights (layer i ← tied layer order[i]) computes the same
+    state = {}
+    for key, value in tied.state_dict().items():
+        parts = key.split(".")
+        if parts[0] != "layers":
+            state[key] = value
+            continue
+        for i, index in enumerate(tied.layer_order):
+            if int(parts[1]) == index:
+                state[".".join(["layers", str(i), *parts[2:]])] = value.clone()
+    untied.load_state_dict(state, strict=True)
+    out_tied, out_untied = tied(inputs), untied(inputs)
+    torch.testing.assert_close(out_tied.embedding, out_untied.embedding)
+    for t in tasks:
+        torch.testing.assert_close(out_tied.logits[t], out_untied.logits[t])
+    # the shared layer runs at every tied depth: 4 cross-attention maps, layers 1..3 differ
+    maps = [out_tied.aux[f"attention/layer{i}"] for i in range(4)]
+    assert (maps[2] - maps[1]).abs().max() > 1e-6
+
+    # gradients of the shared weights accumulate over its three uses
+    sum(out_tied.logits[t].sum() for t in tasks).backward()
+    sum(out_untied.logits[t].sum() for t in tasks).backward()
+    shared = dict(tied.layers[1].named_parameters())
+    copies = [dict(untied.layers[i].named_parameters()) for i in (1, 2, 3)]
+    assert any(p.grad.abs().max() > 0 for p in shared.values())
+    for name, p in shared.items():
+        expected = sum(c[name].grad for c in copies)
+        torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6, msg=name)
+    first = dict(tied.layers[0].named_parameters())
+    for name, p in first.items():
+        torch.testing.assert_close(p.grad, dict(untied.layers[0].named_parameters())[name].grad)
+
+    # changing the shared weight changes the output; the same change to layer 1 only of the
+    # untied model changes it differently (the tied change reaches depths 2 and 3 too)
+    delta = torch.randn(tied.layers[1]["cross"].attn.fn.to_out.bias.shape)
+    with torch.no_grad():
+        tied.layers[1]["cross"].attn.fn.to_out.bias.add_(delta)
+        untied.layers[1]["cross"].attn.fn.to_out.bias.add_(delta)
+        changed, one_copy = tied(inputs).embedding, untied(inputs).embedding
+    assert (changed - out_tied.embedding).abs().max() > 1e-4
+    assert (changed - one_copy).abs().max() > 1e-4
 
 
 # ------------------------------------------------------------------------------------- dfg

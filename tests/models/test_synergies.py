@@ -7,12 +7,14 @@ modality = model-without-it equivalence, the memory's fixed output size, the att
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
@@ -116,6 +118,186 @@ def test_memory_output_size_is_independent_of_length(length: int) -> None:
     assert [w.shape for w in maps] == [(3, 1, 6, length)] * 2
     torch.testing.assert_close(maps[0].sum(-1), torch.ones(3, 1, 6))
     assert (maps[0][1, ..., length // 2 :] == 0).all()
+
+
+def _memory(**options: Any) -> PerceiverMemory:
+    torch.manual_seed(0)
+    sizes = dict(num_latents=6, latent_dim=12, depth=2, cross_heads=1, cross_dim_head=8)
+    sizes |= dict(heads=2, dim_head=8, ff_mult=2, attn_dropout=0.0, ff_dropout=0.0)
+    return PerceiverMemory(16, **{**sizes, **options}).eval()
+
+
+def _layer_norm(x: Tensor, norm: nn.LayerNorm) -> Tensor:
+    return F.layer_norm(x, x.shape[-1:], norm.weight, norm.bias, norm.eps)
+
+
+def _attention(x: Tensor, context: Tensor, mask: Tensor | None, attn: Attention) -> Tensor:
+    """Multi-head softmax(Q Kᵀ / √e) V W_o + b_o by hand, masked keys excluded."""
+    h = attn.heads
+    q = attn.to_q(x).unflatten(-1, (h, -1)).transpose(1, 2)  # (B, h, N, e)
+    k, v = attn.to_kv(context).chunk(2, dim=-1)
+    k, v = (t.unflatten(-1, (h, -1)).transpose(1, 2) for t in (k, v))
+    logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        logits = logits.masked_fill(~mask[:, None, None, :], -math.inf)
+    out = (logits.softmax(-1) @ v).transpose(1, 2).flatten(2)
+    return attn.to_out(out)
+
+
+def _geglu(x: Tensor, ff: nn.Module) -> Tensor:
+    first, _, second, _ = ff.net
+    a, g = first(x).chunk(2, dim=-1)
+    return second(a * F.gelu(g))
+
+
+def test_memory_layer_order_by_hand() -> None:
+    """methods.md §3(b)2: per layer Z += CrossAttn(LN Z, LN X); Z += FF(LN Z); Z += SelfAttn(LN Z);
+    Z += FF(LN Z); then Linear(d_z → d). Recomputed from the weights with explicit formulas."""
+    memory = _memory()
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randn(3, 9, 16, generator=g)
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[1, 4:] = False
+    z = memory.latents.expand(3, -1, -1)
+    for layer in memory.layers:
+        cross, latent = layer["cross"], layer["latent"]
+        context = _layer_norm(tokens, cross.attn.norm_context)
+        z = z + _attention(_layer_norm(z, cross.attn.norm), context, mask, cross.attn.fn)
+        z = z + _geglu(_layer_norm(z, cross.ff.norm), cross.ff.fn)
+        normed = _layer_norm(z, latent.attn.norm)
+        z = z + _attention(normed, normed, None, latent.attn.fn)
+        z = z + _geglu(_layer_norm(z, latent.ff.norm), latent.ff.fn)
+    expected = memory.out(z)
+    with torch.no_grad():
+        for return_weights in (False, True):
+            slots, _ = memory(tokens, mask, return_weights=return_weights)
+            torch.testing.assert_close(slots, expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_memory_latents_interact_through_self_attention() -> None:
+    """Cross-attention and feed-forward treat each latent on its own; only the latents'
+    self-attention mixes them, so changing latent 0 changes every other slot, and stops doing
+    so when the self-attention's output is zeroed."""
+    tokens = torch.randn(2, 9, 16, generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    # not a constant shift, which every LayerNorm would remove
+    kick = torch.randn(12, generator=torch.Generator().manual_seed(3))
+    for depth in (1, 2):
+        memory = _memory(depth=depth)
+        with torch.no_grad():
+            base, _ = memory(tokens, mask)
+            memory.latents[0] += kick
+            moved, _ = memory(tokens, mask)
+        change = (moved - base).abs().amax(dim=(0, 2))  # per slot
+        assert change[0] > 1e-3
+        assert (change[1:] > 1e-5).all(), (depth, change)
+        # control: without the self-attention update, the other slots stay exactly the same
+        with torch.no_grad():
+            for layer in memory.layers:
+                layer["latent"].attn.fn.to_out.weight.zero_()
+                layer["latent"].attn.fn.to_out.bias.zero_()
+            base, _ = memory(tokens, mask)
+            memory.latents[0] -= kick
+            moved, _ = memory(tokens, mask)
+        change = (moved - base).abs().amax(dim=(0, 2))
+        assert change[0] > 1e-3 and (change[1:] == 0).all()
+
+
+def test_memory_self_attention_reaches_the_prediction(specs, inputs) -> None:
+    """Perturbing a memory's latent self-attention changes the prediction of exactly the samples
+    holding that modality (mask mode: a memory of no real token is masked)."""
+    model = build(specs)
+    with torch.no_grad():
+        base = model(inputs).embedding
+        for p in model.memories["labs"].layers[0]["latent"].attn.parameters():
+            p.add_(torch.randn_like(p))
+        changed = model(inputs).embedding
+    real = inputs["labs"].token_mask.any(dim=1)
+    assert real.any() and (~real).any()
+    per_sample = (changed - base).abs().amax(dim=1)
+    assert (per_sample[real] > 1e-4).all()
+    assert (per_sample[~real] < 1e-6).all()
+
+
+def _sinusoid(n: int, dim: int, max_period: float = 10_000.0) -> Tensor:
+    """The Transformer's encoding by its formula: PE(p, 2i) = sin(p ω_i), PE(p, 2i+1) = cos(p ω_i),
+    ω_i = max_period^(-2i/dim)."""
+    pe = torch.zeros(n, dim)
+    for p in range(n):
+        for i in range(dim // 2):
+            omega = max_period ** (-2 * i / dim)
+            pe[p, 2 * i], pe[p, 2 * i + 1] = math.sin(p * omega), math.cos(p * omega)
+    return pe
+
+
+def _joint_input(
+    model: Synergies, batch: dict[str, ModalityBatch]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`(input of the first joint layer, its key mask, the embedding)` of one forward pass."""
+    seen: dict[str, Tensor] = {}
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        seen["x"], seen["mask"] = args[0].detach().clone(), kwargs["mask"]
+
+    handle = model.layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            embedding = model(batch).embedding
+    finally:
+        handle.remove()
+    return seen["x"], seen["mask"], embedding
+
+
+@pytest.mark.parametrize(
+    ("encoding", "scale"), [("none", 1.0), ("sinusoid", 1.0), ("sinusoid_doubled", 2.0)]
+)
+def test_position_encoding_of_the_joint_sequence(encoding: str, scale: float) -> None:
+    """methods.md §3(b)3: the joint sequence gets a sinusoid over its positions (CLS at 0); the
+    paper's code adds it as `x += pos_embedding(x)` = x + (x + PE), so X ← 2X + PE. The first
+    joint layer reads exactly that, and the prediction is the joint stack run on it."""
+    specs = {
+        "clinical": ModalitySpec("clinical", "tabular", (7,)),
+        "labs": ModalitySpec("labs", "sequence", (3,)),
+    }
+    batch = _sequence_batch(6)
+    plain, _, _ = _joint_input(build(specs), batch)  # X: CLS, 7 feature tokens, 5 slots
+    model = build(specs, position_encoding=encoding)  # same seed: the same weights
+    x, key_mask, embedding = _joint_input(model, batch)
+    assert plain.shape == (2, 1 + 7 + 5, 16)
+    pe = _sinusoid(plain.shape[1], 16) if encoding != "none" else torch.zeros(())
+    torch.testing.assert_close(x, scale * plain + pe, atol=1e-5, rtol=1e-5)
+    if encoding != "none":
+        assert (x - plain).abs().max() > 0.5  # the encoding is not negligible
+    with torch.no_grad():
+        for layer in model.layers:
+            x, _ = layer(x, mask=key_mask)
+        torch.testing.assert_close(embedding, model.norm(x[:, 0]))
+
+
+def test_position_encoding_makes_slot_order_matter() -> None:
+    """The memory is equivariant in its latents and the joint attention in its tokens, so without
+    an encoding reordering the latents (hence the slots) leaves the prediction as it was; the
+    sinusoid ties each slot to its position, so the same reordering changes it. With the same
+    weights, X, X + PE and 2X + PE give three different predictions."""
+    specs = {
+        "clinical": ModalitySpec("clinical", "tabular", (7,)),
+        "labs": ModalitySpec("labs", "sequence", (3,)),
+    }
+    batch = _sequence_batch(6)
+    outputs = {}
+    for encoding in ("none", "sinusoid", "sinusoid_doubled"):
+        model = build(specs, position_encoding=encoding)
+        with torch.no_grad():
+            outputs[encoding] = model(batch).embedding
+            latents = model.memories["labs"].latents
+            latents.copy_(latents.flip(0))
+            reordered = model(batch).embedding
+        if encoding == "none":
+            torch.testing.assert_close(reordered, outputs[encoding], atol=1e-5, rtol=1e-5)
+        else:
+            assert (reordered - outputs[encoding]).abs().max() > 1e-3, encoding
+    for a, b in (("none", "sinusoid"), ("sinusoid", "sinusoid_doubled")):
+        assert (outputs[a] - outputs[b]).abs().max() > 1e-3, (a, b)
 
 
 def _sequence_batch(steps: int, size: int = 2) -> dict[str, ModalityBatch]:
