@@ -17,11 +17,26 @@ def assert_clean_error(result, *fragments: str) -> None:
 
 
 def test_help_lists_every_command():
+    import re
+
+    from polyfuse.cli import app
+
+    registered = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+    expected = "fit cv tune predict serve export benchmark profile explain models datasets"
+    assert set(expected.split()) <= set(registered), registered  # none went missing
     result = run("--help")
-    assert result.exit_code == 0
-    for command in ("fit", "cv", "predict", "models", "datasets"):
-        assert command in result.output
-        assert run(command, "--help").exit_code == 0
+    assert result.exit_code == 0, result.output
+    panel = result.output.split("Commands", 1)[1]  # the command names that head their rows
+    listed = re.findall(r"^[│ ] ?([a-z][\w-]*)\s{2,}\S", panel, re.M)
+    assert listed == registered, listed
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for command in registered:
+        help_ = run(command, "--help")
+        assert help_.exit_code == 0, (command, help_.output)
+        assert f"Usage: polyfuse {command} " in help_.output, help_.output
+        assert re.search(rf"polyfuse {command}\b", readme), (
+            f"README never shows `polyfuse {command}`"
+        )
 
 
 def test_models_and_datasets_listings():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -168,15 +169,52 @@ def parquet_frame(frame: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ checks
 
 
-def assert_names(exc: BaseException, names: Iterable[Any]) -> None:
-    """A PolyfuseError whose message names at least one of `names` (column, file, id, key)."""
+def assert_names(
+    exc: BaseException,
+    names: Iterable[Any] = (),
+    *,
+    files: Iterable[Any] = (),
+    keys: Iterable[Any] = (),
+) -> None:
+    """A PolyfuseError whose message names one of the culprits, each as a whole name, never as
+    a bare substring (the letter `a` is inside every 'invalid configuration' and 'a valid
+    number', the file name inside every 'm.csv: ...'):
+
+    - `names` (columns, sample ids, modalities, tasks) in quotes, as polyfuse writes them:
+      `'a'` (or the name's repr);
+    - `files` as a file name: a whole path component, after the start, a space, '/' or '(',
+      and before the end, a space, ':', ';', ',' or ')';
+    - `keys` (config key paths, tuples) as the location of a ConfigError line
+      (`  training.lr: ...`): the key itself, a key inside it, or one of its parent sections.
+
+    Pass only what is at fault in the case (the file only when the file is the problem, not
+    when it prefixes a message about one of its cells).
+    """
     assert isinstance(exc, PolyfuseError), f"{type(exc).__name__} leaked: {exc!r}"
     message = str(exc)
-    candidates = {str(n).strip() for n in names if n is not None and str(n).strip()}
     assert message.strip(), f"{type(exc).__name__} with an empty message"
-    assert any(c in message for c in candidates), (
-        f"{type(exc).__name__} names none of {sorted(candidates)[:20]}: {message}"
+    quoted = {
+        form
+        for n in names
+        if n is not None and str(n).strip()
+        for text in {str(n), str(n).strip()}
+        for form in (f"'{text}'", repr(text))
+    }
+    found = any(q in message for q in quoted)
+    files = [str(f) for f in files if f is not None and str(f).strip()]
+    found = found or any(
+        re.search(rf"(?:^|(?<=[\s/(])){re.escape(f)}(?=$|[\s:;,)])", message) for f in files
     )
+    places = [tuple(str(part) for part in (k if isinstance(k, tuple) else (k,))) for k in keys]
+    found = found or any(_locates(message, path) for path in places)
+    wanted = [*sorted(quoted), *files, *(".".join(p) for p in places)]
+    assert found, f"{type(exc).__name__} names none of {wanted[:20]}: {message}"
+
+
+def _locates(message: str, path: tuple[str, ...]) -> bool:
+    """A ConfigError line sits at `path`, inside it, or at one of its parent sections."""
+    lines = [f"\n  {'.'.join(path[:i]) or '(top level)'}: " for i in range(1, len(path) + 1)]
+    return any(line in message for line in lines) or f"\n  {'.'.join(path)}." in message
 
 
 def assert_valid(data: MultimodalDataset) -> None:

@@ -195,13 +195,15 @@ def _tiny_dataset(rng, n):
     )
 
 
-def _check(raw: Any, culprits: list[Any]) -> ExperimentConfig | None:
+def _check(raw: Any, culprits: list[tuple]) -> ExperimentConfig | None:
+    """Parse `raw`: a ConfigError must locate an error line at one of the `culprits` key paths
+    (or inside one, or at a parent section); an accepted config must be usable."""
     try:
         config = parse_config(raw, "fuzz.yaml")
     except PolyfuseError as exc:
         assert isinstance(exc, ConfigError), exc
         assert str(exc).startswith("invalid configuration in fuzz.yaml"), exc
-        assert_names(exc, culprits)
+        assert_names(exc, keys=culprits)
         return None
     _usable(config)
     return config
@@ -224,7 +226,7 @@ def test_the_skeleton_is_valid() -> None:
     )
 )
 def test_random_top_level_trees(raw: dict[Any, Any]) -> None:
-    _check(raw, [*raw, "data", "(top level)"])
+    _check(raw, [(key,) for key in raw] + [("data",)])  # data is required
 
 
 @budget(300)
@@ -252,7 +254,7 @@ def test_mutated_config_names_the_key(data, op: str) -> None:
         parent[path[-1]] = [parent[path[-1]]]
     else:
         parent[path[-1]] = data.draw(json_values)
-    _check(raw, [*path, "data"])
+    _check(raw, [path])
 
 
 @pytest.mark.parametrize("value", ODD_NUMBERS, ids=repr)
@@ -267,7 +269,7 @@ def test_every_odd_number_in_every_numeric_setting(path: tuple, value: Any) -> N
 def test_out_of_range_numbers_name_the_key(path: tuple, value: Any) -> None:
     raw = copy.deepcopy(VALID)
     _at(raw, path[:-1])[path[-1]] = value
-    config = _check(raw, [".".join(path)])
+    config = _check(raw, [path])
     if config is not None:  # accepted: the value made it through as a usable number
         assert _at(config.model_dump(), path) is not None or path[-1] == "timeout"
 
@@ -348,6 +350,23 @@ def experiments(draw) -> dict[str, Any]:
     return {"raw": raw, "frame": frame}
 
 
+def _experiment_culprits(data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """What an experiment of `experiments()` may be refused for: its fuzzed columns (b, note,
+    c), a declared modality or task, a table that is missing or of an unknown format, a root
+    that is missing or a file (or the table path under such a root)."""
+    cohorts = list(data["cohorts"].values()) if "cohorts" in data else [data]
+    names = ["b", "note", "c"]
+    files = []
+    for cohort in cohorts:
+        names += [*cohort["modalities"], *cohort["tasks"]]
+        table, root = cohort["table"], cohort.get("root", ".")
+        if table not in ("m.csv", "m2.csv", "m.parquet"):
+            files.append(table)
+        if root != ".":
+            files += [root, table]
+    return names, files
+
+
 @budget(80)
 @given(case=experiments())
 def test_experiment_files_load_or_name_the_culprit(case: dict[str, Any]) -> None:
@@ -359,8 +378,7 @@ def test_experiment_files_load_or_name_the_culprit(case: dict[str, Any]) -> None
             config = load_config(folder / "exp.yaml")
             dataset = from_config(config.data)
         except PolyfuseError as exc:
-            names = [*case["frame"].columns, "nope.csv", "m.xlsx", "missing_root", "m.csv"]
-            names += ["cohort", "'x'", "'y'", "'c'", "'os'", "'n'", "m2.csv", "m.parquet"]
-            assert_names(exc, [*names, *(f"s{i}" for i in range(len(case["frame"])))])
+            names, files = _experiment_culprits(case["raw"]["data"])
+            assert_names(exc, names, files=files)
             return
     assert_valid(dataset)

@@ -5,8 +5,12 @@ Parametrised over the registry, so a newly registered model is checked without a
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import optuna
 import pytest
+import torch
 
 from polyfuse.config import TrainingConfig
 from polyfuse.models.registry import list_models, model_hparams
@@ -37,6 +41,23 @@ def test_every_sampled_configuration_builds_and_trains_one_step(model, kinds):
         fitted = train_model(model, kinds, hparams=hparams, training=config, seed=0)
         scores = fitted.predict(kinds)
         assert set(scores) == {"y", "os"}, params
+        for task, parts in scores.items():  # a score per sample, every one finite
+            for name, values in parts.items():
+                assert len(values) == len(kinds), (task, name, params)
+                assert np.isfinite(values).all(), (task, name, params)
+        for task, loss in trained_losses(fitted, kinds).items():
+            assert math.isfinite(loss), (task, loss, params)
+
+
+def trained_losses(fitted, data) -> dict[str, float]:
+    """Each task's loss of the trained model on all of `data`, in one batch."""
+    batch = fitted.preprocessor.transform(data).batch(np.arange(len(data)))
+    with torch.no_grad():
+        logits = fitted.model(batch.inputs).logits
+        return {
+            t: float(objective.loss(logits[t], batch.targets[t]))
+            for t, objective in fitted.objectives.items()
+        }
 
 
 @pytest.mark.parametrize("model", MODELS)
