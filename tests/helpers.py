@@ -79,3 +79,20 @@ def write_patients(folder: Path) -> dict[str, Any]:
         },
         "tasks": {"y": {"type": "binary", "column": "y"}},
     }
+
+
+# Words of the toy text reports (hashed tokens need no vocabulary).
+WORDS = [
+    "tumour",
+    "margin",
+    "benign",
+    "necrosis",
+    "grade",
+    "stage",
+    "node",
+    "lymph",
+    "mass",
+    "biopsy",
+    "stable",
+    "lesion",
+]

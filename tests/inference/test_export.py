@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import WORDS
 
 from polyfuse.config import PreprocessConfig, TrainingConfig
 from polyfuse.data.dataset import ArraySource, ListSource, MultimodalDataset
@@ -42,20 +43,6 @@ CASES = [
     for slow in [(f == "onnx" and m not in FAST_ONNX) or (m, f) in SLOW]
 ]
 REFUSED = [(m, f) for m, reasons in NOT_EXPORTABLE.items() for f in reasons]
-WORDS = [
-    "tumour",
-    "margin",
-    "benign",
-    "necrosis",
-    "grade",
-    "stage",
-    "node",
-    "lymph",
-    "mass",
-    "biopsy",
-    "stable",
-    "lesion",
-]
 
 
 def specs() -> dict[str, ModalitySpec]:

@@ -107,6 +107,14 @@ def test_data_root_option_points_paths_elsewhere(image_run, tmp_path):
 # ------------------------------------------------------------------------- finding 2: levels
 
 
+def test_a_frame_with_file_columns_needs_a_root(image_run):
+    """A DataFrame has no folder of its own: guessing one could read another site's files."""
+    train_site, run = image_run
+    frame = pd.read_csv(train_site / "patients.csv")
+    with pytest.raises(ConfigError, match="give root="):
+        Predictor.load(run).predict(frame)
+
+
 def test_one_patient_is_scored_exactly_as_in_a_batch(image_run, tmp_path):
     train_site, run = image_run
     predictor = Predictor.load(run)

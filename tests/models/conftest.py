@@ -7,24 +7,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from helpers import WORDS
 
 from polyfuse.data.dataset import ArraySource, ListSource, ModalityBatch, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-
-WORDS = [
-    "tumour",
-    "margin",
-    "benign",
-    "necrosis",
-    "grade",
-    "stage",
-    "node",
-    "lymph",
-    "mass",
-    "biopsy",
-    "stable",
-    "lesion",
-]
 
 
 def toy_specs() -> dict[str, ModalitySpec]:

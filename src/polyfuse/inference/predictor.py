@@ -62,7 +62,8 @@ class Predictor:
         if isinstance(data, MultimodalDataset):
             return contract.conform(data, data.name or "the dataset")
         if isinstance(data, pd.DataFrame):
-            if root is None and self._has_files():
+            contract.require_table()
+            if root is None and contract.layout().files:
                 raise ConfigError(
                     "the model reads files (paths in a column); give root= (the folder the "
                     "table's paths are relative to)"
@@ -111,9 +112,6 @@ class Predictor:
             for metric, value in obj.metrics(scores[task], y, y).items():
                 rows.append(dict(task=task, metric=metric, value=value, n=n))
         return pd.DataFrame(rows, columns=["task", "metric", "value", "n"])
-
-    def _has_files(self) -> bool:
-        return any("path_column" in e["read"] for e in self.contract.modalities.values())
 
 
 def predict_run(
