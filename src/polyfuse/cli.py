@@ -571,7 +571,8 @@ def models(
     from polyfuse.models.registry import list_models, model_hparams
 
     if space is not None:
-        from polyfuse.tuning.space import describe, model_space
+        from polyfuse.search_space import describe
+        from polyfuse.tuning.space import model_space
 
         dims = describe(model_space(space))
         frame = pd.DataFrame({"searched over": list(dims.values())}, index=pd.Index(dims))

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyfuse.errors import ConfigError, did_you_mean
+from polyfuse.search_space import check_override
 
 
 class _Section(BaseModel):
@@ -209,8 +210,6 @@ class TuneConfig(_Section):
 
     @model_validator(mode="after")
     def _space_entries(self) -> TuneConfig:
-        from polyfuse.tuning.space import check_override
-
         for name, value in self.space.items():
             try:
                 check_override(name, value)

@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from polyfuse.config import parse_config
-from polyfuse.tuning.space import Categorical, Fixed, apply_overrides, model_space
+from polyfuse.search_space import Categorical, Fixed
+from polyfuse.tuning.space import apply_overrides, model_space
 
 DOC = Path(__file__).parents[2] / "docs" / "tuning.md"
 

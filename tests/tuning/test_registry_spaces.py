@@ -14,8 +14,9 @@ import torch
 
 from polyfuse.config import TrainingConfig
 from polyfuse.models.registry import list_models, model_hparams
+from polyfuse.search_space import corner, suggest
 from polyfuse.training.fit import train_model
-from polyfuse.tuning.space import corner, model_space, split_params, suggest
+from polyfuse.tuning.space import model_space, split_params
 
 MODELS = list_models()
 

@@ -11,21 +11,9 @@ import pytest
 from polyfuse.config import parse_config
 from polyfuse.errors import ConfigError
 from polyfuse.models.model import MultimodalModel
-from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import (
-    SHARED_SPACE,
-    Categorical,
-    Fixed,
-    Float,
-    Int,
-    apply_overrides,
-    check_declared,
-    corner,
-    describe,
-    model_space,
-    parse_override,
-    split_params,
-)
+from polyfuse.models.registry import _check_declared, register_model
+from polyfuse.search_space import Categorical, Fixed, Float, Int, corner, describe, parse_override
+from polyfuse.tuning.space import SHARED_SPACE, apply_overrides, model_space, split_params
 
 
 def test_dimensions_validate_their_ranges():
@@ -91,7 +79,7 @@ def test_registry_refuses_a_space_naming_an_unknown_parameter():
     with pytest.raises(ConfigError, match=r"'widht'.*did you mean 'width'"):
         register_model("bad-space")(Bad)
     Bad.search_space = {"width": Int(1, 4), "lr": Float(1e-4, 1e-2, log=True)}
-    check_declared(Bad, "bad-space")  # a keyword and a training setting: fine
+    _check_declared(Bad, "bad-space")  # a keyword and a training setting: fine
 
 
 def test_config_tune_section_is_validated_before_any_model_or_torch():

@@ -109,7 +109,7 @@ from polyfuse.errors import ConfigError
 from polyfuse.models.encoders import build_encoder
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Categorical, Float
+from polyfuse.search_space import Categorical, Float
 
 _EPS = 1e-6
 

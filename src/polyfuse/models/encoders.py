@@ -31,7 +31,7 @@ from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.pooling import GatedAttentionPool, masked_mean
 from polyfuse.models.blocks.time import TimeEncoding
 from polyfuse.models.model import check_token_ids
-from polyfuse.tuning.space import Categorical
+from polyfuse.search_space import Categorical
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ from polyfuse.models.model import (
 )
 from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Float, Int
+from polyfuse.search_space import Float, Int
 
 _SHARED_TUNED: dict[str, Any] = dict(
     num_freq_bands=2,

@@ -68,7 +68,7 @@ from polyfuse.models.blocks.pooling import GatedAttentionPool, masked_mean
 from polyfuse.models.encoders import BagEncoder, TextEncoder, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Categorical, Int
+from polyfuse.search_space import Categorical, Int
 
 PairOp = Literal["concat_mlp", "lowrank_bilinear", "cross_attn"]
 PAIR_OPS: tuple[str, ...] = ("concat_mlp", "lowrank_bilinear", "cross_attn")

@@ -127,7 +127,7 @@ class MultimodalModel(nn.Module):
     Modalities are processed in the fixed order of `specs`.
 
     `search_space` declares how `polyfuse tune` searches this model's hyper-parameters: a dict
-    of keyword name → `polyfuse.tuning.space.Float | Int | Categorical` (plain data; the shared
+    of keyword name → `polyfuse.search_space.Float | Int | Categorical` (plain data; the shared
     training dimensions are added by the tuner). Empty: only the shared ones are searched.
     """
 

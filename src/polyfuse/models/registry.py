@@ -7,8 +7,10 @@ import inspect
 import pkgutil
 from typing import Any
 
+from polyfuse.config import TrainingConfig
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError, did_you_mean
+from polyfuse.search_space import Categorical, Fixed, Float, Int
 
 _MODELS: dict[str, type] = {}
 
@@ -16,21 +18,40 @@ _MODELS: dict[str, type] = {}
 def register_model(name: str):
     """Class decorator: make a `MultimodalModel` subclass available as `create_model(name, ...)`.
 
-    The class's `search_space` (see `polyfuse.tuning.space`) is checked here: each dimension must
-    name a keyword of its `__init__` or a training setting.
+    The class's `search_space` (dimensions from `polyfuse.search_space`) is checked here: each
+    dimension must name a keyword of its `__init__` or a training setting.
     """
 
     def decorate(cls: type) -> type:
         if name in _MODELS and _MODELS[name] is not cls:
             raise ConfigError(f"model name '{name}' is registered twice")
-        from polyfuse.tuning.space import check_declared
-
-        check_declared(cls, name)  # a search space names only parameters the model takes
+        _check_declared(cls, name)  # a search space names only parameters the model takes
         _MODELS[name] = cls
         cls.registry_name = name
         return cls
 
     return decorate
+
+
+def _keywords(cls: type) -> set[str]:
+    sig = inspect.signature(cls.__init__)
+    return {p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _check_declared(cls: type, name: str) -> None:
+    """A model's `search_space` names only its own keywords or training settings."""
+    allowed = _keywords(cls) | set(TrainingConfig.model_fields)
+    for key, dim in (getattr(cls, "search_space", {}) or {}).items():
+        if key not in allowed:
+            raise ConfigError(
+                f"model '{name}' declares a search dimension '{key}', which is neither one of "
+                f"its hyper-parameters nor a training setting{did_you_mean(key, allowed)}"
+            )
+        if not isinstance(dim, Float | Int | Categorical | Fixed):
+            raise ConfigError(
+                f"model '{name}': search dimension '{key}' must be Float, Int or Categorical, "
+                f"got {dim!r}"
+            )
 
 
 def _import_all() -> None:

@@ -122,7 +122,7 @@ from polyfuse.models.encoders import Encoder, build_encoder
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Categorical, Float, Int
+from polyfuse.search_space import Categorical, Float, Int
 
 # Published sizes (methods.md §3(b), §3(f)): paper commands, where they differ from the config.
 SYNERGIES_PRESETS: dict[str, dict[str, Any]] = {

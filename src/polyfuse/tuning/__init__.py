@@ -1,7 +1,7 @@
 """Hyper-parameter search with optuna and nested cross-validation (`polyfuse tune`).
 
-`space` is plain data and imports nothing heavy (models import it to declare their spaces);
-`nested` holds the search (optuna, the optional extra `tune`); `run` the config-driven command;
+`space` joins a model's declared space (dimension types in `polyfuse.search_space`, which models
+import) with the shared training dimensions; `nested` holds the search (optuna, the optional extra `tune`); `run` the config-driven command;
 `plots` the figures. Attributes are imported on first use.
 """
 
@@ -16,9 +16,9 @@ _EXPORTS = {
     "search_split": "polyfuse.tuning.nested",
     "run_tune": "polyfuse.tuning.run",
     "model_space": "polyfuse.tuning.space",
-    "Float": "polyfuse.tuning.space",
-    "Int": "polyfuse.tuning.space",
-    "Categorical": "polyfuse.tuning.space",
+    "Float": "polyfuse.search_space",
+    "Int": "polyfuse.search_space",
+    "Categorical": "polyfuse.search_space",
 }
 
 __all__ = sorted(_EXPORTS)

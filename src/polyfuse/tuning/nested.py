@@ -47,15 +47,8 @@ from polyfuse.data.splits import Split, kfold
 from polyfuse.errors import ConfigError, DataError, require
 from polyfuse.io import atomic_write, prepare_run_dir, write_text
 from polyfuse.progress import Progress
-from polyfuse.tuning.space import (
-    Dimension,
-    apply_overrides,
-    corner,
-    describe,
-    model_space,
-    split_params,
-    suggest,
-)
+from polyfuse.search_space import Dimension, corner, describe, suggest
+from polyfuse.tuning.space import apply_overrides, model_space, split_params
 
 STUDY_FILE = "study.db"
 FINAL = "all"  # the study name of the final search on all samples

@@ -46,7 +46,7 @@ from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.encoders import build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Categorical
+from polyfuse.search_space import Categorical
 
 
 def subsets(items: Sequence[str]) -> list[tuple[str, ...]]:

@@ -39,7 +39,7 @@ from polyfuse.models.blocks.kronecker import bounded_width, kronecker
 from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Categorical, Int
+from polyfuse.search_space import Categorical, Int
 
 
 @register_model("gated_bilinear")

@@ -37,7 +37,7 @@ from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Int
+from polyfuse.search_space import Int
 
 
 @register_model("lmf")

@@ -52,7 +52,7 @@ from polyfuse.models.blocks.tokenizers import ModalityTokenizer
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Categorical, Int
+from polyfuse.search_space import Categorical, Int
 
 
 def default_queries(specs: dict[str, ModalitySpec]) -> list[str]:

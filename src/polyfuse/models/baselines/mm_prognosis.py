@@ -45,7 +45,7 @@ from polyfuse.errors import ConfigError
 from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Float
+from polyfuse.search_space import Float
 
 
 def similarity_loss(

@@ -40,7 +40,7 @@ from polyfuse.models.blocks.tokenizers import ModalityTokenizer
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.tuning.space import Float, Int
+from polyfuse.search_space import Float, Int
 
 
 @register_model("perceiver")
