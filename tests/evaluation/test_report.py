@@ -10,13 +10,8 @@ import pandas as pd
 import pytest
 
 from polyfuse.evaluation.plots import pareto_front, plot_km_tertiles, risk_tertiles
-from polyfuse.evaluation.report import (
-    PRIMARY,
-    higher_is_better,
-    leaderboard,
-    leaderboard_markdown,
-    write_report,
-)
+from polyfuse.evaluation.report import leaderboard, leaderboard_markdown, write_report
+from polyfuse.tasks.metric_facts import PRIMARY, higher_is_better
 
 PNG = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"')

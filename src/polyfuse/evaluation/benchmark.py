@@ -548,8 +548,8 @@ def _with_train_time(efficiency: pd.DataFrame, timing: pd.DataFrame) -> pd.DataF
 
 def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
     """Each fusion model vs the best classical floor, paired over folds, primary metric."""
-    from polyfuse.evaluation.report import PRIMARY, higher_is_better
     from polyfuse.evaluation.stats import paired_comparison
+    from polyfuse.tasks.metric_facts import PRIMARY, higher_is_better
 
     rows = []
     base = results[results["condition"] == "all"]

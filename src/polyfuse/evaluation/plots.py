@@ -18,26 +18,11 @@ import numpy as np
 import pandas as pd
 
 from polyfuse.errors import DataError, require
-from polyfuse.evaluation.report import higher_is_better, primary_metric
+from polyfuse.figures import DASHES, LINESTYLES, MARKERS, figure, save, style
 from polyfuse.io import atomic_write
+from polyfuse.tasks.metric_facts import higher_is_better, primary_metric
 
-LINESTYLES = ["-", "--", ":", "-."]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
-# Dash patterns for horizontal reference lines (classical floors), distinct from curve styles.
-DASHES = [(0, (8, 3)), (0, (1, 2)), (0, (5, 2, 1, 2)), (0, (3, 3, 1, 3, 1, 3)), (0, (12, 4))]
 TERTILES = ("low risk", "intermediate risk", "high risk")
-
-
-def _helpers():
-    """The shared figure helpers, imported lazily: explain.report pulls in torch."""
-    from polyfuse.explain.report import _figure, _save
-
-    return _figure, _save
-
-
-def _style(i: int) -> dict:
-    """The i-th (linestyle, marker) pair: 4 × 10 combinations before any repeat."""
-    return dict(linestyle=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)])
 
 
 def _one_repeat(pred: pd.DataFrame, repeat: int | None) -> pd.DataFrame:
@@ -95,8 +80,7 @@ def plot_km_tertiles(
         _, p_value = compare.compare_survival(y, group.to_numpy())
         p_value = float(p_value)
 
-    _figure, _save = _helpers()
-    fig, ax = _figure(6.5, 4.5)
+    fig, ax = figure(6.5, 4.5)
     for g, label in enumerate(TERTILES):
         mask = (group == g).to_numpy()
         if not mask.any():
@@ -136,7 +120,7 @@ def plot_km_tertiles(
         title=f"log-rank p = {p_text}   (| censored)",
         title_fontsize="small",
     )
-    return _save(fig, Path(path)), p_value
+    return save(fig, Path(path)), p_value
 
 
 def plot_roc(
@@ -162,8 +146,7 @@ def plot_roc(
         raise DataError(f"ROC needs binary 0/1 labels with both classes, got {sorted(labels)}")
     names = list(models) if models is not None else sorted(data["model"].unique())
 
-    _figure, _save = _helpers()
-    fig, ax = _figure(6.0, 5.0)
+    fig, ax = figure(6.0, 5.0)
     ax.plot([0, 1], [0, 1], color="0.6", linestyle=(0, (1, 3)), label="chance")
     for i, name in enumerate(names):
         rows = _one_repeat(data[data["model"] == name], repeat)
@@ -181,7 +164,7 @@ def plot_roc(
             markerfacecolor="white",
             linewidth=1.4,
             label=f"{name} (AUC {auc:.3f})",
-            **_style(i),
+            **style(i),
         )
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
@@ -190,7 +173,7 @@ def plot_roc(
     ax.set_ylabel("true positive rate (sensitivity)")
     ax.set_title(title or "ROC (pooled test folds)")
     ax.legend(loc="lower right", fontsize="small")
-    return _save(fig, Path(path))
+    return save(fig, Path(path))
 
 
 def weight_frame(history: Sequence[dict[str, float]], **keys: object) -> pd.DataFrame:
@@ -218,8 +201,7 @@ def write_task_weights(frame: pd.DataFrame, directory: Path) -> list[Path]:
 def plot_task_weights(frame: pd.DataFrame, path: Path, *, title: str | None = None) -> Path:
     """Loss-balancing weight of each task (term) per epoch: the mean over fits (folds), with
     the range over fits shaded when there are several. ``frame``: epoch, term, weight."""
-    _figure, _save = _helpers()
-    fig, ax = _figure(7.0, 4.5)
+    fig, ax = figure(7.0, 4.5)
     for i, (term, rows) in enumerate(frame.groupby("term", sort=False)):
         g = rows.groupby("epoch")["weight"]
         mean, lo, hi = g.mean(), g.min(), g.max()
@@ -232,7 +214,7 @@ def plot_task_weights(frame: pd.DataFrame, path: Path, *, title: str | None = No
             markerfacecolor="white",
             linewidth=1.2,
             label=str(term),
-            **_style(i),
+            **style(i),
         )
         if (hi > lo).any():
             ax.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color="0.85", alpha=0.5)
@@ -243,7 +225,7 @@ def plot_task_weights(frame: pd.DataFrame, path: Path, *, title: str | None = No
     suffix = f" (mean over {n_fits} fits, range shaded)" if n_fits > 1 else ""
     ax.set_title(title or f"Loss-balancing weights{suffix}")
     ax.legend(fontsize="small", ncol=2 if frame["term"].nunique() > 6 else 1)
-    return _save(fig, Path(path))
+    return save(fig, Path(path))
 
 
 def pareto_front(cost: np.ndarray, score: np.ndarray, *, higher_better: bool = True) -> np.ndarray:
@@ -286,8 +268,7 @@ def plot_pareto(
     fusion = fusion.dropna(subset=["mean"]).reset_index(drop=True)
     classical = lb[lb["family"] == "classical"].dropna(subset=["mean"])
 
-    _figure, _save = _helpers()
-    fig, ax = _figure(7.0, 4.8)
+    fig, ax = figure(7.0, 4.8)
     if not fusion.empty:
         x = fusion["flops_per_sample"].to_numpy(float)
         y = fusion["mean"].to_numpy(float)
@@ -336,7 +317,7 @@ def plot_pareto(
     ax.set_ylabel(f"{metric} ({'higher' if better else 'lower'} is better)")
     ax.set_title(title or f"{metric} versus compute")
     ax.legend(fontsize="small", loc="best")
-    return _save(fig, Path(path))
+    return save(fig, Path(path))
 
 
 def _rate(condition: str) -> float:
@@ -386,9 +367,8 @@ def plot_robustness(
     fusion = [m for m in family.index if family[m] != "classical"]
     classical = [m for m in family.index if family[m] == "classical"]
 
-    _figure, _save = _helpers()
     height = max(4.0, 1.2 + 0.35 * len(fusion))
-    fig, ax0 = _figure(12.0, height)
+    fig, ax0 = figure(12.0, height)
     ax0.remove()
     left, right = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.1, 1.0]))
 
@@ -406,7 +386,7 @@ def plot_robustness(
             color="black",
             markerfacecolor="white",
             label=model,
-            **_style(i),
+            **style(i),
         )
     floors = [(mean[m].get("all", np.nan), m) for m in classical]
     floors = [f for f in floors if not np.isnan(f[0])]
@@ -443,4 +423,4 @@ def plot_robustness(
     right.set_title("One modality dropped")
     right.legend(fontsize="small", loc="best")
     fig.suptitle(title or f"Robustness to missing modalities ({metric})")
-    return _save(fig, Path(path))
+    return save(fig, Path(path))

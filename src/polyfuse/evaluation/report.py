@@ -12,23 +12,14 @@ import base64
 import html
 import math
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from polyfuse.errors import DataError, MissingDependencyError
 from polyfuse.io import atomic_write, write_text
+from polyfuse.tasks.metric_facts import higher_is_better, primary_metric
 
-# Primary metric per task type; regression's is an error, so lower is better there.
-PRIMARY = {
-    "survival": "c_index",
-    "binary": "auroc",
-    "multiclass": "auroc",
-    "multilabel": "auroc",
-    "classification": "auroc",
-    "regression": "rmse",
-}
 EFFICIENCY = [
     "params",
     "flops_per_sample",
@@ -37,30 +28,8 @@ EFFICIENCY = [
     "latency_ms_b256",
     "peak_memory_mb",
 ]
-# Metrics where a smaller value is the better one; every other metric is higher-is-better.
-LOWER_IS_BETTER = frozenset(
-    {"ibs", "brier", "integrated_brier_score", "mae", "rmse", "mse", "loss"}
-)
 PREDICTION_COLUMNS = ("dataset", "model", "task", "score", "time", "event", "label")
 ROC_MODELS = 6  # curves on one ROC chart; more would be unreadable without colour
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of `metric` means a better model (False for errors and IBS)."""
-    return metric.lower() not in LOWER_IS_BETTER
-
-
-def primary_metric(metrics: Iterable[str]) -> str:
-    """The primary metric among those a task reports: c_index, else auroc, else rmse.
-
-    Inferred from the metrics rather than from the task name, because tables carry user task
-    names ("os", "grade"), not task types.
-    """
-    present = set(metrics)
-    for name in dict.fromkeys(PRIMARY.values()):
-        if name in present:
-            return name
-    raise DataError(f"no primary metric (c_index, auroc or rmse) among {sorted(present)}")
 
 
 def leaderboard(
@@ -466,10 +435,7 @@ def _html(
 
 
 __all__ = [
-    "PRIMARY",
-    "higher_is_better",
     "leaderboard",
     "leaderboard_markdown",
-    "primary_metric",
     "write_report",
 ]

@@ -28,7 +28,7 @@ import torch
 
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.explain.attention import aux_outputs
-from polyfuse.explain.report import _figure, _save
+from polyfuse.figures import figure, save
 from polyfuse.io import atomic_write
 from polyfuse.training.fit import FittedModel
 
@@ -197,7 +197,7 @@ def plot_attention(table: pd.DataFrame, names: Mapping[tuple, str], path: Path) 
     attention 1/U dotted."""
     stages = sorted(table["stage"].unique())
     layers = sorted(table["layer"].unique())
-    fig, only = _figure(3.2 * len(layers) + 0.8, 2.4 * len(stages) + 0.8)
+    fig, only = figure(3.2 * len(layers) + 0.8, 2.4 * len(stages) + 0.8)
     only.remove()  # the shared helper makes one axis; this figure has a grid
     grid = fig.subplots(len(stages), len(layers), squeeze=False)
     for r, stage in enumerate(stages):
@@ -245,7 +245,7 @@ def plot_attention(table: pd.DataFrame, names: Mapping[tuple, str], path: Path) 
         "MACFusion attention A_m over channel units (mean ± sd over samples with the stream)\n"
         + STREAMS_NOTE
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_gates(values: Mapping[MacKey, np.ndarray], names: Mapping[tuple, str], path: Path) -> Path:
@@ -257,7 +257,7 @@ def plot_gates(values: Mapping[MacKey, np.ndarray], names: Mapping[tuple, str], 
     gates = {k: _present(v).mean(axis=1) for k, v in values.items() if k.kind == "gate"}
     stages = sorted({k.stage for k in gates})
     layers = sorted({k.layer for k in gates})
-    fig, only = _figure(0.8 + 2.4 * len(stages) * max(1, len(layers)) / 4, 4.6)
+    fig, only = figure(0.8 + 2.4 * len(stages) * max(1, len(layers)) / 4, 4.6)
     only.remove()  # the shared helper makes one axis; this figure has one per stage
     axes = fig.subplots(1, len(stages), squeeze=False, sharey=True)[0]
     rng = np.random.default_rng(0)  # the jitter only; the same figure every time
@@ -294,7 +294,7 @@ def plot_gates(values: Mapping[MacKey, np.ndarray], names: Mapping[tuple, str], 
         "MACFusion gates g_m per stage, layer and stream (dots: samples; ◆ mean ± sd)\n"
         + STREAMS_NOTE
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def explain_macfusion(fitted: FittedModel, dataset: MultimodalDataset, out: Path) -> list[Path]:

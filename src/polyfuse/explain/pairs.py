@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from polyfuse.errors import DataError
-from polyfuse.explain.report import _figure, _save
+from polyfuse.figures import figure, save
 
 MAX_SAMPLES = 40
 
@@ -56,7 +56,7 @@ def plot_pair_weights(
     matrix = pair_matrix(weights, pair_names, modalities)
     shown = weights[:MAX_SAMPLES]
     m = len(modalities)
-    fig, only = _figure(5.0 + 0.5 * m + 0.12 * len(shown), 1.5 + 0.5 * max(m, 4))
+    fig, only = figure(5.0 + 0.5 * m + 0.12 * len(shown), 1.5 + 0.5 * max(m, 4))
     only.remove()  # the shared helper makes one axis; this figure has two
     left, right = fig.subplots(1, 2, width_ratios=[1.0, 1.0 + 0.02 * len(shown)])
     image = left.imshow(np.ma.masked_invalid(matrix), cmap="Greys", vmin=0.0, vmax=1.0)
@@ -76,7 +76,7 @@ def plot_pair_weights(
     right.set_xticks(range(len(shown)), labels, rotation=90, fontsize="x-small")
     right.set_xlabel("sample")
     right.set_title("α per sample (0 = pair absent)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 __all__ = ["pair_matrix", "plot_pair_weights"]

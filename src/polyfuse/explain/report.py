@@ -18,6 +18,7 @@ import pandas as pd
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.explain.attention import collect_aux, token_attention
 from polyfuse.explain.attribution import modality_contributions
+from polyfuse.figures import figure, save
 from polyfuse.io import atomic_write
 from polyfuse.training.fit import FittedModel
 
@@ -25,26 +26,9 @@ TOP_FEATURES = 20
 TOP_INSTANCES = 10
 
 
-def _figure(width: float = 6.0, height: float = 4.0):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height), layout="constrained")
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
-    plt.close(fig)
-    return path
-
-
 def plot_contributions(table: pd.DataFrame, path: Path) -> Path:
     """Grouped horizontal bars: modality × task; hatching keeps tasks apart without colour."""
-    fig, ax = _figure(6.0, 0.5 + 0.45 * len(table) * max(1, len(table.columns)))
+    fig, ax = figure(6.0, 0.5 + 0.45 * len(table) * max(1, len(table.columns)))
     hatches = ["", "//", "..", "xx", "\\\\"]
     height = 0.8 / len(table.columns)
     y = np.arange(len(table))
@@ -64,21 +48,21 @@ def plot_contributions(table: pd.DataFrame, path: Path) -> Path:
     ax.set_title("Per-modality contribution")
     if len(table.columns) > 1:
         ax.legend(title="task")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_feature_attention(series: pd.Series, modality: str, path: Path) -> Path:
     top = series.nlargest(TOP_FEATURES)[::-1]
-    fig, ax = _figure(6.0, 0.6 + 0.25 * len(top))
+    fig, ax = figure(6.0, 0.6 + 0.25 * len(top))
     ax.barh(top.index, top.to_numpy(), color="0.5", edgecolor="black")
     ax.set_xlabel("mean attention (over samples, layers, heads, latents)")
     ax.set_title(f"{modality}: most-attended features")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_top_instances(att: np.ndarray, ids: list[str], modality: str, path: Path) -> Path:
     """For up to 6 samples, the attention of their top instances in decreasing order."""
-    fig, ax = _figure()
+    fig, ax = figure()
     rows = [i for i in range(len(att)) if not np.isnan(att[i]).all()][:6]
     for r in rows:
         values = np.sort(att[r][~np.isnan(att[r])])[::-1][:TOP_INSTANCES]
@@ -87,7 +71,7 @@ def plot_top_instances(att: np.ndarray, ids: list[str], modality: str, path: Pat
     ax.set_ylabel("attention")
     ax.set_title(f"{modality}: top-attended instances")
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def explain(fitted: FittedModel, dataset: MultimodalDataset, out: Path) -> list[Path]:

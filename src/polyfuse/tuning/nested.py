@@ -76,7 +76,7 @@ def resolve_target(
     """The task (default: the first), its primary metric (c_index, auroc or rmse) unless given,
     and the direction that metric is better in unless given."""
     from polyfuse.errors import did_you_mean
-    from polyfuse.evaluation.report import PRIMARY, higher_is_better
+    from polyfuse.tasks.metric_facts import PRIMARY, higher_is_better
 
     if not data.tasks:
         raise DataError("tuning needs a dataset with at least one task")

@@ -12,14 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-LINESTYLES = ["-", "--", ":", "-."]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
-
-
-def _helpers():
-    from polyfuse.explain.report import _figure, _save
-
-    return _figure, _save
+from polyfuse.figures import LINESTYLES, MARKERS, figure, save
 
 
 def plot_history(trials: pd.DataFrame, target: Any, path: Path) -> Path | None:
@@ -28,8 +21,7 @@ def plot_history(trials: pd.DataFrame, target: Any, path: Path) -> Path | None:
     mean (when known); the final search on all samples, if any, is drawn in black."""
     if trials.empty:
         return None
-    _figure, _save = _helpers()
-    fig, ax = _figure(7.0, 4.2)
+    fig, ax = figure(7.0, 4.2)
     maximize = target.direction == "maximize"
     for i, (study, group) in enumerate(trials.groupby("study", sort=False)):
         group = group.sort_values("trial")
@@ -66,7 +58,7 @@ def plot_history(trials: pd.DataFrame, target: Any, path: Path) -> Path | None:
     ax.set_ylabel(f"mean inner {target.metric} ({target.task})")
     ax.set_title("optimisation history (points: trials, hollow: pruned; lines: best so far)")
     ax.legend(title="study", fontsize="small", ncol=2)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _last_running(inner: Any) -> float:
@@ -81,11 +73,10 @@ def plot_importances(importances: pd.DataFrame, path: Path) -> Path | None:
     """Mean fANOVA importance of each parameter over the outer studies, with its range."""
     if importances.empty:
         return None
-    _figure, _save = _helpers()
     g = importances.groupby("param")["importance"]
     table = pd.DataFrame({"mean": g.mean(), "low": g.min(), "high": g.max()})
     table = table.sort_values("mean")
-    fig, ax = _figure(6.0, 0.8 + 0.35 * len(table))
+    fig, ax = figure(6.0, 0.8 + 0.35 * len(table))
     y = np.arange(len(table))
     ax.barh(y, table["mean"], color="0.75", edgecolor="black", hatch="//")
     ax.errorbar(
@@ -99,4 +90,4 @@ def plot_importances(importances: pd.DataFrame, path: Path) -> Path | None:
     ax.set_yticks(y, table.index)
     ax.set_xlabel("importance (fANOVA; bar: mean over outer folds, whiskers: range)")
     ax.set_title("parameter importances")
-    return _save(fig, path)
+    return save(fig, path)
