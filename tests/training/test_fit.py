@@ -154,7 +154,7 @@ def test_dynamic_balancing_trains_and_logs_task_weights(signal_data, tmp_path, b
 def test_multilabel_labels_are_balanced_as_tasks_and_weights_saved(signal_data, tmp_path):
     from polyfuse.data.dataset import MultimodalDataset
     from polyfuse.data.specs import TaskSpec
-    from polyfuse.evaluation.plots import weight_frame, write_task_weights
+    from polyfuse.training.weight_history import weight_frame, write_task_weights
 
     y = signal_data.targets["y"]
     labels = np.stack([y, 1 - y, np.where(np.arange(len(y)) % 3 == 0, np.nan, y)], 1)

@@ -13,10 +13,10 @@ import pandas as pd
 from polyfuse.config import PreprocessConfig, TrainingConfig
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
-from polyfuse.evaluation.plots import weight_frame, write_task_weights
 from polyfuse.io import atomic_write
 from polyfuse.progress import Progress
 from polyfuse.training.fit import train_model
+from polyfuse.training.weight_history import weight_frame, write_task_weights
 
 
 @dataclass

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from polyfuse.config import ExperimentConfig, dump_config
 from polyfuse.errors import ConfigError
-from polyfuse.evaluation.plots import weight_frame, write_task_weights
 from polyfuse.interrupt import Interrupted
 from polyfuse.io import check_run_dir, prepare_run_dir, undo_on_failure, write_text
 from polyfuse.training.cv import CVResult, cross_validate
 from polyfuse.training.fit import FittedModel, train_model
+from polyfuse.training.weight_history import weight_frame, write_task_weights
 
 
 def _task_weights(config: ExperimentConfig) -> dict[str, float]:
