@@ -10,9 +10,13 @@ Attributes are imported on first use, so `import polyfuse` (and the CLI's --help
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from typing import Any
 
-__version__ = "0.1.0"
+try:  # one copy of the version: pyproject.toml, read from the installed package's metadata
+    __version__ = metadata.version("polyfuse")
+except metadata.PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "ModalitySpec": "polyfuse.data.specs",

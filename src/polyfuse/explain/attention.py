@@ -8,6 +8,7 @@ latents) and over layers, giving one `(samples, tokens)` array per modality.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,6 +17,9 @@ import torch
 from polyfuse.data.dataset import Batch, MultimodalDataset
 from polyfuse.training.fit import PREDICT_BATCH, FittedModel
 
+# MACFusion's per-unit attention and gates (read by `macfusion.py`): not token attention.
+MACFUSION_KEY = re.compile(r"^(attention|gate)/stage(\d+)/(ehf\d+/mac\d+)/([ab])$")
+
 
 def modality_of(key: str, modalities: list[str]) -> str | None:
     """The modality an `attention/...` aux key refers to, or None.
@@ -23,9 +27,7 @@ def modality_of(key: str, modalities: list[str]) -> str | None:
     MACFusion's per-unit attention (`attention/stage1/ehf1/mac1/a`, see `macfusion.py`) is
     not token attention, even where a modality is named "a" or "b".
     """
-    from polyfuse.explain.macfusion import parse_key  # macfusion imports this module
-
-    if not key.startswith("attention/") or parse_key(key) is not None:
+    if not key.startswith("attention/") or MACFUSION_KEY.match(key):
         return None
     last = key.rsplit("/", 1)[-1]
     return last if last in modalities else None

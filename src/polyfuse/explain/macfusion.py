@@ -17,7 +17,6 @@ Writes `macfusion_attention.png|csv` (mean A_m per unit, grid of stages × layer
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,11 @@ import pandas as pd
 import torch
 
 from polyfuse.data.dataset import MultimodalDataset
-from polyfuse.explain.attention import aux_outputs
+from polyfuse.explain.attention import MACFUSION_KEY, aux_outputs
 from polyfuse.figures import figure, save
 from polyfuse.io import atomic_write
 from polyfuse.training.fit import FittedModel
 
-KEY = re.compile(r"^(attention|gate)/stage(\d+)/(ehf\d+/mac\d+)/([ab])$")
 STREAMS = ("a", "b")
 COLUMNS = ["stage", "modality", "layer", "stream"]
 GATE_STATS = ("mean", "sd", "min", "median", "max")
@@ -57,7 +55,7 @@ class MacKey:
 
 def parse_key(key: str) -> MacKey | None:
     """The MACFusion entry an aux key names, or None for any other key."""
-    match = KEY.match(key)
+    match = MACFUSION_KEY.match(key)
     if match is None:
         return None
     kind, stage, layer, stream = match.groups()

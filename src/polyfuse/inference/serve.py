@@ -36,6 +36,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import polyfuse
 from polyfuse.errors import ConfigError, MissingDependencyError, PolyfuseError, require
 
 require("fastapi", "serve")
@@ -247,7 +248,7 @@ def create_app(predictor: Predictor, data_root: str | Path | None = None) -> Fas
     app = FastAPI(
         title="polyfuse",
         summary=f"predictions of a fitted polyfuse run ({service.model})",
-        version=_version(),
+        version=polyfuse.__version__,
     )
     app.state.service = service
 
@@ -348,12 +349,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("polyfuse")
-    except metadata.PackageNotFoundError:
-        return "0"
