@@ -10,6 +10,7 @@ Attributes are imported on first use, so `import polyfuse` (and the CLI's --help
 from __future__ import annotations
 
 import importlib
+import logging
 from importlib import metadata
 from typing import Any
 
@@ -17,6 +18,10 @@ try:  # one copy of the version: pyproject.toml, read from the installed package
     __version__ = metadata.version("polyfuse")
 except metadata.PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "0+unknown"
+
+# A library logs, the application decides where it goes: silent unless the user (or the CLI's
+# --verbose) configures logging. Each module logs to logging.getLogger(__name__).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _EXPORTS = {
     "ModalitySpec": "polyfuse.data.specs",

@@ -22,6 +22,11 @@ class DataWarning(UserWarning):
     """Data polyfuse can use but the user should know about (skipped rows, an empty column)."""
 
 
+class FallbackWarning(UserWarning):
+    """polyfuse took a fallback: the run goes on, but not exactly as asked (a floor that could
+    not be fitted, a fast path that was unavailable). The message says what and why."""
+
+
 class MissingDependencyError(PolyfuseError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
