@@ -143,3 +143,30 @@ def test_benchmark_command_prints_the_leaderboard(tmp_path):
     assert "c_index" in result.output and "early" in result.output
     assert (out / "report.html").is_file() and (out / "leaderboard.md").is_file()
     assert_clean_error(run(*args, "--out", out), "already exists")
+
+
+def test_version_is_the_installed_package_metadata():
+    from importlib import metadata
+
+    result = run("--version")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"polyfuse {metadata.version('polyfuse')}"
+
+
+@pytest.mark.parametrize(("flags", "level"), [((), None), (("-v",), "INFO"), (("-vv",), "DEBUG")])
+def test_verbose_routes_the_package_log_to_stderr(flags, level):
+    import logging
+
+    logger = logging.getLogger("polyfuse")
+    before = list(logger.handlers), logger.level
+    try:
+        result = run(*flags, "models")
+        assert result.exit_code == 0, result.output
+        added = [h for h in logger.handlers if h not in before[0]]
+        if level is None:
+            assert added == [] and logger.level == before[1]  # silent unless asked
+        else:
+            assert len(added) == 1 and logging.getLevelName(logger.level) == level
+    finally:
+        logger.handlers[:] = before[0]
+        logger.setLevel(before[1])

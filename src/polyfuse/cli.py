@@ -26,6 +26,44 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from polyfuse import __version__
+
+        typer.echo(f"polyfuse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="log what polyfuse does to stderr: -v milestones, -vv details",
+        ),
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Multimodal fusion learning on heterogeneous medical data."""
+    if verbose:
+        import logging
+
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=verbose > 1, rich_tracebacks=False)
+        logger = logging.getLogger("polyfuse")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+
+
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a PolyfuseError into a one-line message on stderr and exit code 2."""
 
@@ -413,33 +451,12 @@ def benchmark(
     ] = 0,
 ) -> None:
     """The main job: every model and the classical floors on identical folds, with a report."""
-    from polyfuse.config import load_config
-    from polyfuse.datasets import dataset_info
-    from polyfuse.evaluation.suites import suite_models
-    from polyfuse.io import check_run_dir
-    from polyfuse.models.registry import check_hparams, model_class
-
     # every name, the config and the output folder are checked before any data are read
-    experiment = load_config(config) if config is not None else None
-    names = suite_models(suite, _names(models))
-    for name in names or []:
-        model_class(name)
-    for name in _names(datasets) or []:
-        dataset_info(name)
-    hparams = None
-    console = _console()
-    if experiment is not None:
-        own = experiment.model
-        check_hparams(own.name, own.params)
-        hparams = {own.name: own.params} if own.params else None
-        if own.params and names is not None and own.name not in names:
-            console.print(
-                f"note: {config}'s model.params are for '{own.name}', which this benchmark does "
-                f"not run ({', '.join(names)}); add -m {own.name} to include it",
-                markup=False,
-            )
+    experiment, names, hparams = _benchmark_inputs(config, models, datasets, suite)
     if out is None:
         out = experiment.run_dir("benchmark") if experiment is not None else Path("runs/benchmark")
+    from polyfuse.io import check_run_dir
+
     check_run_dir(out, overwrite=overwrite, resume=resume)
     tuning = None
     if tune_trials:
@@ -465,8 +482,43 @@ def benchmark(
             workers=workers or os.cpu_count() or 1,
             tune=tuning,
         )
+    _print_benchmark(result, tuning)
+
+
+def _benchmark_inputs(
+    config: Path | None, models: list[str] | None, datasets: list[str] | None, suite: str
+) -> tuple[Any, list[str] | None, dict[str, dict[str, Any]] | None]:
+    """(experiment config or None, model names, per-model hyper-parameters), every name checked
+    before any data are read."""
+    from polyfuse.config import load_config
+    from polyfuse.datasets import dataset_info
+    from polyfuse.evaluation.suites import suite_models
+    from polyfuse.models.registry import check_hparams, model_class
+
+    experiment = load_config(config) if config is not None else None
+    names = suite_models(suite, _names(models))
+    for name in names or []:
+        model_class(name)
+    for name in _names(datasets) or []:
+        dataset_info(name)
+    if experiment is None:
+        return None, names, None
+    own = experiment.model
+    check_hparams(own.name, own.params)
+    if own.params and names is not None and own.name not in names:
+        _console().print(
+            f"note: {config}'s model.params are for '{own.name}', which this benchmark does "
+            f"not run ({', '.join(names)}); add -m {own.name} to include it",
+            markup=False,
+        )
+    return experiment, names, {own.name: own.params} if own.params else None
+
+
+def _print_benchmark(result: Any, tuning: Any) -> None:
+    """The leaderboard per dataset × task, and where the report is."""
     from polyfuse.evaluation.report import leaderboard_blocks
 
+    console = _console()
     for heading, table in leaderboard_blocks(result.leaderboard()):
         shown = [c for c in table.columns if c not in TERMINAL_HIDDEN]
         console.print(_table(heading, table[shown].set_index("rank")))

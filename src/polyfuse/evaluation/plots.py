@@ -308,17 +308,26 @@ def plot_robustness(
     res = _select(results, dataset, task)
     metric = metric or primary_metric(res["metric"].unique())
     res = res[res["metric"] == metric]
-    better = higher_is_better(metric)
     mean = res.groupby(["model", "condition"], sort=False)["value"].mean()
     family = res.groupby("model", sort=False)["family"].first()
     fusion = [m for m in family.index if family[m] != "classical"]
     classical = [m for m in family.index if family[m] == "classical"]
 
-    height = max(4.0, 1.2 + 0.35 * len(fusion))
-    fig, ax0 = figure(12.0, height)
+    fig, ax0 = figure(12.0, max(4.0, 1.2 + 0.35 * len(fusion)))
     ax0.remove()
     left, right = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.1, 1.0]))
+    _random_removal_panel(left, mean, fusion, classical, metric)
+    drops = sorted({str(c) for c in res["condition"].unique() if str(c).startswith("drop:")})
+    _dropped_modality_panel(right, mean, fusion, ["all", *drops], metric)
+    fig.suptitle(title or f"Robustness to missing modalities ({metric})")
+    return save(fig, Path(path))
 
+
+def _random_removal_panel(
+    ax, mean: pd.Series, fusion: list[str], classical: list[str], metric: str
+) -> None:
+    """Metric versus random-removal rate per fusion model; the best floor as a dashed line."""
+    better = higher_is_better(metric)
     for i, model in enumerate(fusion):
         cond = mean[model]
         rand = {_rate(c): v for c, v in cond.items() if str(c).startswith("random:")}
@@ -327,7 +336,7 @@ def plot_robustness(
         if not rand:
             continue
         rates = sorted(rand)
-        left.plot(
+        ax.plot(
             rates,
             [rand[r] for r in rates],
             color="black",
@@ -339,35 +348,34 @@ def plot_robustness(
     floors = [f for f in floors if not np.isnan(f[0])]
     if floors:
         value, name = (max if better else min)(floors)
-        left.axhline(value, color="0.4", linestyle=DASHES[0], label=f"best floor: {name}")
-    left.set_xlabel("probability of removing each modality (≥ 1 kept)")
-    left.set_ylabel(f"{metric} ({'higher' if better else 'lower'} is better)")
-    left.set_title("Random missing modalities")
-    left.legend(fontsize="small", ncol=2 if len(fusion) > 6 else 1)
+        ax.axhline(value, color="0.4", linestyle=DASHES[0], label=f"best floor: {name}")
+    ax.set_xlabel("probability of removing each modality (≥ 1 kept)")
+    ax.set_ylabel(f"{metric} ({'higher' if better else 'lower'} is better)")
+    ax.set_title("Random missing modalities")
+    ax.legend(fontsize="small", ncol=2 if len(fusion) > 6 else 1)
 
-    drops = sorted({str(c) for c in res["condition"].unique() if str(c).startswith("drop:")})
-    conditions = ["all", *drops]
+
+def _dropped_modality_panel(
+    ax, mean: pd.Series, fusion: list[str], conditions: list[str], metric: str
+) -> None:
+    """A dot plot: each fusion model's metric with all modalities and with each one dropped."""
     y = np.arange(len(fusion))
     for j, cond in enumerate(conditions):
-        values = [mean[m].get(cond, np.nan) for m in fusion]
-        label = "all modalities" if cond == "all" else f"without {cond.split(':', 1)[1]}"
         filled = cond == "all"
-        right.scatter(
-            values,
+        ax.scatter(
+            [mean[m].get(cond, np.nan) for m in fusion],
             y,
             marker=MARKERS[j % len(MARKERS)],
             s=46 if filled else 40,
             facecolors="black" if filled else "white",
             edgecolors="black",
             zorder=3,
-            label=label,
+            label="all modalities" if filled else f"without {cond.split(':', 1)[1]}",
         )
     for k in y:
-        right.axhline(k, color="0.85", linewidth=0.6, zorder=1)
-    right.set_yticks(y, fusion)
-    right.invert_yaxis()
-    right.set_xlabel(metric)
-    right.set_title("One modality dropped")
-    right.legend(fontsize="small", loc="best")
-    fig.suptitle(title or f"Robustness to missing modalities ({metric})")
-    return save(fig, Path(path))
+        ax.axhline(k, color="0.85", linewidth=0.6, zorder=1)
+    ax.set_yticks(y, fusion)
+    ax.invert_yaxis()
+    ax.set_xlabel(metric)
+    ax.set_title("One modality dropped")
+    ax.legend(fontsize="small", loc="best")

@@ -12,6 +12,7 @@ import base64
 import html
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -257,129 +258,200 @@ def write_report(
 
     Returns `{relative name: path}` of everything written (e.g. `"figures/km_acc_os.png"`).
     """
-    from polyfuse.evaluation.plots import plot_km_tertiles, plot_pareto, plot_robustness, plot_roc
-
     out_dir = Path(out_dir)
     predictions = predictions.reindex(
         columns=sorted({*predictions.columns, *PREDICTION_COLUMNS}, key=str)
     )
     contributions = contributions.reindex(columns=["dataset", "model", "modality", "task", "value"])
-    fig_dir = out_dir / "figures"
-    written: dict[str, Path] = {}
     lb = leaderboard(results, efficiency, comparisons)
-    md = leaderboard_markdown(lb)
-    write_text(out_dir / "leaderboard.md", md)
+    write_text(out_dir / "leaderboard.md", leaderboard_markdown(lb))
     atomic_write(out_dir / "leaderboard.csv", lambda p: lb.to_csv(p, index=False))
-    written["leaderboard.md"] = out_dir / "leaderboard.md"
-    written["leaderboard.csv"] = out_dir / "leaderboard.csv"
-
-    sections: dict[str, list[str]] = {
-        k: [] for k in ("km", "roc", "pareto", "robustness", "contributions")
-    }
-
-    def figure(kind: str, name: str, path: Path, alt: str, caption: str) -> None:
-        written[f"figures/{name}"] = path
-        sections[kind].append(_img(path, alt, caption))
-
+    figures = _Figures(out_dir / "figures")
+    figures.written["leaderboard.md"] = out_dir / "leaderboard.md"
+    figures.written["leaderboard.csv"] = out_dir / "leaderboard.csv"
     for part in _blocks(lb):
+        block = _Block.of(part, results, predictions, contributions)
+        _km_figure(figures, block)
+        _roc_figure(figures, block)
+        _pareto_figure(figures, block)
+        _robustness_figure(figures, block)
+        _contributions_figure(figures, block)
+    write_text(out_dir / "report.html", _html(title, lb, figures.sections, results))
+    figures.written["report.html"] = out_dir / "report.html"
+    return figures.written
+
+
+class _Figures:
+    """The report's figures as they are drawn: files written, and HTML per section."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.written: dict[str, Path] = {}
+        self.sections: dict[str, list[str]] = {
+            k: [] for k in ("km", "roc", "pareto", "robustness", "contributions")
+        }
+
+    def add(self, kind: str, path: Path, alt: str, caption: str) -> None:
+        self.written[f"figures/{path.name}"] = path
+        self.sections[kind].append(_img(path, alt, caption))
+
+    def note(self, kind: str, text: str) -> None:
+        self.sections[kind].append(f"<p class=note>{html.escape(text)}</p>")
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One dataset × task of the leaderboard, with the rows of every table that belong to it."""
+
+    part: pd.DataFrame  # leaderboard rows, best first
+    results: pd.DataFrame
+    predictions: pd.DataFrame
+    contributions: pd.DataFrame
+    dataset: str
+    task: str
+    metric: str
+    best: str | None  # the best fusion model
+
+    @classmethod
+    def of(
+        cls,
+        part: pd.DataFrame,
+        results: pd.DataFrame,
+        predictions: pd.DataFrame,
+        contributions: pd.DataFrame,
+    ) -> _Block:
         dataset, task, metric = (str(part[c].iloc[0]) for c in ("dataset", "task", "metric"))
-        label = f"{dataset} · {task}"
-        best = _best_fusion(part)
-        pred = predictions[(predictions["dataset"] == dataset) & (predictions["task"] == task)]
-        is_survival = metric == "c_index"
 
-        if is_survival and best is not None:
-            rows = pred[pred["model"] == best]
-            name = f"km_{_slug(dataset, task)}.png"
-            if rows.dropna(subset=["score", "time", "event"]).empty:
-                sections["km"].append(f"<p class=note>{html.escape(label)}: no predictions.</p>")
-            else:
-                try:
-                    path, p = plot_km_tertiles(
-                        rows, fig_dir / name, title=f"{label}: {best}, risk tertiles"
-                    )
-                except MissingDependencyError as exc:
-                    sections["km"].append(f"<p class=note>{html.escape(str(exc))}</p>")
-                else:
-                    p_text = "n/a" if math.isnan(p) else f"{p:.2g}"
-                    figure(
-                        "km",
-                        name,
-                        path,
-                        f"Kaplan–Meier survival curves for {label}, patients split into "
-                        f"tertiles of risk predicted by {best}; log-rank p = {p_text}",
-                        f"{label}: best fusion model {best}; log-rank p = {p_text}.",
-                    )
+        def rows(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[(frame["dataset"] == dataset) & (frame["task"] == task)]
 
-        if metric == "auroc":
-            labels = pred["label"].dropna().unique()
-            if len(labels) == 2:
-                models = [m for m in part["model"] if m in set(pred["model"])][:ROC_MODELS]
-                name = f"roc_{_slug(dataset, task)}.png"
-                path = plot_roc(pred, fig_dir / name, models=models, title=f"{label}: ROC")
-                figure(
-                    "roc",
-                    name,
-                    path,
-                    f"ROC curves for {label} of the top {len(models)} models: " + ", ".join(models),
-                    f"{label}: the {len(models)} best-ranked models with predictions.",
-                )
-            else:
-                sections["roc"].append(
-                    f"<p class=note>{html.escape(label)}: ROC is drawn for binary tasks only.</p>"
-                )
-
-        name = f"pareto_{_slug(dataset, task)}.png"
-        path = plot_pareto(part, fig_dir / name, title=f"{label}: {metric} versus FLOPs")
-        pareto_models = part[part["family"] != "classical"]["model"].tolist()
-        figure(
-            "pareto",
-            name,
-            path,
-            f"{metric} versus FLOPs per sample (log scale) for {label}, fusion models "
-            f"{', '.join(pareto_models)}; Pareto front marked; classical floors as lines",
-            f"{label}: mean {metric} against FLOPs per sample.",
+        return cls(
+            part=part,
+            results=rows(results),
+            predictions=rows(predictions),
+            contributions=rows(contributions),
+            dataset=dataset,
+            task=task,
+            metric=metric,
+            best=_best_fusion(part),
         )
 
-        res = results[(results["dataset"] == dataset) & (results["task"] == task)]
-        fusion_res = res[res["family"] != "classical"]
-        if (fusion_res["condition"] != "all").any():
-            name = f"robustness_{_slug(dataset, task)}.png"
-            path = plot_robustness(res, fig_dir / name, metric=metric, title=f"{label}: robustness")
-            figure(
-                "robustness",
-                name,
-                path,
-                f"Robustness of fusion models on {label}: {metric} versus random modality "
-                f"removal rate, and {metric} with each modality dropped",
-                f"{label}: {metric} under missing modalities at inference.",
-            )
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} · {self.task}"
 
-        contrib = contributions[
-            (contributions["dataset"] == dataset)
-            & (contributions["task"] == task)
-            & (contributions["model"] == best)
-        ]
-        if best is not None and not contrib.empty:
-            from polyfuse.explain.report import plot_contributions
+    def file(self, kind: str) -> str:
+        return f"{kind}_{_slug(self.dataset, self.task)}.png"
 
-            table = contrib.groupby("modality")["value"].mean().sort_values(ascending=False)
-            table = table.to_frame(task)
-            name = f"contributions_{_slug(dataset, task)}.png"
-            path = plot_contributions(table, fig_dir / name)
-            figure(
-                "contributions",
-                name,
-                path,
-                f"Per-modality contribution of {best} on {label}: "
-                + ", ".join(f"{m} {v:.3g}" for m, v in table[task].items()),
-                f"{label}: {best}, mean |change of prediction| when each modality is removed.",
-            )
 
-    html_text = _html(title, lb, sections, results)
-    write_text(out_dir / "report.html", html_text)
-    written["report.html"] = out_dir / "report.html"
-    return written
+def _km_figure(figures: _Figures, block: _Block) -> None:
+    """Kaplan–Meier curves by tertile of the best fusion model's risk (survival tasks)."""
+    if block.metric != "c_index" or block.best is None:
+        return
+    from polyfuse.evaluation.plots import plot_km_tertiles
+
+    rows = block.predictions[block.predictions["model"] == block.best]
+    if rows.dropna(subset=["score", "time", "event"]).empty:
+        figures.note("km", f"{block.label}: no predictions.")
+        return
+    title = f"{block.label}: {block.best}, risk tertiles"
+    try:
+        path, p = plot_km_tertiles(rows, figures.directory / block.file("km"), title=title)
+    except MissingDependencyError as exc:
+        figures.note("km", str(exc))
+        return
+    p_text = "n/a" if math.isnan(p) else f"{p:.2g}"
+    figures.add(
+        "km",
+        path,
+        f"Kaplan–Meier survival curves for {block.label}, patients split into "
+        f"tertiles of risk predicted by {block.best}; log-rank p = {p_text}",
+        f"{block.label}: best fusion model {block.best}; log-rank p = {p_text}.",
+    )
+
+
+def _roc_figure(figures: _Figures, block: _Block) -> None:
+    """ROC curves of the best-ranked models (binary tasks; a note for other AUROC tasks)."""
+    if block.metric != "auroc":
+        return
+    from polyfuse.evaluation.plots import plot_roc
+
+    pred = block.predictions
+    if len(pred["label"].dropna().unique()) != 2:
+        figures.note("roc", f"{block.label}: ROC is drawn for binary tasks only.")
+        return
+    models = [m for m in block.part["model"] if m in set(pred["model"])][:ROC_MODELS]
+    path = plot_roc(
+        pred, figures.directory / block.file("roc"), models=models, title=f"{block.label}: ROC"
+    )
+    figures.add(
+        "roc",
+        path,
+        f"ROC curves for {block.label} of the top {len(models)} models: " + ", ".join(models),
+        f"{block.label}: the {len(models)} best-ranked models with predictions.",
+    )
+
+
+def _pareto_figure(figures: _Figures, block: _Block) -> None:
+    """The primary metric against FLOPs per sample, Pareto front marked."""
+    from polyfuse.evaluation.plots import plot_pareto
+
+    metric = block.metric
+    path = plot_pareto(
+        block.part,
+        figures.directory / block.file("pareto"),
+        title=f"{block.label}: {metric} versus FLOPs",
+    )
+    fusion = block.part[block.part["family"] != "classical"]["model"].tolist()
+    figures.add(
+        "pareto",
+        path,
+        f"{metric} versus FLOPs per sample (log scale) for {block.label}, fusion models "
+        f"{', '.join(fusion)}; Pareto front marked; classical floors as lines",
+        f"{block.label}: mean {metric} against FLOPs per sample.",
+    )
+
+
+def _robustness_figure(figures: _Figures, block: _Block) -> None:
+    """The metric under missing modalities, when the benchmark ran such conditions."""
+    res = block.results
+    if not (res[res["family"] != "classical"]["condition"] != "all").any():
+        return
+    from polyfuse.evaluation.plots import plot_robustness
+
+    metric = block.metric
+    path = plot_robustness(
+        res,
+        figures.directory / block.file("robustness"),
+        metric=metric,
+        title=f"{block.label}: robustness",
+    )
+    figures.add(
+        "robustness",
+        path,
+        f"Robustness of fusion models on {block.label}: {metric} versus random modality "
+        f"removal rate, and {metric} with each modality dropped",
+        f"{block.label}: {metric} under missing modalities at inference.",
+    )
+
+
+def _contributions_figure(figures: _Figures, block: _Block) -> None:
+    """The best fusion model's per-modality contribution (mean |change| when one is removed)."""
+    contrib = block.contributions[block.contributions["model"] == block.best]
+    if block.best is None or contrib.empty:
+        return
+    from polyfuse.explain.report import plot_contributions
+
+    task = block.task
+    table = contrib.groupby("modality")["value"].mean().sort_values(ascending=False).to_frame(task)
+    path = plot_contributions(table, figures.directory / block.file("contributions"))
+    figures.add(
+        "contributions",
+        path,
+        f"Per-modality contribution of {block.best} on {block.label}: "
+        + ", ".join(f"{m} {v:.3g}" for m, v in table[task].items()),
+        f"{block.label}: {block.best}, mean |change of prediction| when each modality is removed.",
+    )
 
 
 def _html(
