@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from polyfuse.config import PreprocessConfig, TrainingConfig
 from polyfuse.data.dataset import MultimodalDataset
-from polyfuse.errors import ConfigError, MissingDependencyError
+from polyfuse.errors import ConfigError, FallbackWarning, MissingDependencyError
 
 SUITES = ("default", "full")
 # The default suite's models: the baselines and the core methods that train a TCGA-ACC fold in
@@ -47,9 +48,11 @@ def suite_datasets(
     if suite == "default":
         return [load("tcga-acc")], None, None
     chosen = []
-    for info in DATASETS.values():
+    for name, info in DATASETS.items():
         try:
             chosen.append(info.load())
-        except MissingDependencyError:
-            continue
+        except MissingDependencyError as exc:
+            warnings.warn(
+                f"the full suite skips cohort '{name}': {exc}", FallbackWarning, stacklevel=2
+            )
     return chosen, None, None
