@@ -137,18 +137,16 @@ def attention_table(
         mean = present.mean(axis=0) if len(present) else np.full(array.shape[1], np.nan)
         for unit, (m, s) in enumerate(zip(mean, _sd(present), strict=True)):
             rows.append(
-                dict(
-                    stage=key.stage,
-                    modality=names[key.stage, key.stream],
-                    layer=key.layer,
-                    stream=key.stream,
-                    unit=unit,
-                    n=len(present),
-                    mean=float(m),
-                    sd=float(s),
-                )
+                dict(**_where(key, names), unit=unit, n=len(present), mean=float(m), sd=float(s))
             )
     return pd.DataFrame(rows, columns=[*COLUMNS, "unit", "n", "mean", "sd"])
+
+
+def _where(key: MacKey, names: Mapping[tuple, str]) -> dict[str, object]:
+    """The COLUMNS of a table row: which stage, modality, layer and stream `key` is."""
+    return dict(
+        stage=key.stage, modality=names[key.stage, key.stream], layer=key.layer, stream=key.stream
+    )
 
 
 def gate_table(values: Mapping[MacKey, np.ndarray], names: Mapping[tuple, str]) -> pd.DataFrame:
@@ -163,16 +161,7 @@ def gate_table(values: Mapping[MacKey, np.ndarray], names: Mapping[tuple, str]) 
             stats.update(mean=g.mean(), min=g.min(), median=np.median(g), max=g.max())
         if len(g) > 1:
             stats.update(sd=g.std(ddof=1))
-        rows.append(
-            dict(
-                stage=key.stage,
-                modality=names[key.stage, key.stream],
-                layer=key.layer,
-                stream=key.stream,
-                n=len(g),
-                **{k: float(v) for k, v in stats.items()},
-            )
-        )
+        rows.append(dict(**_where(key, names), n=len(g), **{k: float(v) for k, v in stats.items()}))
     return pd.DataFrame(rows, columns=[*COLUMNS, "n", *GATE_STATS])
 
 
