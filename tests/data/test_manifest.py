@@ -15,13 +15,15 @@ import pandas as pd
 import pytest
 
 from polyfuse.config import DataConfig, ModalityConfig, parse_config
+from polyfuse.data.checks import check_dataset
 from polyfuse.data.dataset import (
     ArraySource,
     FileSource,
     ListSource,
     MultimodalDataset,
 )
-from polyfuse.data.manifest import _omics_modality, check_dataset, load_data, load_frame, read_table
+from polyfuse.data.manifest import load_data, load_frame, read_table
+from polyfuse.data.omics import _omics_modality
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError, DataError, DataWarning
 
@@ -524,7 +526,7 @@ def test_survival_event_not_binary(tmp_path: Path) -> None:
 
 def test_multilabel_value_not_binary(tmp_path: Path) -> None:
     tasks = {"l": {"type": "multilabel", "columns": ["l1", "l2"]}}
-    with pytest.raises(DataError, match=r"column 'l2' has value 'yes' for sample 's1'"):
+    with pytest.raises(DataError, match=r"task 'l': sample 's1' has label 'yes' in column 'l2'"):
         _load_simple(tmp_path, tasks=tasks, a=[1.0, 2.0], l1=[0, 1], l2=["yes", "0"])
 
 
@@ -596,6 +598,18 @@ def test_prefix_matching_nothing(tmp_path: Path) -> None:
 def test_kind_that_cannot_come_from_columns(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"modality 'x': kind 'image' cannot come from columns"):
         _load_simple(tmp_path, modalities={"x": {"kind": "image", "columns": ["a"]}}, a=[1.0])
+
+
+def test_categorical_on_a_non_tabular_modality_is_refused(tmp_path: Path) -> None:
+    """A sequence's categorical columns were once ignored without a word (issue #16)."""
+    long = pd.DataFrame({"id": ["s1"], "time": [1], "hr": [60]})
+    config = _seq(tmp_path, long)
+    config.modalities["seq"].categorical = ["hr"]
+    with pytest.raises(ConfigError, match=r"modality 'seq': categorical applies to tabular"):
+        load_data(config)
+    mods = {"x": {"kind": "text", "text_column": "a", "categorical": ["a"]}}
+    with pytest.raises(ConfigError, match=r"modality 'x': categorical applies to tabular"):
+        _load_simple(tmp_path, modalities=mods, a=["report"])
 
 
 def test_unknown_table_format_and_missing_or_corrupt_table(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from polyfuse.data import readers
 from polyfuse.data.readers import SUPPORTED_SUFFIXES, read_file, resolve_path
-from polyfuse.errors import DataError, MissingDependencyError
+from polyfuse.errors import DataError, DataWarning, MissingDependencyError
 
 nib = pytest.importorskip("nibabel")
 pydicom = pytest.importorskip("pydicom")
@@ -224,7 +224,9 @@ def test_dicom_bare_dataset_without_preamble(tmp_path, implicit):
     buffer.is_little_endian, buffer.is_implicit_VR = True, implicit
     write_dataset(buffer, dataset)
     (tmp_path / "bare.dcm").write_bytes(buffer.getvalue())
-    out = read_file(tmp_path / "bare.dcm", "image")
+    encoding = "Implicit" if implicit else "Explicit"
+    with pytest.warns(DataWarning, match=rf"bare\.dcm: no DICOM 'DICM' header.*{encoding} VR"):
+        out = read_file(tmp_path / "bare.dcm", "image")
     assert out.shape == (1, 128, 128) and out[0, 0, 0] == 175 - 1024
 
 
@@ -316,8 +318,8 @@ def test_unknown_kind(tmp_path):
 @pytest.mark.parametrize(
     ("name", "kind", "what"),
     [
-        ("broken.png", "image", "not a readable image"),
-        ("broken.jpg", "image", "not a readable image"),
+        ("broken.png", "image", "not a readable PNG/JPEG image"),
+        ("broken.jpg", "image", "not a readable PNG/JPEG image"),
         ("broken.nii.gz", "image", "not a NIfTI file"),
         ("broken.nii", "image", "not a NIfTI file"),
         ("broken.h5", "bag", "not a readable HDF5"),
@@ -347,8 +349,29 @@ def test_truncated_gzip_nifti_and_png(tmp_path):
         read_file(tmp_path / "cut.nii.gz", "image")
     Image.fromarray(np.zeros((64, 64), np.uint8) + 9).save(tmp_path / "full.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:60])
-    with pytest.raises(DataError, match=r"cut\.png: not a readable image"):
+    with pytest.raises(DataError, match=r"cut\.png: not a readable PNG/JPEG image"):
         read_file(tmp_path / "cut.png", "image")
+
+
+def test_a_bad_file_is_a_data_error_but_a_polyfuse_failure_is_not(tmp_path, monkeypatch):
+    """Issue #16: a failure after the file was decoded (polyfuse converting it) was reported
+    as "not a readable image", sending the user to fix a file that is fine."""
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "fine.png")
+    (tmp_path / "bad.png").write_bytes((tmp_path / "fine.png").read_bytes()[:40])
+    with pytest.raises(DataError, match=r"bad\.png: not a readable PNG/JPEG image"):
+        read_file(tmp_path / "bad.png", "image")
+
+    def conversion_bug(image):
+        raise ValueError("polyfuse's own conversion failed")
+
+    monkeypatch.setattr(readers, "_pil_to_array", conversion_bug)
+    for size in (128, 0):  # through the cache and without it
+        monkeypatch.setattr(readers, "CACHE_SIZE", size)
+        with pytest.raises(ValueError, match="own conversion failed") as info:
+            read_file(tmp_path / "fine.png", "image")
+        assert f"{tmp_path / 'fine.png'} (image) after decoding it: a polyfuse bug" in "".join(
+            info.value.__notes__
+        )
 
 
 def test_dicom_truncated_pixels_and_no_pixels():

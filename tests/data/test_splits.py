@@ -1,10 +1,12 @@
+import warnings
+
 import numpy as np
 import pytest
 
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.data.splits import holdout, kfold
-from polyfuse.errors import DataError
+from polyfuse.errors import DataError, FallbackWarning
 
 
 def _survival(n=40, events=10):
@@ -46,7 +48,9 @@ def test_too_few_samples_or_events_for_the_folds():
 
 def test_holdout_is_stratified_and_disjoint():
     labels = np.array([0] * 30 + [1] * 10)
-    train, val = holdout(np.arange(40), labels, 0.25, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a split that can be stratified takes no fallback
+        train, val = holdout(np.arange(40), labels, 0.25, seed=0)
     assert len(val) == 10 and not set(train) & set(val)
     assert labels[val].sum() in (2, 3)
     assert len(holdout(np.arange(40), labels, 0.0, 0)[1]) == 0
@@ -65,3 +69,17 @@ def test_a_rare_class_is_named_by_its_label_not_its_index():
     )
     with pytest.raises(DataError, match="task 'grade': class 'high' has 2 samples"):
         kfold(data, folds=5)
+
+
+def test_holdout_that_cannot_be_stratified_says_why_and_splits_at_random():
+    labels = np.array([0] * 9 + [1])
+    with pytest.warns(FallbackWarning, match=r"not stratified: stratum 1 has 1 sample"):
+        train, val = holdout(np.arange(10), labels, 0.2, seed=0)
+    assert len(val) == 2 and sorted([*train, *val]) == list(range(10))
+    with pytest.warns(FallbackWarning, match=r"validation part's 1 sample\(s\) cannot hold all 3"):
+        holdout(np.arange(9), np.arange(9) % 3, 0.1, seed=0)
+
+
+def test_holdout_of_one_sample_is_refused():
+    with pytest.raises(DataError, match=r"1 training sample\(s\) cannot be split.*val_fraction"):
+        holdout(np.arange(1), None, 0.2, seed=0)

@@ -1,7 +1,8 @@
 """Plain regression tests for the bugs the fuzz tests found, each with its minimal example.
 
 Every one of these used to let a non-`PolyfuseError` exception escape, or load a value that
-would poison training; each now raises a `PolyfuseError` naming the culprit (or loads cleanly).
+would poison training; each now raises a `PolyfuseError` naming the culprit, or loads cleanly,
+or goes on with a warning that says how.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.manifest import load_data
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.data.splits import kfold
-from polyfuse.errors import ConfigError, DataError, PolyfuseError
+from polyfuse.data.splits import holdout, kfold
+from polyfuse.errors import ConfigError, DataError, FallbackWarning, PolyfuseError
 
 
 def _table(tmp_path: Path, **columns) -> Path:
@@ -178,3 +179,21 @@ def test_file_name_too_long_names_sample_and_column(tmp_path: Path) -> None:
     mods = {"im": {"kind": "image", "path_column": "p"}, "x": {"kind": "tabular", "columns": ["a"]}}
     with pytest.raises(DataError, match=r"modality 'im', sample 's0', column 'p'.*too long"):
         load_data(_config(table, mods))
+
+
+# 12. A tiny training part with a large val_fraction let sklearn's ValueError escape the holdout:
+#     0.75 of 4 samples left 1 to train, fewer than the 2 classes a stratified split needs, and
+#     0.75 of 2 samples rounded to holding out both.
+@pytest.mark.parametrize(
+    ("n", "n_val", "why"),
+    [
+        (4, 3, r"not stratified: the training part's 1 sample\(s\) cannot hold all 2 strata"),
+        (2, 1, r"val_fraction 0.75 of 2 training samples would hold out all of them"),
+    ],
+    ids=["too-few-to-stratify", "all-held-out"],
+)
+def test_holdout_of_a_tiny_cohort_still_splits(n: int, n_val: int, why: str) -> None:
+    labels = np.arange(n) % 2
+    with pytest.warns(FallbackWarning, match=why):
+        train, val = holdout(np.arange(n), labels, 0.75, seed=0)
+    assert len(val) == n_val and sorted([*train, *val]) == list(range(n))

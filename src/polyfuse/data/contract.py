@@ -27,9 +27,12 @@ import numpy as np
 import pandas as pd
 
 from polyfuse.config import DataConfig, ModalityConfig, TaskConfig
+from polyfuse.data.checks import check_dataset
 from polyfuse.data.dataset import MultimodalDataset
+from polyfuse.data.manifest import load_frame
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.data.targets import task_columns
 from polyfuse.errors import ConfigError, DataError
 
 CONTRACT_FILE = "contract.json"
@@ -120,7 +123,8 @@ class InputContract:
             for m, entry in self.modalities.items()
         }
         tasks = {
-            t: entry | {"read": _task_columns(config.tasks[t])} for t, entry in self.tasks.items()
+            t: entry | {"read": {"columns": task_columns(config.tasks[t])}}
+            for t, entry in self.tasks.items()
         }
         source = {"kind": kind, "id_column": config.id_column}
         return dataclasses.replace(self, modalities=modalities, tasks=tasks, source=source)
@@ -193,8 +197,6 @@ class InputContract:
         """New patients in a manifest table (already read) → a dataset conforming to the
         contract; labels are read where their columns are present. `root` is where the
         table's file paths are relative to; `tables` gives sequence modalities' long tables."""
-        from polyfuse.data.manifest import load_frame
-
         self.require_table()
         tables = dict(tables or {})
         layout = self.layout()
@@ -275,8 +277,6 @@ class InputContract:
     def conform(self, data: MultimodalDataset, where: str) -> MultimodalDataset:
         """`data` checked against the contract (kinds, features, shapes) with the contract's
         specs and tasks (a task without labels gets unknown targets)."""
-        from polyfuse.data.manifest import check_dataset
-
         specs = self.specs
         absent = [m for m in specs if m not in data.specs]
         if absent:
@@ -389,14 +389,6 @@ def _modality_recipe(entry: dict[str, Any], mod: ModalityConfig | None, kind: st
         "categorical": {c: v for c, v in levels.items() if c in columns},
         "unknown_category": mod.unknown_category,
     }
-
-
-def _task_columns(task: TaskConfig) -> dict[str, Any]:
-    if task.type == "survival":
-        return {"columns": [task.time_column, task.event_column]}
-    if task.type == "multilabel":
-        return {"columns": list(task.columns or [])}
-    return {"columns": [task.column]}
 
 
 def _task_config(entry: dict[str, Any]) -> TaskConfig:

@@ -1,9 +1,10 @@
 """Read one modality file per sample into the layout its kind expects, or say exactly why not.
 
 Readers know files, not models: they return a float32 NumPy array (or a ``str`` for text) in the
-canonical per-sample layout of DESIGN.md §2, and every problem becomes a `DataError` that names
-the file. The imaging libraries (Pillow, nibabel, pydicom) are optional and imported only when a
-file of their format is read, so the core install stays light.
+canonical per-sample layout of DESIGN.md §2, and every problem of a file becomes a `DataError`
+that names the file and its format; a failure of polyfuse's own, after the file was decoded,
+stays the bug it is (see `read_file`). The imaging libraries (Pillow, nibabel, pydicom) are
+optional and imported only when a file of their format is read, so the core install stays light.
 
 Layouts returned by `read_file`:
 
@@ -35,13 +36,14 @@ import functools
 import gzip
 import os
 import stat
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polyfuse.errors import DataError, require
+from polyfuse.errors import DataError, DataWarning, PolyfuseError, require
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (
     ".npy",
@@ -94,6 +96,28 @@ def read_file(path: Path | str, kind: str) -> np.ndarray | str:
     writable float32 copies, so callers may modify them without corrupting the cache.
     """
     path = Path(path)
+    suffix = _suffix_for(path, kind)
+    resolved, mtime_ns = _regular_file(path)
+    try:
+        if CACHE_SIZE <= 0:
+            return _read_checked(resolved, kind, suffix)
+        value = _cached_reader()(resolved, mtime_ns, kind, suffix)
+    except _FileProblem as problem:
+        raise DataError(f"{path}: {problem}") from problem.__cause__
+    except (PolyfuseError, MemoryError):  # a missing optional dependency, a file too large
+        raise
+    except Exception as exc:
+        # Every decoding step turns its failure into a _FileProblem, so this is polyfuse failing
+        # on a file it could decode, not the file's fault: the exception keeps its type and
+        # traceback, which a bug report needs, and gains a note naming the file. A DataError
+        # here would send the user to fix a file that is fine.
+        exc.add_note(f"polyfuse failed on {path} ({kind}) after decoding it: a polyfuse bug")
+        raise
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def _suffix_for(path: Path, kind: str) -> str:
+    """The file's extension, once it is known to be one that can hold `kind`."""
     if kind not in SUFFIXES_BY_KIND:
         raise DataError(
             f"{path}: cannot read a file for modality kind '{kind}'; "
@@ -110,6 +134,11 @@ def read_file(path: Path | str, kind: str) -> np.ndarray | str:
             f"{path}: a {suffix} file cannot hold {kind} data; "
             f"for {kind} use {', '.join(SUFFIXES_BY_KIND[kind])}"
         )
+    return suffix
+
+
+def _regular_file(path: Path) -> tuple[str, int]:
+    """The resolved path and modification time (the cache key) of an existing regular file."""
     try:
         info = path.stat()
         resolved = path.resolve(strict=True)
@@ -119,14 +148,7 @@ def read_file(path: Path | str, kind: str) -> np.ndarray | str:
         raise DataError(f"{path}: cannot access the file ({exc})") from exc
     if not stat.S_ISREG(info.st_mode):
         raise DataError(f"{path}: not a regular file (is it a directory?)")
-
-    try:
-        if CACHE_SIZE <= 0:
-            return _read_checked(str(resolved), kind, suffix)
-        value = _cached_reader()(str(resolved), info.st_mtime_ns, kind, suffix)
-    except _FileProblem as problem:
-        raise DataError(f"{path}: {problem}") from problem.__cause__
-    return value.copy() if isinstance(value, np.ndarray) else value
+    return str(resolved), info.st_mtime_ns
 
 
 def resolve_path(root: Path | str, relative: str, *, sample_id: str, column: str) -> Path:
@@ -209,43 +231,41 @@ def _read_frozen(resolved: str, mtime_ns: int, kind: str, suffix: str) -> np.nda
 
 def _read_checked(resolved: str, kind: str, suffix: str) -> np.ndarray | str:
     value = _READERS[suffix](resolved)
-    _validate(value, kind, suffix)
+    if isinstance(value, np.ndarray):  # text needs no more than being valid UTF-8
+        _check_layout(value, kind, suffix)
+        _check_values(value, kind)
     return value
 
 
 # --- validation ---------------------------------------------------------------------------
 
 
-def _validate(value: np.ndarray | str, kind: str, suffix: str) -> None:
-    """Check the decoded value has the layout and values its modality kind needs."""
-    if kind == "text":
-        if not isinstance(value, str):
-            raise _FileProblem(f"text must be a string, got {type(value).__name__}")
-        return
-    if not isinstance(value, np.ndarray):
-        raise _FileProblem(f"a {kind} modality needs an array, got {type(value).__name__}")
+def _check_layout(value: np.ndarray, kind: str, suffix: str) -> None:
+    """The decoded array has the number of axes its modality kind needs, none of them empty."""
     shape = tuple(value.shape)
-    if kind == "image":
-        if value.ndim not in (3, 4):
-            hint = " (store .npy images channels first)" if suffix == ".npy" else ""
-            raise _FileProblem(
-                f"an image must be 3-D (C, H, W) or 4-D (C, D, H, W), but this one is "
-                f"{value.ndim}-D with shape {shape}{hint}"
-            )
-    elif kind == "bag":
-        if value.ndim != 2:
-            raise _FileProblem(
-                f"a bag must be 2-D (N instances, D features), but this one is {value.ndim}-D "
-                f"with shape {shape}"
-            )
-        if shape[0] == 0:
-            raise _FileProblem(f"the bag is empty: 0 instances (shape {shape})")
-    elif kind == "tabular" and value.ndim != 1:
+    if kind == "image" and value.ndim not in (3, 4):
+        hint = " (store .npy images channels first)" if suffix == ".npy" else ""
+        raise _FileProblem(
+            f"an image must be 3-D (C, H, W) or 4-D (C, D, H, W), but this one is "
+            f"{value.ndim}-D with shape {shape}{hint}"
+        )
+    if kind == "bag" and value.ndim != 2:
+        raise _FileProblem(
+            f"a bag must be 2-D (N instances, D features), but this one is {value.ndim}-D "
+            f"with shape {shape}"
+        )
+    if kind == "bag" and shape[0] == 0:
+        raise _FileProblem(f"the bag is empty: 0 instances (shape {shape})")
+    if kind == "tabular" and value.ndim != 1:
         raise _FileProblem(
             f"a tabular vector must be 1-D (F,), but this one is {value.ndim}-D with shape {shape}"
         )
     if 0 in shape:
         raise _FileProblem(f"the array has an empty axis (shape {shape})")
+
+
+def _check_values(value: np.ndarray, kind: str) -> None:
+    """Images and bags are finite; a tabular vector may hold NaN (imputed later), not ±inf."""
     if kind == "tabular":
         n_inf = int(np.isinf(value).sum())
         if n_inf:
@@ -258,7 +278,7 @@ def _validate(value: np.ndarray | str, kind: str, suffix: str) -> None:
         article = "an" if kind == "image" else "a"
         raise _FileProblem(
             f"{n_bad} non-finite values ({n_nan} NaN, {n_bad - n_nan} ±inf) in {article} {kind} "
-            f"of shape {shape}; fix or drop them before training"
+            f"of shape {tuple(value.shape)}; fix or drop them before training"
         )
 
 
@@ -266,7 +286,7 @@ def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
     """Numbers as contiguous float32; strings, objects or complex values are refused."""
     if array.dtype.kind not in "biuf":
         raise _FileProblem(f"{what} has dtype {array.dtype}; numbers (bool/int/float) expected")
-    with np.errstate(over="ignore"):  # beyond float32 range: ±inf, which _validate reports
+    with np.errstate(over="ignore"):  # beyond float32 range: ±inf, which _check_values reports
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
@@ -304,18 +324,23 @@ def _read_pil(path: str) -> np.ndarray:
     image_module = require("PIL.Image", "imaging")
     try:
         with image_module.open(path) as image:
-            image.load()
-            if image.mode == "P":
-                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-            elif image.mode == "PA":
-                image = image.convert("RGBA")
-            elif image.mode == "1":
-                image = image.convert("L")
-            elif image.mode not in _PIL_KEPT:  # CMYK, YCbCr, LAB, ... : to plain RGB
-                image = image.convert("RGB")
-            array = np.asarray(image)
+            image.load()  # decodes every pixel: what can fail because of the file fails here
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ... when corrupt
-        raise _FileProblem(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+        raise _FileProblem(f"not a readable PNG/JPEG image ({type(exc).__name__}: {exc})") from exc
+    return _pil_to_array(image)
+
+
+def _pil_to_array(image: Any) -> np.ndarray:
+    """A decoded Pillow image → (C, H, W) float32; palettes and exotic modes become RGB(A)."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode == "PA":
+        image = image.convert("RGBA")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in _PIL_KEPT:  # CMYK, YCbCr, LAB, ... : to plain RGB
+        image = image.convert("RGB")
+    array = np.asarray(image)
     array = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
     return _as_float32(array, "the image")
 
@@ -422,6 +447,12 @@ def _dcmread(pydicom: Any, path: str) -> Any:
             uid.ImplicitVRLittleEndian
             if implicit
             else (uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian)
+        )
+        warnings.warn(
+            f"{path}: no DICOM 'DICM' header; read as a bare dataset, its encoding guessed as "
+            f"{meta.TransferSyntaxUID.name} (check its pixel values if they look wrong)",
+            DataWarning,
+            stacklevel=2,
         )
     return dataset
 

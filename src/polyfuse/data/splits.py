@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from polyfuse.data.dataset import MultimodalDataset
-from polyfuse.errors import DataError
+from polyfuse.errors import DataError, FallbackWarning
 
 
 @dataclass(frozen=True)
@@ -119,16 +120,53 @@ def _check_strata(
 def holdout(
     indices: np.ndarray, labels: np.ndarray | None, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Carve a validation part out of training indices (stratified when it can be)."""
+    """Carve a validation part of `fraction` out of training indices, stratified on `labels`.
+
+    Any two samples can be split, so a tiny cohort still trains: when the fraction would hold
+    out every sample, or the strata cannot be spread over both parts, the split takes the
+    nearest valid one and says so with a FallbackWarning. One sample cannot be split at all.
+    """
     if fraction <= 0:
         return indices, indices[:0]
     from sklearn.model_selection import train_test_split
 
+    n = len(indices)
+    if n < 2:
+        raise DataError(
+            f"{n} training sample(s) cannot be split into a training and a validation part "
+            f"(training.val_fraction {fraction}); give more samples or set val_fraction to 0"
+        )
+    n_val = max(1, round(fraction * n))
+    if n_val >= n:
+        warnings.warn(
+            f"training.val_fraction {fraction} of {n} training samples would hold out all of "
+            f"them; held out {n - 1} and trained on 1",
+            FallbackWarning,
+            stacklevel=2,
+        )
+        n_val = n - 1
     strat = None if labels is None else labels[indices]
-    if strat is not None and np.unique(strat, return_counts=True)[1].min() < 2:
-        strat = None
-    n_val = max(1, round(fraction * len(indices)))
-    if strat is not None and n_val < len(np.unique(strat)):
+    reason = None if strat is None else _unstratifiable(strat, n_val, n - n_val)
+    if reason is not None:
+        warnings.warn(
+            f"the validation part ({n_val} of {n} training samples) is drawn at random, not "
+            f"stratified: {reason}",
+            FallbackWarning,
+            stacklevel=2,
+        )
         strat = None
     train, val = train_test_split(indices, test_size=n_val, random_state=seed, stratify=strat)
     return np.sort(train), np.sort(val)
+
+
+def _unstratifiable(strata: np.ndarray, n_val: int, n_train: int) -> str | None:
+    """Why a stratified split of these sizes is impossible (each part needs one sample of
+    every stratum: a class, or the event for survival), or None when it is possible."""
+    values, counts = np.unique(strata, return_counts=True)
+    rare = int(counts.argmin())
+    if counts[rare] < 2:
+        return f"stratum {values[rare]} has {counts[rare]} sample, too few for two parts"
+    for part, size in (("validation", n_val), ("training", n_train)):
+        if size < len(values):
+            return f"the {part} part's {size} sample(s) cannot hold all {len(values)} strata"
+    return None

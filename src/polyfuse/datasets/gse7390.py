@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from polyfuse.config import ModalityConfig, TaskConfig
+from polyfuse.data.checks import check_dataset
 from polyfuse.data.dataset import MultimodalDataset
-from polyfuse.data.manifest import check_dataset, load_frame
+from polyfuse.data.manifest import load_frame
 from polyfuse.errors import require
 
 CLINICAL = ["age", "er", "grade", "size"]

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from polyfuse.config import ModalityConfig, TaskConfig
+from polyfuse.data.checks import check_dataset
 from polyfuse.data.dataset import MultimodalDataset
-from polyfuse.data.manifest import check_dataset, load_frame
+from polyfuse.data.manifest import load_frame
 from polyfuse.datasets.tcga_acc_files import read_tcga_acc_tables
 
 LOG_COUNTS = ("rna", "mirna")
