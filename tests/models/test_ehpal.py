@@ -11,7 +11,8 @@ import torch
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
-from polyfuse.models.ehpal import EHPALNet, MACFusion, channel_shuffle, dct_matrix
+from polyfuse.models.ehpal import EHPALNet, channel_shuffle
+from polyfuse.models.macfusion import MACFusion, dct_matrix
 from polyfuse.models.registry import create_model
 
 TASKS = {"os": TaskSpec("os", "survival", survival_head="cox"), "y": TaskSpec("y", "binary")}
@@ -95,7 +96,8 @@ def test_macfusion_shape_attention_and_gates(poincare: str, constraint: str) -> 
     mac = MACFusion(16, poincare=poincare, fractal_constraint=constraint)
     # GAP-scale inputs (sigmoid saturates to exactly 0 in float32 for large Lorentz times)
     x1, x2 = 0.2 * torch.randn(5, 16, 4, 3), 0.5 * torch.rand(5, 16, 4, 3)
-    y1, y2, info = mac(x1, x2, None, None)
+    present = torch.ones(5, dtype=torch.bool)
+    y1, y2, info = mac(x1, x2, present, present)
     assert y1.shape == x1.shape and y2.shape == x2.shape
     for s in ("a", "b"):
         assert info[s].shape == (5, 16)

@@ -420,6 +420,9 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.filterwarnings(
+    "ignore:weight_tie_layers has no effect:polyfuse.errors.FallbackWarning"
+)
 @pytest.mark.parametrize("n_self", [0, 1])
 def test_parameter_counts_with_and_without_weight_tying(n_self: int, three) -> None:
     specs = three
@@ -448,6 +451,59 @@ def test_tied_weights_are_stored_once(three, tmp_path) -> None:
     other.load_state_dict(load_file(str(tmp_path / "w.safetensors")))
     x = {"clinical": ModalityBatch(torch.randn(2, 7), torch.ones(2, dtype=torch.bool))}
     torch.testing.assert_close(model(x).embedding, other(x).embedding)
+
+
+def tied_state_for_untied(tied: HEALNet) -> dict[str, torch.Tensor]:
+    """The tied model's weights laid out for the untied one: layer i ← tied layer order[i], and
+    the one shared cross-FF ← every modality's cross-FF."""
+    state = {}
+    for key, value in tied.state_dict().items():
+        head, *rest = key.split(".")
+        if head != "layers":
+            state[key] = value
+            continue
+        index, block, *tail = rest
+        for i in (i for i, j in enumerate(tied.layer_order) if j == int(index)):
+            if block == "shared_ff":
+                for m in tied.specs:
+                    state[".".join(["layers", str(i), "cross_ff", m, *tail])] = value.clone()
+            else:
+                state[".".join(["layers", str(i), block, *tail])] = value.clone()
+    return state
+
+
+def test_tied_layers_share_weights_and_gradients_untied_layers_do_not(toy3) -> None:
+    """Tied = the untied model whose layers 1..3 hold one copy of the same weights (one cross-FF
+    for every modality) run three times: same outputs, and the shared weights' gradient is the
+    sum of their copies'. Untied layers hold their own tensors and get their own gradients."""
+    inputs = toy3.batch(np.arange(len(toy3))).inputs
+    hparams = dict(depth=4, self_per_cross_attn=1)
+    tied = build(toy3.specs, weight_tie_layers=True, **hparams)
+    untied = build(toy3.specs, seed=1, **hparams)
+    untied.load_state_dict(tied_state_for_untied(tied), strict=True)
+    out_tied, out_untied = tied(inputs), untied(inputs)
+    torch.testing.assert_close(out_tied.embedding, out_untied.embedding)
+    torch.testing.assert_close(out_tied.logits["os"], out_untied.logits["os"])
+    maps = [out_tied.aux[f"attention/layer{i}/xray"] for i in range(4)]
+    assert (maps[2] - maps[1]).abs().max() > 1e-6  # the shared layer runs at depths 1, 2, 3
+
+    out_tied.logits["os"].sum().backward()
+    out_untied.logits["os"].sum().backward()
+    copies = [dict(untied.layers[i].named_parameters()) for i in range(4)]
+    for name, p in tied.layers[1].named_parameters():
+        block, *tail = name.split(".")
+        names = [".".join(["cross_ff", m, *tail]) for m in toy3.specs]
+        expected = sum(
+            c[n].grad for c in copies[1:] for n in (names if block == "shared_ff" else [name])
+        )
+        torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6, msg=name)
+    for name, p in tied.layers[0].named_parameters():
+        torch.testing.assert_close(p.grad, copies[0][name].grad, msg=name)
+
+    # untied: every tensor stored once per layer, each layer with a gradient of its own
+    assert len({p.data_ptr() for p in untied.parameters()}) == len(list(untied.parameters()))
+    q = "cross.xray.fn.to_q.weight"
+    assert (copies[1][q].grad - copies[2][q].grad).abs().max() > 1e-6
 
 
 # ------------------------------------------------------------------------ presets

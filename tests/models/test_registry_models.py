@@ -164,6 +164,7 @@ def test_state_dict_round_trip(name, specs, tasks, inputs) -> None:
     assert_same(model(inputs), other.eval()(inputs))
 
 
+@pytest.mark.filterwarnings("ignore:mcat. no tabular:polyfuse.errors.FallbackWarning")
 def test_single_modality_of_each_kind(name, specs, tasks, make_dataset) -> None:
     for m, spec in specs.items():
         data = make_dataset(n=6, seed=2, specs={m: spec})

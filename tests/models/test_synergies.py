@@ -82,6 +82,7 @@ def test_absent_modality_equals_model_without_it(specs, dataset, hparams) -> Non
             torch.testing.assert_close(full.embedding[absent], out.embedding[absent])
 
 
+@pytest.mark.filterwarnings("ignore:synergies. missing=.zero_fill:polyfuse.errors.FallbackWarning")
 def test_zero_fill_attends_absent_modality(specs, dataset) -> None:
     """The paper's zero-fill: an absent image is read (as zeros), unlike the masked default."""
     batch = dataset.batch(np.arange(len(dataset))).inputs
@@ -367,6 +368,7 @@ def test_feature_tokenizer_formula() -> None:
     torch.testing.assert_close(tok(x), expected)
 
 
+@pytest.mark.filterwarnings("ignore:synergies. missing=.zero_fill:polyfuse.errors.FallbackWarning")
 def test_paper_preset_and_options(specs, inputs) -> None:
     model = build(specs, preset="paper", dim=32, dim_head=8, memory_depth=2, memory_dim=16)
     assert model.missing == "zero_fill" and model.position_encoding == "sinusoid_doubled"

@@ -20,15 +20,7 @@ being injected. Stage k (of K = len(injection_schedule), default max(2, M)):
     PCMFA       = MACFusion₂ ∘ MACFusion₁
     head        = GAP(Dropout([A; side_A(2..K); side_B(2..K)]))  → one linear head per task
 
-MACFusion (channel-wise cross gating; U = C units, x̄_m = DCT-II_ortho(GAP(X_m))):
-
-    c = clip(exp θ_c, 0.1, 10);  S̃ = S ⊙ σ(c);  c̃ = c · mean σ(S)
-    ψ_m = x̄_m W_re + i x̄_m W_im;  P_m = |ψ_m|²              quantum-inspired, Born rule
-    ρ_m = ‖x̄_m W_re‖;  A_m = softmax_U(P_m ⊙ ρ_m^(S̃−2))     fractal power law
-    b_m = A_m W_reᵀ;  t_m = √(1 + c̃‖x̄_m‖²)/c̃              Lorentz time coordinate
-    ℓ_1 = α(−t_2² + Σ β(x̄_1 + b_1)²), ℓ_2 likewise with t_1  times swapped across modalities
-    p_m = Poincaré term (see `poincare`);  g_m = σ(γ₁ℓ_m + γ₂p_m) ∈ (0,1)
-    Y_1 = o ⊙ κ ⊙ X_1 ⊙ (A_2 + g_2),  Y_2 = o ⊙ κ ⊙ X_2 ⊙ (A_1 + g_1)   (no residual, as coded)
+MACFusion, the channel-wise cross gating of the two streams, is `models/macfusion.py`.
 
 Sequential injection: stage k≥3 brings modality m_k through its stem or adapter and k−2
 stride-2 MHCF(f_k) blocks to A's resolution. Widths f_k = min(64·2^(k−1), 512) · `width`
@@ -106,12 +98,13 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
+from polyfuse.models.blocks.masking import zero_absent
+from polyfuse.models.checks import check_choices
 from polyfuse.models.encoders import build_encoder
+from polyfuse.models.macfusion import MACFusion
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical, Float
-
-_EPS = 1e-6
 
 
 def _round(c: float, multiple: int = 8) -> int:
@@ -126,38 +119,6 @@ def _norm(channels: int, groups: int) -> nn.GroupNorm:
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """ShuffleNet channel shuffle: (g·c) channels → interleaved (c·g)."""
     return rearrange(x, "b (g c) h w -> b (c g) h w", g=groups)
-
-
-def dct_matrix(n: int) -> Tensor:
-    """Orthonormal DCT-II matrix D (n × n): DCT(x) = D x (scipy `dct(x, norm="ortho")`)."""
-    k = torch.arange(n, dtype=torch.float64)[:, None]
-    i = torch.arange(n, dtype=torch.float64)[None, :]
-    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
-    d[0] /= math.sqrt(2.0)
-    return d.float()
-
-
-def _safe_norm(x: Tensor) -> Tensor:
-    """‖x‖ over the last axis, keepdim, with a finite gradient at 0."""
-    return torch.sqrt(x.pow(2).sum(-1, keepdim=True) + 1e-12)
-
-
-def _he_normal(shape: tuple[int, ...], fan_in: int) -> Tensor:
-    """Keras he_normal: truncated normal (±2σ), σ = √(2 / fan_in)."""
-    return nn.init.trunc_normal_(torch.empty(shape), std=math.sqrt(2.0 / fan_in), a=-2.0, b=2.0)
-
-
-def _keep(present: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
-    """`new` where the sample's partner is present, `old` elsewhere (per sample)."""
-    if present is None:
-        return new
-    return torch.where(present.view(-1, *([1] * (new.dim() - 1))), new, old)
-
-
-def _zero_absent(present: Tensor | None, x: Tensor) -> Tensor:
-    if present is None:
-        return x
-    return torch.where(present.view(-1, *([1] * (x.dim() - 1))), x, torch.zeros((), dtype=x.dtype))
 
 
 # --------------------------------------------------------------------------- conv blocks
@@ -245,95 +206,6 @@ class SIRUnit(nn.Module):
         return F.gelu(self.out(z) + self.skip(x))
 
 
-# --------------------------------------------------------------------------- MACFusion
-
-
-class MACFusion(nn.Module):
-    """Quantum/hyperbolic channel-wise cross gating of two streams (units U = C); keeps shapes.
-
-    `forward(x1, x2, present1, present2)` returns (Y1, Y2, {"a1", "a2", "g1", "g2"}).
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        *,
-        fractal_dim: float = 1.8,
-        fractal_constraint: str = "elementwise_clip",
-        poincare: str = "exp_map",
-        learnable_curvature: bool = True,
-    ) -> None:
-        super().__init__()
-        c = channels
-        self.fractal_constraint, self.poincare = fractal_constraint, poincare
-        self.register_buffer("dct", dct_matrix(c), persistent=False)
-        self.theta_c = nn.Parameter(_he_normal((1,), 1), requires_grad=learnable_curvature)
-        self.fractal = nn.Parameter(torch.full((c,), float(fractal_dim)))
-        bound = math.sqrt(6.0 / (2 * c))  # glorot_uniform of a C × U matrix
-        self.w_re = nn.Parameter(torch.empty(c, c).uniform_(-bound, bound))
-        self.w_im = nn.Parameter(torch.empty(c, c).uniform_(-bound, bound))
-        self.alpha = nn.Parameter(_he_normal((1,), 1))
-        self.beta = nn.Parameter(_he_normal((c,), c))
-        self.gamma = nn.Parameter(torch.ones(2))
-        self.cross_gate = nn.Parameter(torch.ones(c))
-        self.output_gate = nn.Parameter(torch.ones(c))
-
-    def fractal_dims(self) -> Tensor:
-        """S after its constraint (elementwise [1, 2] clip, or Keras MinMaxNorm(1, 2))."""
-        s = self.fractal
-        if self.fractal_constraint == "elementwise_clip":
-            return s.clamp(1.0, 2.0)
-        norm = s.norm()
-        return s * norm.clamp(1.0, 2.0) / (norm + 1e-7)
-
-    def _poincare(self, v: Tensor, sqrt_c: Tensor) -> Tensor:
-        norm = _safe_norm(v)
-        scale = torch.tanh(sqrt_c * norm)
-        if self.poincare == "as_coded":
-            return scale * v.pow(3).sum(-1, keepdim=True) / (norm + _EPS)
-        return scale * norm.pow(2) / (sqrt_c * norm + _EPS)  # (tanh·x/(√c‖x‖)) · x
-
-    def forward(
-        self, x1: Tensor, x2: Tensor, present1: Tensor | None, present2: Tensor | None
-    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        c = self.theta_c.exp().clamp(0.1, 10.0)
-        s = self.fractal_dims()
-        s_tilde = s * torch.sigmoid(c)
-        c_tilde = c * torch.sigmoid(s).mean()
-        v1, v2 = (reduce(x, "b c h w -> b c", "mean") @ self.dct.T for x in (x1, x2))
-
-        def attend(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            re, im = v @ self.w_re, v @ self.w_im
-            born = re.pow(2) + im.pow(2)  # |ψ|²
-            rho = _safe_norm(re)
-            attention = torch.softmax(born * (rho + _EPS).pow(s_tilde - 2.0), dim=-1)
-            bias = attention @ self.w_re.T
-            time = torch.sqrt(1.0 + c_tilde * v.pow(2).sum(-1, keepdim=True)) / c_tilde
-            return attention, bias, time
-
-        a1, b1, t1 = attend(v1)
-        a2, b2, t2 = attend(v2)
-        sqrt_c = c_tilde.sqrt()
-        gates = []
-        for v, b, t_other in ((v1, b1, t2), (v2, b2, t1)):  # Lorentz times swapped
-            lorentz = self.alpha * (-t_other.pow(2) + (self.beta * (v + b).pow(2)).sum(-1, True))
-            gates.append(
-                torch.sigmoid(self.gamma[0] * lorentz + self.gamma[1] * self._poincare(v, sqrt_c))
-            )
-        g1, g2 = gates
-        scale = self.output_gate * self.cross_gate
-        y1 = x1 * rearrange(scale * (a2 + g2), "b c -> b c 1 1")
-        y2 = x2 * rearrange(scale * (a1 + g1), "b c -> b c 1 1")
-        y1, y2 = _keep(present2, y1, x1), _keep(present1, y2, x2)
-        info = {
-            "a": _zero_absent(present1, a1),
-            "b": _zero_absent(present2, a2),
-            "ga": _zero_absent(present1, g1),
-            "gb": _zero_absent(present2, g2),
-        }
-        return y1, y2, info
-
-
 # --------------------------------------------------------------------------- EHF stages
 
 
@@ -376,7 +248,7 @@ class EHF(nn.Module):
         return nn.Sequential(*units)
 
     def forward(
-        self, a: Tensor, b: Tensor, pa: Tensor | None, pb: Tensor | None
+        self, a: Tensor, b: Tensor, pa: Tensor, pb: Tensor
     ) -> tuple[Tensor, Tensor, list[Tensor], list[dict[str, Tensor]]]:
         a, b = self.emrc[0](a), self.emrc[1](b)
         if self.merge:
@@ -387,8 +259,8 @@ class EHF(nn.Module):
             infos.append(info)
         if not self.merge:
             return a, b, [], infos
-        a, b = _zero_absent(pa, a), _zero_absent(pb, b)  # absent streams: zero sides, zero merge
-        sides = [_zero_absent(pa, self.sides[0](a)), _zero_absent(pb, self.sides[1](b))]
+        a, b = zero_absent(pa, a), zero_absent(pb, b)  # absent streams: zero sides, zero merge
+        sides = [zero_absent(pa, self.sides[0](a)), zero_absent(pb, self.sides[1](b))]
         fused = self.fuse(torch.cat([self.scales[0] * a, self.scales[1] * b], dim=1))
         return fused, b, sides, infos
 
@@ -405,7 +277,7 @@ class Stage(nn.Module):
         self.ehf2 = EHF(f, f, f, 1 if first else 2, merge=not first, side_widths=side_widths, **kw)
 
     def forward(
-        self, a: Tensor, b: Tensor, pa: Tensor | None, pb: Tensor | None
+        self, a: Tensor, b: Tensor, pa: Tensor, pb: Tensor
     ) -> tuple[Tensor, Tensor, list[Tensor], dict[str, dict[str, Tensor]]]:
         a, b, _, infos1 = self.ehf1(a, b, pa, pb)
         a, b, sides, infos2 = self.ehf2(a, b, pa, pb)
@@ -466,7 +338,13 @@ def default_schedule(modalities: Sequence[str]) -> list[list[str]]:
     return [pair, list(pair)] + [[m] for m in ms[2:]]
 
 
-def _check_schedule(schedule: Sequence[Sequence[str]], specs: Mapping[str, ModalitySpec]) -> None:
+def _schedule(
+    schedule: Sequence[Sequence[str]] | None, specs: Mapping[str, ModalitySpec]
+) -> list[list[str]]:
+    """The checked injection schedule (the default one for None)."""
+    if schedule is None:
+        return default_schedule(list(specs))
+
     def fail(why: str) -> None:
         raise ConfigError(
             f"ehpal: injection_schedule {[list(s) for s in schedule]} {why}; expected "
@@ -479,13 +357,37 @@ def _check_schedule(schedule: Sequence[Sequence[str]], specs: Mapping[str, Modal
         fail("must start with the same pair of modalities twice")
     if any(len(s) != 1 for s in schedule[2:]):
         fail("must inject exactly one modality per stage after stage 2")
-    for stage in schedule:
-        for m in stage:
-            if m not in specs:
-                raise ConfigError(
-                    f"ehpal: injection_schedule names modality '{m}', which is not one of "
-                    f"{list(specs)}"
-                )
+    unknown = [m for stage in schedule for m in stage if m not in specs]
+    if unknown:
+        raise ConfigError(
+            f"ehpal: injection_schedule names modality '{unknown[0]}', which is not one of "
+            f"{list(specs)}"
+        )
+    return [list(s) for s in schedule]
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "mhcf_activation": ("gelu", "relu"),
+    "fractal_constraint": ("elementwise_clip", "keras_minmaxnorm"),
+    "poincare": ("exp_map", "as_coded"),
+    "volumes": ("adapter", "refuse"),
+}
+
+
+def _stages(
+    widths: Sequence[int], conv: dict[str, Any], mac: dict[str, Any], always_project: bool
+) -> tuple[nn.ModuleList, nn.ModuleDict]:
+    """The K stages, and the downsampling of each modality injected at stage k ≥ 3."""
+    stages, inject = nn.ModuleList(), nn.ModuleDict()
+    c0 = widths[0]
+    kw = dict(conv=conv, mac=mac, always_project=always_project)
+    for k, f in enumerate(widths):
+        c_a, c_b = (c0, c0) if k == 0 else (widths[k - 1], widths[k - 1] if k == 1 else f)
+        stages.append(Stage(c_a, c_b, f, first=k == 0, side_widths=widths[k + 1 :], **kw))
+        if k >= 2:  # stem → (k − 1) stride-2 MHCF(f_k) blocks to stream A's resolution
+            blocks = [MHCF(c0 if i == 0 else f, f, 2, **conv) for i in range(k - 1)]
+            inject[str(k)] = nn.Sequential(*blocks)
+    return stages, inject
 
 
 @register_model("ehpal")
@@ -553,37 +455,31 @@ class EHPALNet(MultimodalModel):
         encoder: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(specs, tasks)
-        for key, value, allowed in (
-            ("mhcf_activation", mhcf_activation, ("gelu", "relu")),
-            ("fractal_constraint", fractal_constraint, ("elementwise_clip", "keras_minmaxnorm")),
-            ("poincare", poincare, ("exp_map", "as_coded")),
-            ("volumes", volumes, ("adapter", "refuse")),
-        ):
-            if value not in allowed:
-                raise ConfigError(f"ehpal: {key} must be one of {allowed}, got '{value}'")
+        check_choices(
+            "ehpal",
+            _CHOICES,
+            mhcf_activation=mhcf_activation,
+            fractal_constraint=fractal_constraint,
+            poincare=poincare,
+            volumes=volumes,
+        )
         if width <= 0 or grid_size < 1 or groups < 1 or norm_groups < 1 or adapter_dim < 1:
             raise ConfigError(
                 "ehpal: width must be > 0 and grid_size, groups, norm_groups, adapter_dim >= 1"
             )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"ehpal: dropout must lie in [0, 1), got {dropout}")
-        schedule = (
-            default_schedule(list(specs))
-            if injection_schedule is None
-            else [list(s) for s in injection_schedule]
-        )
-        _check_schedule(schedule, specs)
-        self.schedule = schedule
-        used = {m for stage in schedule for m in stage}
+        self.schedule = _schedule(injection_schedule, specs)
+        used = {m for stage in self.schedule for m in stage}
         self.used_modalities = tuple(m for m in specs if m in used)
         self.per_sample_missing = per_sample_missing
         self.mc_dropout_at_inference = mc_dropout_at_inference
         self.dropout = dropout
-
-        n = len(schedule)
-        widths = [_round(min(64 * 2**k, 512) * width, groups) for k in range(n)]
-        self.widths = widths
-        c0 = widths[0]
+        n = len(self.schedule)
+        self.widths = [_round(min(64 * 2**k, 512) * width, groups) for k in range(n)]
+        self.to_grid = self._build_to_grid(
+            specs, grid_size, norm_groups, volumes, adapter_dim, encoder or {}
+        )
         conv = dict(groups=groups, norm_groups=norm_groups, activation=mhcf_activation)
         mac = dict(
             fractal_dim=fractal_dim,
@@ -591,13 +487,26 @@ class EHPALNet(MultimodalModel):
             poincare=poincare,
             learnable_curvature=learnable_curvature,
         )
-        kw = dict(conv=conv, mac=mac, always_project=always_project_shortcut)
+        self.stages, self.inject = _stages(self.widths, conv, mac, always_project_shortcut)
+        self.embed_dim = self.widths[-1] * (1 + 2 * (n - 1))
+        self.heads = build_heads(tasks, self.embed_dim)
 
-        self.to_grid = nn.ModuleDict()
+    def _build_to_grid(
+        self,
+        specs: dict[str, ModalitySpec],
+        grid_size: int,
+        norm_groups: int,
+        volumes: str,
+        adapter_dim: int,
+        encoder: Mapping[str, Any],
+    ) -> nn.ModuleDict:
+        """Each used modality onto the stage-1 grid: the paper's stem for 2D images, a learned
+        adapter for every other kind."""
+        c0, to_grid = self.widths[0], nn.ModuleDict()
         for m in self.used_modalities:
             spec = specs[m]
             if spec.kind == "image" and spec.spatial_dims == 2:
-                self.to_grid[m] = ImageStem(spec.width, c0, grid_size, norm_groups)
+                to_grid[m] = ImageStem(spec.width, c0, grid_size, norm_groups)
                 continue
             if spec.kind == "image" and volumes == "refuse":
                 raise ConfigError(
@@ -606,30 +515,15 @@ class EHPALNet(MultimodalModel):
                     "volumes='adapter' (3D CNN encoder + learned to-grid adapter) or give 2D "
                     "slices or precomputed features"
                 )
-            self.to_grid[m] = GridAdapter(
-                spec, c0, grid_size, adapter_dim, norm_groups, **dict(encoder or {})
-            )
-
-        self.stages = nn.ModuleList()
-        self.inject = nn.ModuleDict()
-        for k in range(n):
-            f = widths[k]
-            if k == 0:
-                c_a = c_b = c0
-            else:
-                c_a, c_b = widths[k - 1], widths[k - 1] if k == 1 else f
-            sides = widths[k + 1 :]
-            self.stages.append(Stage(c_a, c_b, f, first=k == 0, side_widths=sides, **kw))
-            if k >= 2:  # stem → (k − 1) stride-2 MHCF(f_k) blocks to stream A's resolution
-                blocks = [MHCF(c0 if i == 0 else f, f, 2, **conv) for i in range(k - 1)]
-                self.inject[str(k)] = nn.Sequential(*blocks)
-        self.embed_dim = widths[-1] * (1 + 2 * (n - 1))
-        self.heads = build_heads(tasks, self.embed_dim)
+            to_grid[m] = GridAdapter(spec, c0, grid_size, adapter_dim, norm_groups, **encoder)
+        return to_grid
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         grids = {m: self.to_grid[m](inputs[m]) for m in self.used_modalities}
+        # without per-sample missingness every sample counts as present (absent = zero data)
         present = {
-            m: inputs[m].present if self.per_sample_missing else None for m in self.used_modalities
+            m: inputs[m].present if self.per_sample_missing else torch.ones_like(inputs[m].present)
+            for m in self.used_modalities
         }
         (ma, mb), aux = self.schedule[0], {}
         a, b, pa, pb = grids[ma], grids[mb], present[ma], present[mb]
@@ -642,7 +536,7 @@ class EHPALNet(MultimodalModel):
             if sides:
                 sides_a.append(sides[0])
                 sides_b.append(sides[1])
-                pa = None if pa is None else pa | pb
+                pa = pa | pb
             for name, info in infos.items():
                 for s in ("a", "b"):
                     aux[f"attention/stage{k + 1}/{name}/{s}"] = info[s]
@@ -652,4 +546,4 @@ class EHPALNet(MultimodalModel):
         return reduce(h, "b c h w -> b c", "mean"), aux
 
 
-__all__ = ["MHCF", "RGSA", "EHPALNet", "MACFusion", "SIRUnit", "channel_shuffle", "dct_matrix"]
+__all__ = ["MHCF", "RGSA", "EHPALNet", "SIRUnit", "channel_shuffle"]

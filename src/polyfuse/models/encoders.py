@@ -20,18 +20,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-import torch
 from einops import reduce
 from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec
 from polyfuse.errors import ConfigError, DataError, did_you_mean
+from polyfuse.models.blocks.masking import with_observed, zero_absent
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.pooling import GatedAttentionPool, masked_mean
-from polyfuse.models.blocks.time import TimeEncoding
-from polyfuse.models.model import check_token_ids
-from polyfuse.search_space import Categorical
+from polyfuse.models.blocks.time import TimeEncoding, positions
+from polyfuse.models.model import check_token_ids, unknown_kind
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Encoder(nn.Module):
     def encode(self, batch: ModalityBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """`(B, dim)` vectors (0 for absent samples) and the encoder's inspectable maps."""
         z, aux = self._encode(batch)
-        return torch.where(batch.present[:, None], z, torch.zeros((), dtype=z.dtype)), aux
+        return zero_absent(batch.present, z), aux
 
     def forward(self, batch: ModalityBatch) -> Tensor:
         return self.encode(batch)[0]
@@ -82,10 +81,7 @@ class Encoder(nn.Module):
 def _real_tokens(batch: ModalityBatch) -> tuple[Tensor, Tensor]:
     """Token data with padding set to 0 (so garbage never reaches a product) and the mask."""
     assert batch.token_mask is not None
-    mask = batch.token_mask
-    shape = mask.shape + (1,) * (batch.data.dim() - mask.dim())
-    data = torch.where(mask.view(shape), batch.data, torch.zeros((), dtype=batch.data.dtype))
-    return data, mask
+    return zero_absent(batch.token_mask, batch.data), batch.token_mask
 
 
 class TabularEncoder(Encoder):
@@ -185,18 +181,16 @@ class SequenceEncoder(Encoder):
 
     def _encode(self, batch: ModalityBatch) -> tuple[Tensor, dict[str, Tensor]]:
         values, mask = _real_tokens(batch)
-        observed = mask[..., None] & ~values.isnan()
-        values = torch.where(observed, values, torch.zeros((), dtype=values.dtype))
         if batch.times is None:
-            times = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape).float()
+            times = positions(mask).float()
         elif batch.times.shape != mask.shape:
             raise DataError(
                 f"modality '{self.spec.name}': times have shape {tuple(batch.times.shape)}, "
                 f"expected {tuple(mask.shape)} like the token mask"
             )
         else:
-            times = torch.where(mask, batch.times, torch.zeros((), dtype=batch.times.dtype))
-        x = self.embed(torch.cat([values, observed.to(values.dtype)], dim=-1)) + self.time(times)
+            times = zero_absent(mask, batch.times)
+        x = self.embed(with_observed(values, mask)) + self.time(times)
         empty = ~mask.any(dim=1)
         attend = mask.clone()
         attend[:, 0] |= empty
@@ -255,20 +249,13 @@ def build_encoder(spec: ModalitySpec, dim: int, **options: Any) -> Encoder:
     Options are the fields of `EncoderOptions` (e.g. `tabular="snn"`, `channels=(16, 32)`).
     """
     opts = encoder_options(**options)
+    if spec.kind not in ENCODERS:
+        raise unknown_kind("build_encoder", spec)
     if spec.kind == "sequence" and dim % opts.heads:
         raise ConfigError(
             f"modality '{spec.name}': dim {dim} is not divisible by heads {opts.heads}"
         )
     return ENCODERS[spec.kind](spec, dim, opts)
-
-
-# The search space of the encoder options every encoder-based model passes on (`polyfuse tune`):
-# models built on `build_encoders` start their `search_space` from it.
-ENCODER_SPACE: dict[str, Any] = {
-    "dim": Categorical((16, 32, 64, 128)),  # multiples of the sequence encoder's heads
-    "hidden": Categorical(([32], [64], [128], [64, 64])),
-    "tabular": Categorical(("mlp", "snn")),
-}
 
 
 def build_encoders(specs: Mapping[str, ModalitySpec], dim: int, **options: Any) -> nn.ModuleDict:

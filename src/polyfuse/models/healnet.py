@@ -83,6 +83,8 @@ the reference constructor's defaults; explicit keywords override the preset.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -95,12 +97,16 @@ from polyfuse.errors import ConfigError, DataError
 from polyfuse.models.blocks.attention import Attention
 from polyfuse.models.blocks.feedforward import FeedForward, PreNorm
 from polyfuse.models.blocks.fourier import FourierEncoding
-from polyfuse.models.blocks.time import TimeEncoding
+from polyfuse.models.blocks.masking import where_present, with_observed, zero_absent
+from polyfuse.models.blocks.time import TimeEncoding, positions
+from polyfuse.models.blocks.weight_tying import tied_layers
+from polyfuse.models.checks import check_at_least, check_choices
 from polyfuse.models.model import (
     MultimodalModel,
     build_heads,
     capturing_graph,
     check_token_ids,
+    unknown_kind,
 )
 from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
@@ -197,9 +203,106 @@ HEALNET_TRAINING: dict[str, dict[str, Any]] = {
 }
 
 
-def _skip_unless(use: Tensor, s: Tensor, delta: Tensor) -> Tensor:
-    """The masked residual update: S + Δ where the sample uses this step, S untouched elsewhere."""
-    return torch.where(rearrange(use, "b -> b 1 1"), s + delta, s)
+def _check_token_options(
+    specs: dict[str, ModalitySpec],
+    wsi_tokens: str,
+    max_instances: int | None,
+    time_channels: int,
+    text_dim: int,
+) -> None:
+    """A ConfigError for raw-token keywords that cannot build the tokens of `specs`."""
+    check_at_least("healnet", 0, time_channels=time_channels)
+    check_at_least("healnet", 1, text_dim=text_dim)
+    check_choices("healnet", {"wsi_tokens": ("patches", "feature_dims")}, wsi_tokens=wsi_tokens)
+    bags = [m for m, s in specs.items() if s.kind == "bag"]
+    if wsi_tokens == "feature_dims" and bags and (max_instances or 0) < 1:
+        raise ConfigError(
+            f"healnet: wsi_tokens='feature_dims' needs max_instances >= 1 (the number of "
+            f"instances every bag is padded to) for bag modalities {bags}"
+        )
+
+
+def _mask_and_use(batch: ModalityBatch) -> tuple[Tensor, Tensor]:
+    """A token modality's mask, and the samples that use it: present, with a real token."""
+    assert batch.token_mask is not None  # prepare_inputs guarantees a mask for token kinds
+    return batch.token_mask, batch.present & batch.token_mask.any(dim=1)
+
+
+@dataclass(frozen=True)
+class LatentFusion:
+    """The latent array and the fusion layers that update it, from the HEALNet keywords of
+    the same names."""
+
+    depth: int
+    num_latents: int
+    latent_dim: int
+    cross_heads: int
+    cross_dim_head: int
+    latent_heads: int
+    latent_dim_head: int
+    attn_dropout: float
+    ff_dropout: float
+    ff_mult: int
+    self_per_cross_attn: int
+    weight_tie_layers: bool
+    snn: bool
+    temperature: float
+    attn_leaky_relu: bool
+
+    def __post_init__(self) -> None:
+        check_at_least(
+            "healnet", 1, depth=self.depth, num_latents=self.num_latents, latent_dim=self.latent_dim
+        )
+        check_at_least("healnet", 0, self_per_cross_attn=self.self_per_cross_attn)
+
+    def build(self, token_dims: Mapping[str, int]) -> tuple[nn.Parameter, nn.ModuleList, list[int]]:
+        """`(latents, layers, layer_order)`: `layers[layer_order[i]]` runs at depth i."""
+        latents = nn.Parameter(torch.randn(self.num_latents, self.latent_dim))
+        layers, order = tied_layers(
+            self.depth, self.weight_tie_layers, lambda shared: self.layer(token_dims, shared)
+        )
+        return latents, layers, order
+
+    def layer(self, token_dims: Mapping[str, int], shared: bool) -> nn.ModuleDict:
+        """A cross-attention and a cross-FF per modality, then the latent self-attention blocks.
+
+        `shared`: the layer that runs at every depth from 1 on under weight tying, whose one
+        cross-FF serves every modality (what the code's `cache_fn(key=None)` gives).
+        """
+        cross = {m: self._cross_attention(d) for m, d in token_dims.items()}
+        blocks = nn.ModuleDict({"cross": nn.ModuleDict(cross)})
+        if shared:
+            blocks["shared_ff"] = self._feed_forward()
+        else:
+            blocks["cross_ff"] = nn.ModuleDict({m: self._feed_forward() for m in token_dims})
+        blocks["latent"] = nn.ModuleList(
+            self._self_attention() for _ in range(self.self_per_cross_attn)
+        )
+        return blocks
+
+    def _attention(self, heads: int, dim_head: int, context_dim: int | None = None) -> Attention:
+        return Attention(
+            self.latent_dim,
+            context_dim,
+            heads=heads,
+            dim_head=dim_head,
+            dropout=self.attn_dropout,
+            temperature=self.temperature,
+            leaky_relu=self.attn_leaky_relu,
+        )
+
+    def _cross_attention(self, token_dim: int) -> nn.Module:
+        attn = self._attention(self.cross_heads, self.cross_dim_head, token_dim)
+        return PreNorm(self.latent_dim, attn, context_dim=token_dim)
+
+    def _feed_forward(self) -> nn.Module:
+        gate = "selu" if self.snn else "gelu"
+        ff = FeedForward(self.latent_dim, mult=self.ff_mult, dropout=self.ff_dropout, gate=gate)
+        return PreNorm(self.latent_dim, ff)
+
+    def _self_attention(self) -> nn.Module:
+        attn = self._attention(self.latent_heads, self.latent_dim_head)
+        return nn.ModuleList([PreNorm(self.latent_dim, attn), self._feed_forward()])
 
 
 @register_model("healnet")
@@ -300,26 +403,24 @@ class HEALNet(MultimodalModel):
         return_attention: bool = True,
     ) -> None:
         super().__init__(specs, tasks)
-        for key, value, low in (
-            ("depth", depth, 1),
-            ("num_latents", num_latents, 1),
-            ("latent_dim", latent_dim, 1),
-            ("self_per_cross_attn", self_per_cross_attn, 0),
-            ("time_channels", time_channels, 0),
-            ("text_dim", text_dim, 1),
-        ):
-            if value < low:
-                raise ConfigError(f"healnet: {key} must be >= {low}, got {value}")
-        if wsi_tokens not in ("patches", "feature_dims"):
-            raise ConfigError(
-                f"healnet: wsi_tokens must be 'patches' or 'feature_dims', got '{wsi_tokens}'"
-            )
-        bags = [m for m, s in specs.items() if s.kind == "bag"]
-        if wsi_tokens == "feature_dims" and bags and (max_instances or 0) < 1:
-            raise ConfigError(
-                f"healnet: wsi_tokens='feature_dims' needs max_instances >= 1 (the number of "
-                f"instances every bag is padded to) for bag modalities {bags}"
-            )
+        _check_token_options(specs, wsi_tokens, max_instances, time_channels, text_dim)
+        fusion = LatentFusion(
+            depth=depth,
+            num_latents=num_latents,
+            latent_dim=latent_dim,
+            cross_heads=cross_heads,
+            cross_dim_head=cross_dim_head,
+            latent_heads=latent_heads,
+            latent_dim_head=latent_dim_head,
+            attn_dropout=attn_dropout,
+            ff_dropout=ff_dropout,
+            ff_mult=ff_mult,
+            self_per_cross_attn=self_per_cross_attn,
+            weight_tie_layers=weight_tie_layers,
+            snn=snn,
+            temperature=temperature,
+            attn_leaky_relu=attn_leaky_relu,
+        )
         self.tabular_as_tokens = tabular_as_tokens
         self.wsi_tokens = wsi_tokens
         self.max_instances = max_instances
@@ -327,68 +428,14 @@ class HEALNet(MultimodalModel):
         self.self_attn_on_missing = self_attn_on_missing
         self.self_attn_per_modality = self_attn_per_modality
         self.return_attention = return_attention
-        self.cross_heads = cross_heads
-
         self.fourier = FourierEncoding(max_freq, num_freq_bands) if fourier_encode_data else None
         self.time = TimeEncoding(time_channels, time_max_period) if time_channels else None
+        texts = {m: s for m, s in specs.items() if s.kind == "text"}
         self.embed = nn.ModuleDict(
-            {
-                m: nn.Embedding(s.vocab_size, text_dim, padding_idx=0)
-                for m, s in specs.items()
-                if s.kind == "text"
-            }
+            {m: nn.Embedding(s.vocab_size, text_dim, padding_idx=0) for m, s in texts.items()}
         )
         self.token_dims = {m: self._token_dim(s, text_dim, time_channels) for m, s in specs.items()}
-
-        self.latents = nn.Parameter(torch.randn(num_latents, latent_dim))
-
-        def cross_attention(m: str) -> nn.Module:
-            attn = Attention(
-                latent_dim,
-                self.token_dims[m],
-                heads=cross_heads,
-                dim_head=cross_dim_head,
-                dropout=attn_dropout,
-                temperature=temperature,
-                leaky_relu=attn_leaky_relu,
-            )
-            return PreNorm(latent_dim, attn, context_dim=self.token_dims[m])
-
-        def feed_forward() -> nn.Module:
-            ff = FeedForward(
-                latent_dim, mult=ff_mult, dropout=ff_dropout, gate="selu" if snn else "gelu"
-            )
-            return PreNorm(latent_dim, ff)
-
-        def self_attention() -> nn.Module:
-            attn = Attention(
-                latent_dim,
-                heads=latent_heads,
-                dim_head=latent_dim_head,
-                dropout=attn_dropout,
-                temperature=temperature,
-                leaky_relu=attn_leaky_relu,
-            )
-            return nn.ModuleList([PreNorm(latent_dim, attn), feed_forward()])
-
-        def layer(tied: bool) -> nn.ModuleDict:
-            blocks = nn.ModuleDict({"cross": nn.ModuleDict({m: cross_attention(m) for m in specs})})
-            if tied:  # one cross-FF for every modality, as the code's cache_fn(key=None) gives
-                blocks["shared_ff"] = feed_forward()
-            else:
-                blocks["cross_ff"] = nn.ModuleDict({m: feed_forward() for m in specs})
-            blocks["latent"] = nn.ModuleList(self_attention() for _ in range(self_per_cross_attn))
-            return blocks
-
-        # Weight tying as the code's cache_fn does it: layer 0 is its own and layers 1..depth-1
-        # run one shared module set. Each module is registered once (`layer_order` says which
-        # runs at each depth), so a state_dict holds every tensor once and safetensors can
-        # save it.
-        self.depth = depth
-        tie = weight_tie_layers and depth > 1
-        self.layers = nn.ModuleList([layer(tied=False)] + ([layer(tied=True)] if tie else []))
-        self.layers.extend(layer(tied=False) for _ in range(0 if tie else depth - 1))
-        self.layer_order = [min(i, 1) for i in range(depth)] if tie else list(range(depth))
+        self.latents, self.layers, self.layer_order = fusion.build(self.token_dims)
         self.norm = nn.LayerNorm(latent_dim)
         self.heads = build_heads(tasks, latent_dim)
 
@@ -407,7 +454,9 @@ class HEALNet(MultimodalModel):
             return spec.width
         if spec.kind == "sequence":
             return 2 * spec.width + time_channels
-        return text_dim + time_channels
+        if spec.kind == "text":
+            return text_dim + time_channels
+        raise unknown_kind("healnet", spec)
 
     def _with_fourier(self, x: Tensor) -> Tensor:
         """`(B, *spatial, C)` → `(B, *spatial, C + A·(2K+1))`."""
@@ -426,34 +475,28 @@ class HEALNet(MultimodalModel):
 
         `use` says which samples get m's update: present, with at least one real token.
         """
-        spec = self.specs[m]
-        data, mask = batch.data, batch.token_mask
+        spec, data = self.specs[m], batch.data
         if spec.kind == "tabular":
             pattern = "b f -> b f 1" if self.tabular_as_tokens else "b f -> b 1 f"
             return self._with_fourier(rearrange(data, pattern)), None, batch.present
         if spec.kind == "image":
             x = self._with_fourier(rearrange(data, "b c ... -> b ... c"))
             return rearrange(x, "b ... d -> b (...) d"), None, batch.present
-        assert mask is not None  # prepare_inputs guarantees a mask for token kinds
-        use = batch.present & mask.any(dim=1)
         if spec.kind == "bag":
+            mask, use = _mask_and_use(batch)
             if self.wsi_tokens == "patches":
                 return data, mask, use
             return self._feature_dim_tokens(m, data), None, use
         if spec.kind == "sequence":
-            observed = mask[..., None] & ~data.isnan()
-            values = torch.where(observed, data, torch.zeros((), dtype=data.dtype))
-            x = torch.cat([values, observed.to(data.dtype)], dim=-1)
-            times = batch.times
-            if times is None:
-                times = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
-            return self._with_time(x, times.to(data.dtype)), mask, use
-        # text: ids of real tokens must lie in the vocabulary (padding is already 0)
-        vocab = spec.vocab_size
-        check_token_ids(m, data, vocab)
-        x = self.embed[m](data)
-        index = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
-        return self._with_time(x, index.to(x.dtype)), mask, use
+            mask, use = _mask_and_use(batch)
+            times = positions(mask) if batch.times is None else batch.times
+            return self._with_time(with_observed(data, mask), times.to(data.dtype)), mask, use
+        if spec.kind == "text":  # ids of real tokens must lie in the vocabulary (padding is 0)
+            mask, use = _mask_and_use(batch)
+            check_token_ids(m, data, spec.vocab_size)
+            x = self.embed[m](data)
+            return self._with_time(x, positions(mask).to(x.dtype)), mask, use
+        raise unknown_kind("healnet", spec)
 
     def _feature_dim_tokens(self, m: str, data: Tensor) -> Tensor:
         """The code's WSI layout: (B, P, D) zero-padded to P = max_instances → D tokens of P."""
@@ -475,8 +518,8 @@ class HEALNet(MultimodalModel):
                 s = s + attn(s)[0]
                 s = s + ff(s)
             elif capturing_graph() or use.any():
-                s = _skip_unless(use, s, attn(s)[0])
-                s = _skip_unless(use, s, ff(s))
+                s = where_present(use, s + attn(s)[0], s)
+                s = where_present(use, s + ff(s), s)
         return s
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -489,20 +532,16 @@ class HEALNet(MultimodalModel):
             for m, (x, mask, use) in tokens.items():
                 if not self.per_sample_missing:
                     use = use.any().expand_as(use)
-                weights = None
+                cross, weights = layer["cross"][m], None
                 if capturing_graph() or use.any():
-                    delta, weights = layer["cross"][m](
-                        s, x, mask=mask, return_weights=self.return_attention
-                    )
-                    s = _skip_unless(use, s, delta)
+                    delta, weights = cross(s, x, mask=mask, return_weights=self.return_attention)
+                    s = where_present(use, s + delta, s)
                     ff = layer["shared_ff"] if "shared_ff" in layer else layer["cross_ff"][m]
-                    s = _skip_unless(use, s, ff(s))
+                    s = where_present(use, s + ff(s), s)
                 if self.return_attention:
-                    if weights is None:
-                        weights = s.new_zeros(size, self.cross_heads, s.shape[1], x.shape[1])
-                    keep = rearrange(use, "b -> b 1 1 1")
-                    weights = torch.where(keep, weights, torch.zeros((), dtype=weights.dtype))
-                    aux[f"attention/layer{i}/{m}"] = weights
+                    if weights is None:  # skipped for the whole batch: no sample attended
+                        weights = s.new_zeros(size, cross.fn.heads, s.shape[1], x.shape[1])
+                    aux[f"attention/layer{i}/{m}"] = zero_absent(use, weights)
                 if self.self_attn_per_modality:
                     s = self._latent_blocks(layer, s, None if self.self_attn_on_missing else use)
             if not self.self_attn_per_modality:

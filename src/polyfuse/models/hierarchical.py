@@ -52,7 +52,8 @@ nodes and is exactly 0 elsewhere. `aux["modality_weights"]` (B, M) is β in the 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -62,22 +63,19 @@ from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import ConfigError
+from polyfuse.errors import FallbackWarning
 from polyfuse.models.blocks.attention import Attention
+from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.pooling import GatedAttentionPool, masked_mean
-from polyfuse.models.encoders import BagEncoder, TextEncoder, build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.checks import check_at_least, check_choices
+from polyfuse.models.encoder_fusion import EncoderFusionModel, EncoderKeywords
+from polyfuse.models.encoders import BagEncoder, TextEncoder, encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical, Int
 
 PairOp = Literal["concat_mlp", "lowrank_bilinear", "cross_attn"]
 PAIR_OPS: tuple[str, ...] = ("concat_mlp", "lowrank_bilinear", "cross_attn")
-
-
-def _zero_absent(x: Tensor, present: Tensor) -> Tensor:
-    """Rows of absent samples set to exactly 0 (`where`, so nothing leaks through gradients)."""
-    keep = present.view(-1, *([1] * (x.dim() - 1)))
-    return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 class ConcatMLPPair(nn.Module):
@@ -136,24 +134,22 @@ def _name(subset: Sequence[str]) -> str:
 
 
 @register_model("hierarchical")
-class HierarchicalFusion(MultimodalModel):
+class HierarchicalFusion(EncoderFusionModel):
     """Encoders → per-pair interactions → sample-aware pair and modality weights → heads.
 
+    `dim` is also the width of each interaction node; the embedding is 2·d wide ([unimodal
+    summary; pair summary]). `dropout` also acts on the fused embedding.
+
     Args:
-        dim: width d of every modality's encoding and of each interaction node; the embedding
-            is 2·d wide ([unimodal summary; pair summary]).
         pair_op: "concat_mlp", "lowrank_bilinear", or "cross_attn" (token modalities).
         rank: rank r of "lowrank_bilinear".
         heads: attention heads of "cross_attn".
         max_order: largest modality subset with its own node (2: pairs only; ≥ 3 adds
             Dynamic-Fusion-Graph-style higher-order nodes); capped at the number of modalities.
         attention_hidden: width of the pair- and modality-scoring networks.
-        hidden: hidden widths of tabular encoders.
-        dropout: dropout in the encoders and on the fused embedding.
-        tabular: "mlp" or "snn" for tabular modalities.
-        encoder: further `build_encoder` options.
     """
 
+    encoder_defaults: ClassVar[EncoderKeywords] = EncoderKeywords(dim=32)
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {
         "dim": Categorical((16, 32, 64)),
@@ -172,28 +168,27 @@ class HierarchicalFusion(MultimodalModel):
         specs: dict[str, ModalitySpec],
         tasks: dict[str, TaskSpec],
         *,
-        dim: int = 32,
         pair_op: PairOp = "concat_mlp",
         rank: int = 16,
         heads: int = 4,
         max_order: int = 2,
         attention_hidden: int = 32,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
-        encoder: Mapping[str, Any] | None = None,
+        **encoding: Any,
     ) -> None:
-        super().__init__(specs, tasks)
-        if pair_op not in PAIR_OPS:
-            raise ConfigError(f"hierarchical: unknown pair_op '{pair_op}'; use one of {PAIR_OPS}")
-        if max_order < 2:
-            raise ConfigError(f"hierarchical: max_order must be >= 2, got {max_order}")
-        if rank < 1:
-            raise ConfigError(f"hierarchical: rank must be >= 1, got {rank}")
+        super().__init__(specs, tasks, **encoding)
+        check_choices("hierarchical", {"pair_op": PAIR_OPS}, pair_op=pair_op)
+        check_at_least("hierarchical", 2, max_order=max_order)
+        check_at_least("hierarchical", 1, rank=rank)
+        if max_order > max(2, len(specs)):
+            warnings.warn(
+                f"hierarchical: max_order={max_order} is capped at {len(specs)}, the number of "
+                "modalities: no larger subset of modalities exists to give a node",
+                FallbackWarning,
+                stacklevel=2,
+            )
+        dim = self.dim = self.encoding.dim
         self.pair_op = pair_op
-        self.encoders = build_encoders(
-            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
-        )
+        self.encoders = self.encoders_for(specs)
         self.norms = nn.ModuleDict({m: nn.LayerNorm(dim) for m in specs})
         names = list(specs)
         order = min(max_order, len(names))
@@ -202,15 +197,10 @@ class HierarchicalFusion(MultimodalModel):
         self.pair_names = tuple(_name(s) for s in subsets)
         self.max_order = order
 
-        pair_modules: dict[str, nn.Module] = {}
-        for s in subsets[: len(names) * (len(names) - 1) // 2]:
-            if pair_op == "concat_mlp":
-                pair_modules[_name(s)] = ConcatMLPPair(dim)
-            elif pair_op == "lowrank_bilinear":
-                pair_modules[_name(s)] = LowRankBilinearPair(dim, rank)
-            else:
-                pair_modules[_name(s)] = CrossAttentionPair(dim, heads, dropout)
-        self.pair_modules = nn.ModuleDict(pair_modules)
+        pairs = subsets[: len(names) * (len(names) - 1) // 2]
+        self.pair_modules = nn.ModuleDict(
+            {_name(s): self._pair_module(pair_op, rank, heads) for s in pairs}
+        )
         # Higher orders (DFG): node S reads its |S| sub-nodes of size |S| − 1, each gated by a
         # sample-dependent efficacy; efficacies exist for every node that feeds a larger one.
         self.subset_modules = nn.ModuleDict(
@@ -223,27 +213,33 @@ class HierarchicalFusion(MultimodalModel):
         # One scorer for all nodes (pairs compared on one scale), one for the modalities.
         self.pair_pool = GatedAttentionPool(dim, attention_hidden)
         self.modality_pool = GatedAttentionPool(dim, attention_hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(self.encoding.dropout)
         self.heads = build_heads(tasks, 2 * dim)
-        self.dim = dim
+
+    def _pair_module(self, pair_op: str, rank: int, heads: int) -> nn.Module:
+        """The level-2 interaction z_ij of one pair."""
+        if pair_op == "concat_mlp":
+            return ConcatMLPPair(self.dim)
+        if pair_op == "lowrank_bilinear":
+            return LowRankBilinearPair(self.dim, rank)
+        return CrossAttentionPair(self.dim, heads, self.encoding.dropout)
 
     def _tokens(self, m: str, batch: ModalityBatch, u: Tensor) -> tuple[Tensor, Tensor]:
         """Tokens `(B, N, d)` and mask for cross-attention: instances/words, or u_m as one token."""
         encoder = self.encoders[m]
         if isinstance(encoder, BagEncoder | TextEncoder) and batch.token_mask is not None:
             mask = batch.token_mask & batch.present[:, None]
-            data = _zero_absent(batch.data, batch.present)
+            data = zero_absent(mask, batch.data)
             if isinstance(encoder, BagEncoder):
-                data = torch.where(mask[..., None], data, torch.zeros((), dtype=data.dtype))
                 return encoder.proj(data), mask
-            return encoder.embed(torch.where(mask, data, torch.zeros_like(data))), mask
+            return encoder.embed(data), mask
         return rearrange(u, "b d -> b 1 d"), rearrange(batch.present, "b -> b 1")
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         vectors, aux = encode_all(self.encoders, inputs)
         present = {m: inputs[m].present for m in self.specs}
         # Level 1: u_m = LN(h_m), exactly 0 for absent samples (LN(0) would be its bias).
-        u = {m: _zero_absent(self.norms[m](h), present[m]) for m, h in vectors.items()}
+        u = {m: zero_absent(present[m], self.norms[m](h)) for m, h in vectors.items()}
         mod_stack = torch.stack([u[m] for m in self.specs], dim=1)  # (B, M, d)
         mod_mask = torch.stack([present[m] for m in self.specs], dim=1)  # (B, M)
         unimodal, beta = self.modality_pool(mod_stack, mod_mask)
@@ -283,7 +279,7 @@ class HierarchicalFusion(MultimodalModel):
                 op = self.pair_modules[_name(s)]
                 cross = self.pair_op == "cross_attn"
                 z = op(*tokens[i], *tokens[j]) if cross else op(u[i], u[j])
-                nodes[s] = _zero_absent(z, masks[s])
+                nodes[s] = zero_absent(masks[s], z)
         if self.efficacy is not None:
             flat = rearrange(mod_stack, "b m d -> b (m d)")
             g = torch.sigmoid(self.efficacy(torch.cat([flat, mod_mask.to(flat.dtype)], dim=-1)))
@@ -293,7 +289,7 @@ class HierarchicalFusion(MultimodalModel):
                     continue
                 subs = itertools.combinations(s, len(s) - 1)
                 z = self.subset_modules[_name(s)]([gate[c] * nodes[c] for c in subs])
-                nodes[s] = _zero_absent(z, masks[s])
+                nodes[s] = zero_absent(masks[s], z)
         return nodes, masks
 
 

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import DataError
+from polyfuse.errors import ConfigError, DataError
+from polyfuse.models.blocks.masking import zero_absent
 
 
 @dataclass
@@ -55,10 +56,8 @@ def prepare_inputs(
         _check_layout(m, spec, b, size)
         mask = None if b.token_mask is None else b.token_mask & b.present[:, None]
         # rows of absent samples, and padded tokens of present ones, become exactly zero
-        keep = b.present if mask is None else mask
-        keep = keep.view(*keep.shape, *([1] * (b.data.dim() - keep.dim())))
-        data = torch.where(keep, b.data, torch.zeros((), dtype=b.data.dtype, device=device))
-        times = None if b.times is None else torch.where(mask, b.times, 0.0)
+        data = zero_absent(b.present if mask is None else mask, b.data)
+        times = None if b.times is None else zero_absent(mask, b.times)
         out[m] = ModalityBatch(data, b.present, mask, times)
     return out
 
@@ -79,6 +78,14 @@ def check_token_ids(m: str, ids: Tensor, vocab: int) -> None:
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= vocab:
         raise DataError(f"modality '{m}': token ids must lie in [0, {vocab}), got [{low}, {high}]")
+
+
+def unknown_kind(owner: str, spec: ModalitySpec) -> ConfigError:
+    """The error for a modality kind that `owner` has no path for, so that a kind added to
+    `ModalitySpec` fails loudly where it is not handled instead of taking another kind's path."""
+    return ConfigError(
+        f"{owner}: modality '{spec.name}' has kind '{spec.kind}', which it cannot read"
+    )
 
 
 def _absent(spec: ModalitySpec, size: int, device: torch.device) -> ModalityBatch:

@@ -105,7 +105,9 @@ decay 0.01 (torch's default, which the code does not change).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -114,11 +116,13 @@ from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import ConfigError
+from polyfuse.errors import ConfigError, FallbackWarning
 from polyfuse.models.blocks.time import TimeEncoding
 from polyfuse.models.blocks.tokenizers import ModalityTokenizer
 from polyfuse.models.blocks.transformer import TransformerBlock
+from polyfuse.models.checks import check_at_least, check_choices
 from polyfuse.models.encoders import Encoder, build_encoder
+from polyfuse.models.keywords import keyword_group
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.presets import preset_training, with_presets
 from polyfuse.models.registry import register_model
@@ -152,7 +156,16 @@ SYNERGIES_PRESETS: dict[str, dict[str, Any]] = {
 SYNERGIES_TRAINING: dict[str, dict[str, Any]] = {"paper": dict(lr=4e-5, weight_decay=0.01)}
 
 
-# --------------------------------------------------------------------------------- tokenizers
+FIXED_SIZE = ("tabular", "image")  # kinds with a token count known at construction
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "tabular_tokens": ("features", "single"),
+    "text_tokens": ("tokens", "pooled"),
+    "missing": ("mask", "zero_fill"),
+    "position_encoding": ("none", "sinusoid", "sinusoid_doubled"),
+}
+
+
+# --------------------------------------------------------------------------------- memory
 
 
 class PerceiverMemory(nn.Module):
@@ -216,6 +229,111 @@ class PerceiverMemory(nn.Module):
         return self.out(z), maps
 
 
+@dataclass(frozen=True)
+class MemoryKeywords:
+    """The memory keywords of `Synergies`: which modalities get a `PerceiverMemory`, and its sizes.
+
+    Args:
+        num_latents: L, slots per memory.
+        memory_dim: d_z, the latents' width (None: d).
+        memory_depth: layers per memory.
+        memory_cross_heads, memory_cross_dim_head: heads of a memory's cross-attention.
+        memory_heads, memory_dim_head: heads of a memory's latent self-attention.
+        memory_ff_mult: hidden width of a memory's feed-forward blocks.
+        memory_attn_dropout, memory_ff_dropout: dropout inside the memories.
+        memory_threshold: a fixed-size modality with more tokens than this gets a memory.
+        memory_modalities: names of the modalities that get a memory (None: the rule in the
+            module docstring).
+    """
+
+    num_latents: int = 16
+    memory_dim: int | None = None
+    memory_depth: int = 1
+    memory_cross_heads: int = 1
+    memory_cross_dim_head: int = 64
+    memory_heads: int = 4
+    memory_dim_head: int = 16
+    memory_ff_mult: int = 2
+    memory_attn_dropout: float = 0.0
+    memory_ff_dropout: float = 0.0
+    memory_threshold: int = 64
+    memory_modalities: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        check_at_least(
+            "synergies",
+            1,
+            num_latents=self.num_latents,
+            memory_depth=self.memory_depth,
+            memory_threshold=self.memory_threshold,
+        )
+
+    def modalities(
+        self, specs: dict[str, ModalitySpec], counts: dict[str, int | None]
+    ) -> tuple[str, ...]:
+        """The modalities that get a memory, in the order of `specs`; `counts` are the fixed
+        token counts (None for a variable length)."""
+        if self.memory_modalities is None:
+            return tuple(
+                m
+                for m, s in specs.items()
+                if s.kind in ("sequence", "bag")
+                or (s.kind in FIXED_SIZE and (counts[m] or 0) > self.memory_threshold)
+            )
+        unknown = [m for m in self.memory_modalities if m not in specs]
+        if unknown:
+            raise ConfigError(
+                f"synergies: memory_modalities names unknown modalities {unknown}; "
+                f"the modalities are {list(specs)}"
+            )
+        return tuple(m for m in specs if m in set(self.memory_modalities))
+
+    def memory(self, dim: int) -> PerceiverMemory:
+        """One memory, reading tokens of width `dim` and giving slots of that width."""
+        return PerceiverMemory(
+            dim,
+            num_latents=self.num_latents,
+            latent_dim=self.memory_dim or dim,
+            depth=self.memory_depth,
+            cross_heads=self.memory_cross_heads,
+            cross_dim_head=self.memory_cross_dim_head,
+            heads=self.memory_heads,
+            dim_head=self.memory_dim_head,
+            ff_mult=self.memory_ff_mult,
+            attn_dropout=self.memory_attn_dropout,
+            ff_dropout=self.memory_ff_dropout,
+        )
+
+
+def _tokenizers(
+    specs: dict[str, ModalitySpec],
+    dim: int,
+    tabular_tokens: str,
+    text_tokens: str,
+    patch_size: int,
+    time_max_period: float,
+) -> tuple[nn.ModuleDict, dict[str, int | None]]:
+    """One tokenizer per modality, and its fixed token count (None: as long as the padding)."""
+    tokenizers = nn.ModuleDict()
+    counts: dict[str, int | None] = {}
+    for m, spec in specs.items():
+        if spec.kind == "text" and text_tokens == "pooled":
+            tokenizers[m], counts[m] = build_encoder(spec, dim), 1
+            continue
+        groups = 1 if tabular_tokens == "single" else spec.width
+        tokenizer = ModalityTokenizer(
+            spec, dim, tabular_groups=groups, patch_size=patch_size, max_period=time_max_period
+        )
+        tokenizers[m] = tokenizer
+        if spec.kind == "tabular":
+            counts[m] = groups
+        elif spec.kind == "image":
+            counts[m] = tokenizer.num_patches
+        else:  # bag, sequence, text
+            counts[m] = None
+    return tokenizers, counts
+
+
 # ------------------------------------------------------------------------------------ model
 
 
@@ -230,16 +348,6 @@ class Synergies(MultimodalModel):
         heads, dim_head: heads of the joint self-attention.
         ff_mult: hidden width of the feed-forward blocks, in multiples of d.
         attn_dropout, ff_dropout: dropout of the joint transformer.
-        num_latents: L, slots per memory.
-        memory_dim: d_z, the latents' width (None: d).
-        memory_depth: layers per memory.
-        memory_cross_heads, memory_cross_dim_head: heads of a memory's cross-attention.
-        memory_heads, memory_dim_head: heads of a memory's latent self-attention.
-        memory_ff_mult: hidden width of a memory's feed-forward blocks.
-        memory_attn_dropout, memory_ff_dropout: dropout inside the memories.
-        memory_threshold: a fixed-size modality with more tokens than this gets a memory.
-        memory_modalities: names of the modalities that get a memory (None: the rule in the
-            module docstring).
         tabular_tokens: "features" (a token per feature) or "single" (one token).
         text_tokens: "tokens" (one per word) or "pooled" (the text encoder's vector).
         patch_size: side of an image patch (clipped to the image side).
@@ -250,6 +358,8 @@ class Synergies(MultimodalModel):
             the concatenated sequence.
         return_attention: put the attention maps in `aux` (computed explicitly; without them
             attention runs through `scaled_dot_product_attention`).
+
+    It also takes the memory keywords (`MemoryKeywords`): `num_latents` and `memory_*`.
     """
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
@@ -269,6 +379,7 @@ class Synergies(MultimodalModel):
         return preset_training(SYNERGIES_TRAINING, hparams, {"lr": 3e-4})
 
     @with_presets(SYNERGIES_PRESETS, "synergies")
+    @keyword_group(MemoryKeywords())
     def __init__(
         self,
         specs: dict[str, ModalitySpec],
@@ -282,18 +393,6 @@ class Synergies(MultimodalModel):
         ff_mult: int = 2,
         attn_dropout: float = 0.0,
         ff_dropout: float = 0.0,
-        num_latents: int = 16,
-        memory_dim: int | None = None,
-        memory_depth: int = 1,
-        memory_cross_heads: int = 1,
-        memory_cross_dim_head: int = 64,
-        memory_heads: int = 4,
-        memory_dim_head: int = 16,
-        memory_ff_mult: int = 2,
-        memory_attn_dropout: float = 0.0,
-        memory_ff_dropout: float = 0.0,
-        memory_threshold: int = 64,
-        memory_modalities: Sequence[str] | None = None,
         tabular_tokens: Literal["features", "single"] = "single",
         text_tokens: Literal["tokens", "pooled"] = "tokens",
         patch_size: int = 16,
@@ -302,83 +401,28 @@ class Synergies(MultimodalModel):
         modality_embeddings: bool = True,
         position_encoding: Literal["none", "sinusoid", "sinusoid_doubled"] = "none",
         return_attention: bool = True,
+        **memory_keywords: Any,
     ) -> None:
         super().__init__(specs, tasks)
-        for key, value, low in (
-            ("dim", dim, 1),
-            ("depth", depth, 1),
-            ("num_latents", num_latents, 1),
-            ("memory_depth", memory_depth, 1),
-            ("memory_threshold", memory_threshold, 1),
-            ("patch_size", patch_size, 1),
-        ):
-            if value < low:
-                raise ConfigError(f"synergies: {key} must be >= {low}, got {value}")
-        for key, value, allowed in (
-            ("tabular_tokens", tabular_tokens, ("features", "single")),
-            ("text_tokens", text_tokens, ("tokens", "pooled")),
-            ("missing", missing, ("mask", "zero_fill")),
-            ("position_encoding", position_encoding, ("none", "sinusoid", "sinusoid_doubled")),
-        ):
-            if value not in allowed:
-                raise ConfigError(f"synergies: {key} must be one of {allowed}, got '{value}'")
-        if memory_modalities is not None:
-            unknown = [m for m in memory_modalities if m not in specs]
-            if unknown:
-                raise ConfigError(
-                    f"synergies: memory_modalities names unknown modalities {unknown}; "
-                    f"the modalities are {list(specs)}"
-                )
+        memory = MemoryKeywords(**memory_keywords)
+        check_at_least("synergies", 1, dim=dim, depth=depth, patch_size=patch_size)
+        check_choices(
+            "synergies",
+            _CHOICES,
+            tabular_tokens=tabular_tokens,
+            text_tokens=text_tokens,
+            missing=missing,
+            position_encoding=position_encoding,
+        )
         self.missing = missing
         self.position_encoding = position_encoding
         self.return_attention = return_attention
-        self.heads_count = heads
-
-        tokenizers: dict[str, nn.Module] = {}
-        counts: dict[str, int | None] = {}  # fixed token counts; None for variable lengths
-        for m, spec in specs.items():
-            if spec.kind == "text" and text_tokens == "pooled":
-                tokenizers[m], counts[m] = build_encoder(spec, dim), 1
-                continue
-            groups = 1 if tabular_tokens == "single" else spec.width
-            tokenizers[m] = ModalityTokenizer(
-                spec, dim, tabular_groups=groups, patch_size=patch_size, max_period=time_max_period
-            )
-            if spec.kind == "tabular":
-                counts[m] = groups
-            elif spec.kind == "image":
-                counts[m] = tokenizers[m].num_patches
-            else:
-                counts[m] = None
-        self.tokenizers = nn.ModuleDict(tokenizers)
-
-        if memory_modalities is None:
-            self.memory_modalities = tuple(
-                m
-                for m, s in specs.items()
-                if s.kind in ("sequence", "bag")
-                or (s.kind in ("tabular", "image") and (counts[m] or 0) > memory_threshold)
-            )
-        else:
-            self.memory_modalities = tuple(m for m in specs if m in set(memory_modalities))
-        self.memories = nn.ModuleDict(
-            {
-                m: PerceiverMemory(
-                    dim,
-                    num_latents=num_latents,
-                    latent_dim=memory_dim or dim,
-                    depth=memory_depth,
-                    cross_heads=memory_cross_heads,
-                    cross_dim_head=memory_cross_dim_head,
-                    heads=memory_heads,
-                    dim_head=memory_dim_head,
-                    ff_mult=memory_ff_mult,
-                    attn_dropout=memory_attn_dropout,
-                    ff_dropout=memory_ff_dropout,
-                )
-                for m in self.memory_modalities
-            }
+        self.tokenizers, counts = _tokenizers(
+            specs, dim, tabular_tokens, text_tokens, patch_size, time_max_period
         )
+        self.memory_modalities = memory.modalities(specs, counts)
+        self.memories = nn.ModuleDict({m: memory.memory(dim) for m in self.memory_modalities})
+        self._warn_unfilled()
         # A ParameterDict keyed by modality: the model without m holds every other weight.
         self.modality_embed = (
             nn.ParameterDict({m: nn.Parameter(torch.randn(dim) * 0.02) for m in specs})
@@ -400,6 +444,22 @@ class Synergies(MultimodalModel):
         )
         self.norm = nn.LayerNorm(dim)
         self.heads = build_heads(tasks, dim)
+
+    def _warn_unfilled(self) -> None:
+        """zero_fill has a fill to attend only for fixed-size modalities and memories."""
+        if self.missing != "zero_fill":
+            return
+        masked = [
+            m for m, s in self.specs.items() if m not in self.memories and s.kind not in FIXED_SIZE
+        ]
+        if masked:
+            warnings.warn(
+                f"synergies: missing='zero_fill' leaves {masked} masked where absent: only "
+                f"{' and '.join(FIXED_SIZE)} modalities, and modalities with a memory, have a "
+                "zero fill to attend",
+                FallbackWarning,
+                stacklevel=2,
+            )
 
     # ------------------------------------------------------------------------------ tokens
 
@@ -431,7 +491,7 @@ class Synergies(MultimodalModel):
                 if self.missing == "zero_fill":
                     real = torch.ones_like(real)
                 mask = repeat(real, "b -> b n", n=x.shape[1])
-            elif self.missing == "zero_fill" and self.specs[m].kind in ("tabular", "image"):
+            elif self.missing == "zero_fill" and self.specs[m].kind in FIXED_SIZE:
                 mask = torch.ones_like(mask)  # attend the zero-filled tokens, as the paper does
             if self.modality_embed is not None:
                 x = x + self.modality_embed[m]
@@ -458,4 +518,10 @@ class Synergies(MultimodalModel):
         return self.norm(x[:, 0]), aux
 
 
-__all__ = ["SYNERGIES_PRESETS", "SYNERGIES_TRAINING", "PerceiverMemory", "Synergies"]
+__all__ = [
+    "SYNERGIES_PRESETS",
+    "SYNERGIES_TRAINING",
+    "MemoryKeywords",
+    "PerceiverMemory",
+    "Synergies",
+]

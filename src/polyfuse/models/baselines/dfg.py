@@ -33,7 +33,7 @@ order with each vertex's incoming edges in `itertools.combinations` order.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -42,9 +42,11 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
+from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.encoders import build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.encoder_fusion import EncoderFusionModel, EncoderKeywords
+from polyfuse.models.encoders import encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical
 
@@ -59,19 +61,18 @@ def vertex_name(subset: Sequence[str]) -> str:
 
 
 @register_model("dfg")
-class DynamicFusionGraph(MultimodalModel):
+class DynamicFusionGraph(EncoderFusionModel):
     """Encoders → one vertex per modality subset with efficacy-weighted edges → summary T.
 
+    `dim` is also the width of every vertex; `hidden` also the hidden widths of the vertex
+    networks D_S and the summary D_T; `dropout` also acts in those MLPs.
+
     Args:
-        dim: width of the encodings and of every vertex.
-        hidden: hidden widths of the vertex networks D_S, the summary D_T, and the encoders.
         efficacy_hidden: hidden widths of the efficacy network D_α.
-        dropout: dropout in the encoders and the MLPs.
-        tabular: "mlp" or "snn" for tabular encoders.
         max_modalities: refuse more modalities than this (the graph has 2^M − 1 vertices).
-        encoder: further `build_encoder` options.
     """
 
+    encoder_defaults: ClassVar[EncoderKeywords] = EncoderKeywords(dim=16, hidden=(32,))
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {
         "dim": Categorical((8, 16, 32, 64)),
@@ -85,23 +86,18 @@ class DynamicFusionGraph(MultimodalModel):
         specs: dict[str, ModalitySpec],
         tasks: dict[str, TaskSpec],
         *,
-        dim: int = 16,
-        hidden: Sequence[int] = (32,),
         efficacy_hidden: Sequence[int] = (32,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
         max_modalities: int = 8,
-        encoder: Mapping[str, Any] | None = None,
+        **encoding: Any,
     ) -> None:
-        super().__init__(specs, tasks)
+        super().__init__(specs, tasks, **encoding)
         if len(specs) > max_modalities:
             raise ConfigError(
                 f"dfg: {len(specs)} modalities give {2 ** len(specs) - 1} graph vertices; the "
                 f"limit is max_modalities={max_modalities} (raise it, or group modalities)"
             )
-        self.encoders = build_encoders(
-            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
-        )
+        dim, hidden, dropout = self.encoding.dim, self.encoding.hidden, self.encoding.dropout
+        self.encoders = self.encoders_for(specs)
         self.subsets = subsets(list(specs))
         # incoming edges of each multimodal vertex: all its proper non-empty subsets
         self.parents = {s: subsets(s)[:-1] for s in self.subsets if len(s) > 1}
@@ -126,8 +122,7 @@ class DynamicFusionGraph(MultimodalModel):
         for s, parents in self.parents.items():
             x = torch.cat([next(edges)[:, None] * vertex[p] for p in parents], dim=-1)
             active = torch.stack([present[m] for m in s]).all(dim=0)
-            out = self.vertices[vertex_name(s)](x)
-            vertex[s] = torch.where(active[:, None], out, torch.zeros((), dtype=out.dtype))
+            vertex[s] = zero_absent(active, self.vertices[vertex_name(s)](x))
         x = torch.cat([next(edges)[:, None] * vertex[s] for s in self.subsets], dim=-1)
         aux["efficacies"] = alpha
         return self.summary(x), aux

@@ -27,7 +27,6 @@ terms of the present modalities; the skip connection sees 0 for it. Its gate in 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -35,56 +34,47 @@ from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.models.baselines.tfn import TensorFusionNetwork
 from polyfuse.models.blocks.kronecker import bounded_width, kronecker
-from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.blocks.masking import zero_absent
+from polyfuse.models.encoder_fusion import EncoderFusionModel, EncoderKeywords
+from polyfuse.models.encoders import encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
-from polyfuse.search_space import Categorical, Int
 
 
 @register_model("gated_bilinear")
-class GatedBilinearFusion(MultimodalModel):
+class GatedBilinearFusion(EncoderFusionModel):
     """Encoders → gated embeddings o_m → `vec(⊗_m [o_m; 1])` → FC → skip FC → heads.
 
     `aux["gate/<modality>"]` is the gate g_m (B, w), 0 for samples lacking the modality.
+    `dim` is also the embedding width (the reference's mmhid); `dropout` acts in the encoders,
+    after each gated embedding and after fusion (the reference uses 0.25); use `tabular="snn"`
+    for PORPOISE's omics.
 
     Args:
-        dim: width of each modality's encoding and of the embedding (the reference's mmhid).
         width: largest per-modality gated width w (reduced for many modalities).
         max_product: bound on the size of the product, Π_m (w + 1).
-        hidden: hidden widths of tabular encoders (use `tabular="snn"` for PORPOISE's omics).
-        dropout: dropout in the encoders, after each gated embedding and after fusion
-            (the reference uses 0.25).
-        tabular: "mlp" or "snn" for tabular modalities.
-        encoder: further `build_encoder` options.
     """
 
-    # how `polyfuse tune` searches it (the shared training dimensions are added there)
-    search_space: ClassVar[dict[str, Any]] = {
-        **ENCODER_SPACE,
-        "dim": Categorical((16, 32, 64)),
-        "width": Int(4, 32, log=True),
-    }
+    encoder_defaults: ClassVar[EncoderKeywords] = EncoderKeywords(dropout=0.25)
+    # searched as TFN: the same trade-off of widths against the size of the product
+    search_space = TensorFusionNetwork.search_space
 
     def __init__(
         self,
         specs: dict[str, ModalitySpec],
         tasks: dict[str, TaskSpec],
         *,
-        dim: int = 64,
         width: int = 16,
         max_product: int = 4096,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.25,
-        tabular: str = "mlp",
-        encoder: Mapping[str, Any] | None = None,
+        **encoding: Any,
     ) -> None:
-        super().__init__(specs, tasks)
+        super().__init__(specs, tasks, **encoding)
+        dim, dropout = self.encoding.dim, self.encoding.dropout
         w = self.width = bounded_width(len(specs), width, max_product)
         n = len(specs)
-        self.encoders = build_encoders(
-            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
-        )
+        self.encoders = self.encoders_for(specs)
         self.value = nn.ModuleDict({m: nn.Sequential(nn.Linear(dim, w), nn.ReLU()) for m in specs})
         self.gate = nn.ModuleDict({m: nn.Linear(n * dim, w) for m in specs})
         self.out = nn.ModuleDict(
@@ -101,10 +91,10 @@ class GatedBilinearFusion(MultimodalModel):
         context = torch.cat(list(vectors.values()), dim=-1)  # absent encodings are exactly 0
         gated = []
         for m, z in vectors.items():
-            present = inputs[m].present[:, None]
+            present = inputs[m].present
             gate = torch.sigmoid(self.gate[m](context))
             o = self.out[m](gate * self.value[m](z))
-            gated.append(torch.where(present, o, 0.0))
-            aux[f"gate/{m}"] = torch.where(present, gate, 0.0)
+            gated.append(zero_absent(present, o))
+            aux[f"gate/{m}"] = zero_absent(present, gate)
         e = self.fusion(kronecker(gated))
         return self.skip(torch.cat([e, *gated], dim=-1)), aux

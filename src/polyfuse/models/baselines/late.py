@@ -9,8 +9,8 @@ TCGA cohorts (mean of per-modality risks over the modalities a patient has).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from dataclasses import asdict
+from typing import Any
 
 import torch
 from einops import einsum
@@ -19,48 +19,29 @@ from torch import nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.models.baselines.unimodal import Unimodal
-from polyfuse.models.encoders import ENCODER_SPACE
-from polyfuse.models.model import ModelOutput, MultimodalModel, prepare_inputs
+from polyfuse.models.encoder_fusion import EncoderFusionModel
+from polyfuse.models.model import ModelOutput, prepare_inputs
 from polyfuse.models.registry import register_model
 
 
 @register_model("late")
-class LateFusion(MultimodalModel):
+class LateFusion(EncoderFusionModel):
     """One `Unimodal` branch (encoder → MLP → heads) per modality; logits averaged.
 
     logits_t(b) = Σ_m w_bm · logits_{m,t}(b), w_bm = present_bm / Σ_m present_bm (0 for a sample
     with no modality, whose logits are then 0). `embedding` is the same weighted mean of the
     branch embeddings. `aux["modality_logits/<task>"]` is `(B, M, out_dim)` and `aux["weights"]`
     is `(B, M)`, modalities in the order of `specs`. Trained end to end on the fused logits.
-
-    Args:
-        dim: width of each branch's encoding and embedding.
-        hidden: hidden widths of each branch's MLP.
-        dropout: dropout in the branches.
-        tabular: "mlp" or "snn" for tabular modalities.
-        encoder: further `build_encoder` options.
+    Every branch takes this model's encoder keywords.
     """
 
-    # how `polyfuse tune` searches it (the shared training dimensions are added there)
-    search_space: ClassVar[dict[str, Any]] = ENCODER_SPACE
-
     def __init__(
-        self,
-        specs: dict[str, ModalitySpec],
-        tasks: dict[str, TaskSpec],
-        *,
-        dim: int = 64,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
-        encoder: Mapping[str, Any] | None = None,
+        self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec], **encoding: Any
     ) -> None:
-        super().__init__(specs, tasks)
-        options: dict[str, Any] = dict(
-            dim=dim, hidden=hidden, dropout=dropout, tabular=tabular, encoder=encoder
-        )
+        super().__init__(specs, tasks, **encoding)
+        branch = asdict(self.encoding)
         self.branches = nn.ModuleDict(
-            {m: Unimodal(specs, tasks, modality=m, **options) for m in specs}
+            {m: Unimodal(specs, tasks, modality=m, **branch) for m in specs}
         )
 
     def forward(self, inputs: dict[str, ModalityBatch]) -> ModelOutput:

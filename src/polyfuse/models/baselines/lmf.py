@@ -22,7 +22,6 @@ sample lacking m, and h is the low-rank TFN of the present modalities only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -33,30 +32,28 @@ from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
 from polyfuse.models.blocks.kronecker import with_one
+from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.encoder_fusion import ENCODER_SPACE, EncoderFusionModel
+from polyfuse.models.encoders import encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Int
 
 
 @register_model("lmf")
-class LowRankFusion(MultimodalModel):
+class LowRankFusion(EncoderFusionModel):
     """Encoders → projection to width w → rank-r factorised tensor fusion → MLP → heads.
 
     Parameters as in the paper: `factors[m]` is (r, w + 1, out) (the W_m^(i) for all i),
     `rank_weights` is λ (r,), `bias` is b (out,), with out = `hidden[0]` (or `dim` when
-    `hidden` is empty). `self.post` is the rest of TFN's post-fusion MLP.
+    `hidden` is empty). `self.post` is the rest of TFN's post-fusion MLP. The encoder keywords
+    shape the fusion too: `hidden` the widths of the post-fusion MLP, the first being the
+    fusion output; `dropout` its dropout; `dim` the embedding.
 
     Args:
-        dim: width of each modality's encoding and of the embedding.
         width: per-modality width inside the fusion.
         rank: rank r of the factorisation (the paper finds 4 or so enough).
-        hidden: widths of the post-fusion MLP, the first being the fusion output
-            (and of tabular encoders).
-        dropout: dropout in the encoders and the post-fusion MLP.
-        tabular: "mlp" or "snn" for tabular modalities.
-        encoder: further `build_encoder` options.
     """
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
@@ -71,22 +68,17 @@ class LowRankFusion(MultimodalModel):
         specs: dict[str, ModalitySpec],
         tasks: dict[str, TaskSpec],
         *,
-        dim: int = 64,
         width: int = 16,
         rank: int = 4,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
-        encoder: Mapping[str, Any] | None = None,
+        **encoding: Any,
     ) -> None:
-        super().__init__(specs, tasks)
+        super().__init__(specs, tasks, **encoding)
         if rank < 1 or width < 1:
             raise ConfigError(f"lmf: rank and width must be ≥ 1, got rank={rank} width={width}")
-        hidden = tuple(int(h) for h in hidden)
+        dim, dropout = self.encoding.dim, self.encoding.dropout
+        hidden = tuple(int(h) for h in self.encoding.hidden)
         out = hidden[0] if hidden else dim
-        self.encoders = build_encoders(
-            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
-        )
+        self.encoders = self.encoders_for(specs)
         self.project = nn.ModuleDict({m: nn.Linear(dim, width) for m in specs})
         # Xavier-like scale per factor, so that the product of M factors stays O(1)
         self.factors = nn.ParameterDict(
@@ -112,7 +104,7 @@ class LowRankFusion(MultimodalModel):
         vectors, aux = encode_all(self.encoders, inputs)
         product: Tensor | None = None
         for m, z in vectors.items():
-            z = torch.where(inputs[m].present[:, None], self.project[m](z), 0.0)
+            z = zero_absent(inputs[m].present, self.project[m](z))
             term = einsum(with_one(z), self.factors[m], "b i, r i o -> b r o")
             product = term if product is None else product * term
         assert product is not None  # a model has at least one modality

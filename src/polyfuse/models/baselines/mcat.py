@@ -36,6 +36,7 @@ Inspection: `aux["coattention/{q}/{o}"]` is (B, heads, N_q, N_o), 0 where the st
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -44,11 +45,12 @@ from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import ConfigError, did_you_mean
+from polyfuse.errors import ConfigError, FallbackWarning, did_you_mean
 from polyfuse.models.blocks.attention import Attention
+from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.pooling import GatedAttentionPool
-from polyfuse.models.blocks.tokenizers import ModalityTokenizer
+from polyfuse.models.blocks.tokenizers import build_tokenizers
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
@@ -57,7 +59,17 @@ from polyfuse.search_space import Categorical, Int
 
 def default_queries(specs: dict[str, ModalitySpec]) -> list[str]:
     """Every tabular modality (the omics groups), or the first modality when there is none."""
-    return [m for m, s in specs.items() if s.kind == "tabular"] or [next(iter(specs))]
+    tabular = [m for m, s in specs.items() if s.kind == "tabular"]
+    if tabular:
+        return tabular
+    first = next(iter(specs))
+    warnings.warn(
+        f"mcat: no tabular (omics) modality to guide the co-attention, so the first modality "
+        f"'{first}' is the query; set queries= to choose",
+        FallbackWarning,
+        stacklevel=2,
+    )
+    return [first]
 
 
 class Stream(nn.Module):
@@ -76,8 +88,7 @@ class Stream(nn.Module):
         for block in self.blocks:
             x = block(x, mask=mask)[0]
         pooled, _ = self.pool(x, mask)
-        used = mask.any(dim=1, keepdim=True)
-        return torch.where(used, self.rho(pooled), torch.zeros((), dtype=pooled.dtype))
+        return zero_absent(mask.any(dim=1), self.rho(pooled))
 
 
 @register_model("mcat")
@@ -141,18 +152,13 @@ class MCAT(MultimodalModel):
             raise ConfigError(f"mcat: dim {dim} must be divisible by heads and coattn_heads")
         self.queries = [m for m in specs if m in queries]  # the fixed order of specs
         self.return_attention = return_attention
-        self.tokenizers = nn.ModuleDict(
-            {
-                m: ModalityTokenizer(
-                    s,
-                    dim,
-                    tabular_groups=tabular_groups,
-                    tabular_net="snn",
-                    patch_size=patch_size,
-                    dropout=dropout,
-                )
-                for m, s in specs.items()
-            }
+        self.tokenizers = build_tokenizers(
+            specs,
+            dim,
+            tabular_groups=tabular_groups,
+            tabular_net="snn",
+            patch_size=patch_size,
+            dropout=dropout,
         )
         # MCAT's `fc` on WSI features: Linear → ReLU (→ Dropout) on instance tokens
         self.bag_act = nn.Sequential(nn.ReLU(), nn.Dropout(dropout))
@@ -183,7 +189,7 @@ class MCAT(MultimodalModel):
         for m, tokenizer in self.tokenizers.items():
             x, mask = tokenizer(inputs[m])
             if self.specs[m].kind == "bag":
-                x = torch.where(mask[..., None], self.bag_act(x), torch.zeros((), dtype=x.dtype))
+                x = zero_absent(mask, self.bag_act(x))
             tokens[m] = (x, mask)
         aux: dict[str, Tensor] = {}
         blocks: list[Tensor] = []
@@ -200,10 +206,7 @@ class MCAT(MultimodalModel):
                     )
                     mask = mq & mo.any(dim=1, keepdim=True)
                     if weights is not None:
-                        used = mask.any(dim=1)[:, None, None, None]
-                        aux[f"coattention/{q}/{o}"] = torch.where(
-                            used, weights, torch.zeros((), dtype=weights.dtype)
-                        )
+                        aux[f"coattention/{q}/{o}"] = zero_absent(mask.any(dim=1), weights)
                 h = stream(x, mask)
                 blocks += [h, mask.any(dim=1, keepdim=True).to(h.dtype)]
         return self.fusion(torch.cat(blocks, dim=-1)), aux

@@ -22,53 +22,37 @@ sequences). A sample with no modality keeps h = 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.blocks.masking import where_present
+from polyfuse.models.encoder_fusion import EncoderFusionModel
+from polyfuse.models.encoders import encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
 
 
 @register_model("medfuse")
-class MedFuse(MultimodalModel):
+class MedFuse(EncoderFusionModel):
     """Encoders → per-modality projection → LSTM over the present modalities → last h → heads.
 
-    Args:
-        dim: width of each modality's encoding, of the LSTM input and hidden state, and of the
-            embedding.
-        hidden: hidden widths of tabular encoders.
-        dropout: dropout in the encoders and on the final hidden state.
-        tabular: "mlp" or "snn" for tabular modalities.
-        encoder: further `build_encoder` options.
+    `dim` is also the width of the LSTM input, of its hidden state and of the embedding;
+    `dropout` also acts on the final hidden state.
     """
 
-    # how `polyfuse tune` searches it (the shared training dimensions are added there)
-    search_space: ClassVar[dict[str, Any]] = ENCODER_SPACE
-
     def __init__(
-        self,
-        specs: dict[str, ModalitySpec],
-        tasks: dict[str, TaskSpec],
-        *,
-        dim: int = 64,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
-        encoder: Mapping[str, Any] | None = None,
+        self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec], **encoding: Any
     ) -> None:
-        super().__init__(specs, tasks)
-        self.encoders = build_encoders(
-            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
-        )
+        super().__init__(specs, tasks, **encoding)
+        dim = self.encoding.dim
+        self.encoders = self.encoders_for(specs)
         self.project = nn.ModuleDict({m: nn.Linear(dim, dim) for m in specs})
         self.lstm = nn.LSTMCell(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(self.encoding.dropout)
         self.heads = build_heads(tasks, dim)
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -77,9 +61,9 @@ class MedFuse(MultimodalModel):
         h = torch.zeros_like(first)
         c = torch.zeros_like(first)
         for m, z in vectors.items():
-            present = inputs[m].present[:, None]
+            present = inputs[m].present
             h_new, c_new = self.lstm(self.project[m](z), (h, c))
             # masked state carry: an absent modality is not a step of this sample's sequence
-            h = torch.where(present, h_new, h)
-            c = torch.where(present, c_new, c)
+            h = where_present(present, h_new, h)
+            c = where_present(present, c_new, c)
         return self.dropout(h), aux

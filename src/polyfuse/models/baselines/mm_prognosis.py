@@ -32,7 +32,7 @@ p_m = 0) and out of every similarity term; a sample without any modality gets h 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -42,8 +42,10 @@ from torch import Tensor
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
-from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.blocks.masking import zero_absent
+from polyfuse.models.encoder_fusion import ENCODER_SPACE, EncoderFusionModel, EncoderKeywords
+from polyfuse.models.encoders import encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Float
 
@@ -71,7 +73,7 @@ def similarity_loss(
         )
         for s in (sim, sim.T):  # anchor in A (rows), then anchor in B
             hinge = F.relu(margin - pos[:, None] + s)
-            term = torch.where(valid, hinge, torch.zeros((), dtype=hinge.dtype)).sum()
+            term = zero_absent(valid, hinge).sum()
             total = term if total is None else total + term
             count += int(valid.sum())
     if total is None:
@@ -80,20 +82,18 @@ def similarity_loss(
 
 
 @register_model("mm_prognosis")
-class MMPrognosis(MultimodalModel):
+class MMPrognosis(EncoderFusionModel):
     """Encoders to a common space → mean over present modalities → heads; + similarity loss.
 
+    `dim` is the width of the common embedding space (512 in the paper).
+
     Args:
-        dim: width of the common embedding space (512 in the paper).
-        hidden: hidden widths of the tabular encoders.
-        dropout: dropout inside the encoders.
-        tabular: "mlp" or "snn" for tabular encoders.
         margin: M of the similarity loss.
         similarity_weight: factor of the similarity loss in `aux["loss/similarity"]`.
         modality_dropout: probability of dropping a modality's embedding (training only).
-        encoder: further `build_encoder` options.
     """
 
+    encoder_defaults: ClassVar[EncoderKeywords] = EncoderKeywords(dim=32)
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {
         **ENCODER_SPACE,
@@ -107,16 +107,12 @@ class MMPrognosis(MultimodalModel):
         specs: dict[str, ModalitySpec],
         tasks: dict[str, TaskSpec],
         *,
-        dim: int = 32,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
         margin: float = 0.1,
         similarity_weight: float = 1.0,
         modality_dropout: float = 0.25,
-        encoder: Mapping[str, Any] | None = None,
+        **encoding: Any,
     ) -> None:
-        super().__init__(specs, tasks)
+        super().__init__(specs, tasks, **encoding)
         if not 0.0 <= modality_dropout < 1.0:
             raise ConfigError(
                 f"mm_prognosis: modality_dropout must be in [0, 1), got {modality_dropout}"
@@ -128,10 +124,8 @@ class MMPrognosis(MultimodalModel):
         self.margin = margin
         self.similarity_weight = similarity_weight
         self.modality_dropout = modality_dropout
-        self.encoders = build_encoders(
-            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
-        )
-        self.heads = build_heads(tasks, dim)
+        self.encoders = self.encoders_for(specs)
+        self.heads = build_heads(tasks, self.encoding.dim)
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         z, aux = encode_all(self.encoders, inputs)

@@ -38,8 +38,9 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
+from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.pooling import masked_mean
-from polyfuse.models.blocks.tokenizers import ModalityTokenizer
+from polyfuse.models.blocks.tokenizers import build_tokenizers
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
@@ -93,11 +94,8 @@ class MulT(MultimodalModel):
             raise ConfigError(f"mult: dim {dim} must be divisible by heads {heads}")
         if cross_layers < 1 or self_layers < 0:
             raise ConfigError("mult: cross_layers must be >= 1 and self_layers >= 0")
-        self.tokenizers = nn.ModuleDict(
-            {
-                m: ModalityTokenizer(s, dim, tabular_groups=tabular_groups, patch_size=patch_size)
-                for m, s in specs.items()
-            }
+        self.tokenizers = build_tokenizers(
+            specs, dim, tabular_groups=tabular_groups, patch_size=patch_size
         )
         options = dict(heads=heads, attn_dropout=attn_dropout, ff_dropout=ff_dropout)
 
@@ -130,7 +128,6 @@ class MulT(MultimodalModel):
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         tokens = {m: tokenizer(inputs[m]) for m, tokenizer in self.tokenizers.items()}
         used = {m: mask.any(dim=1) for m, (_, mask) in tokens.items()}
-        zero = torch.zeros(())
         pooled: list[Tensor] = []
         for b, sources in self.cross.items():
             xb, mb = tokens[b]
@@ -141,7 +138,7 @@ class MulT(MultimodalModel):
                 for layer in layers:
                     z = layer(z, xa, mask=ma)[0]
                 # an absent source contributes nothing to the target's stream
-                streams.append(torch.where(used[a][:, None, None], z, zero.to(z.dtype)))
+                streams.append(zero_absent(used[a], z))
             z = torch.cat(streams, dim=-1) if streams else xb
             for layer in self.self_attention[b]:
                 z = layer(z, mask=mb)[0]

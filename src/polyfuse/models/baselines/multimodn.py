@@ -23,8 +23,7 @@ gives the same output as this one with m absent everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from einops import rearrange, repeat
@@ -32,44 +31,29 @@ from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.models.blocks.masking import where_present
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.encoder_fusion import EncoderFusionModel
+from polyfuse.models.encoders import encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
 
 
 @register_model("multimodn")
-class MultiModN(MultimodalModel):
+class MultiModN(EncoderFusionModel):
     """Trainable s_0 → masked state update per modality → final state as embedding → heads.
 
     `aux["states"]` is (B, M + 1, dim): s_0 then the state after each modality of `specs`.
-
-    Args:
-        dim: width of the state and of each modality's encoding.
-        hidden: hidden widths of each state-update MLP (and of tabular encoders).
-        dropout: dropout in the encoders and the update MLPs.
-        tabular: "mlp" or "snn" for tabular modalities.
-        encoder: further `build_encoder` options.
+    `dim` is also the width of the state; `hidden` and `dropout` also shape each state-update
+    MLP.
     """
 
-    # how `polyfuse tune` searches it (the shared training dimensions are added there)
-    search_space: ClassVar[dict[str, Any]] = ENCODER_SPACE
-
     def __init__(
-        self,
-        specs: dict[str, ModalitySpec],
-        tasks: dict[str, TaskSpec],
-        *,
-        dim: int = 64,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
-        encoder: Mapping[str, Any] | None = None,
+        self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec], **encoding: Any
     ) -> None:
-        super().__init__(specs, tasks)
-        self.encoders = build_encoders(
-            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
-        )
+        super().__init__(specs, tasks, **encoding)
+        dim, hidden, dropout = self.encoding.dim, self.encoding.hidden, self.encoding.dropout
+        self.encoders = self.encoders_for(specs)
         self.init_state = nn.Parameter(torch.zeros(dim))
         self.update = nn.ModuleDict({m: mlp(2 * dim, hidden, dim, dropout=dropout) for m in specs})
         self.heads = build_heads(tasks, dim)
@@ -81,7 +65,7 @@ class MultiModN(MultimodalModel):
         states = [state]
         for m, z in vectors.items():
             updated = self.update[m](torch.cat([state, z], dim=-1))
-            state = torch.where(inputs[m].present[:, None], updated, state)  # skip if absent
+            state = where_present(inputs[m].present, updated, state)  # skip if absent
             states.append(state)
         stacked = torch.stack(states, dim=1)
         aux["states"] = stacked

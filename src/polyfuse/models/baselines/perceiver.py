@@ -36,8 +36,9 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
-from polyfuse.models.blocks.tokenizers import ModalityTokenizer
+from polyfuse.models.blocks.tokenizers import build_tokenizers
 from polyfuse.models.blocks.transformer import TransformerBlock
+from polyfuse.models.blocks.weight_tying import tied_layers
 from polyfuse.models.model import MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Float, Int
@@ -103,13 +104,8 @@ class Perceiver(MultimodalModel):
                 "perceiver: depth and num_latents must be >= 1 and self_per_cross_attn >= 0"
             )
         self.return_attention = return_attention
-        self.tokenizers = nn.ModuleDict(
-            {
-                m: ModalityTokenizer(
-                    s, token_dim, tabular_groups=tabular_groups, patch_size=patch_size
-                )
-                for m, s in specs.items()
-            }
+        self.tokenizers = build_tokenizers(
+            specs, token_dim, tabular_groups=tabular_groups, patch_size=patch_size
         )
         self.modality_embedding = nn.ParameterDict(
             {m: nn.Parameter(torch.randn(token_dim) * 0.02) for m in specs}
@@ -127,10 +123,7 @@ class Perceiver(MultimodalModel):
             )
             return nn.ModuleDict({"cross": cross, "latent": latent})
 
-        # each module registered once; `layer_order` says which runs at each depth
-        tie = weight_tie_layers and depth > 1
-        self.layers = nn.ModuleList(layer() for _ in range(min(depth, 2) if tie else depth))
-        self.layer_order = [min(i, 1) for i in range(depth)] if tie else list(range(depth))
+        self.layers, self.layer_order = tied_layers(depth, weight_tie_layers, lambda _: layer())
         self.norm = nn.LayerNorm(latent_dim)
         self.heads = build_heads(tasks, latent_dim)
 

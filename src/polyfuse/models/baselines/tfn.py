@@ -20,37 +20,33 @@ modalities (every term involving the absent one is 0). The fill value never reac
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.models.blocks.kronecker import bounded_width, kronecker
+from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.encoder_fusion import ENCODER_SPACE, EncoderFusionModel
+from polyfuse.models.encoders import encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical, Int
 
 
 @register_model("tfn")
-class TensorFusionNetwork(MultimodalModel):
+class TensorFusionNetwork(EncoderFusionModel):
     """Encoders → per-modality projection to width w → `vec(⊗_m [z_m; 1])` → MLP → heads.
 
     `self.post` is the post-fusion network; its first `Linear` is the (large) fusion weight
-    that `lmf` factorises.
+    that `lmf` factorises. The encoder keywords shape it too: `hidden` its hidden widths,
+    `dropout` its dropout, `dim` its output (the embedding).
 
     Args:
-        dim: width of each modality's encoding and of the embedding.
         width: largest per-modality width inside the product (reduced for many modalities).
         max_product: bound on the size of the product, Π_m (w + 1).
-        hidden: hidden widths of the post-fusion MLP (and of tabular encoders).
-        dropout: dropout in the encoders and the post-fusion MLP.
-        tabular: "mlp" or "snn" for tabular modalities.
-        encoder: further `build_encoder` options.
     """
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
@@ -65,19 +61,14 @@ class TensorFusionNetwork(MultimodalModel):
         specs: dict[str, ModalitySpec],
         tasks: dict[str, TaskSpec],
         *,
-        dim: int = 64,
         width: int = 16,
         max_product: int = 4096,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
-        encoder: Mapping[str, Any] | None = None,
+        **encoding: Any,
     ) -> None:
-        super().__init__(specs, tasks)
+        super().__init__(specs, tasks, **encoding)
+        dim, hidden, dropout = self.encoding.dim, self.encoding.hidden, self.encoding.dropout
         self.width = bounded_width(len(specs), width, max_product)
-        self.encoders = build_encoders(
-            specs, dim, hidden=hidden, dropout=dropout, tabular=tabular, **dict(encoder or {})
-        )
+        self.encoders = self.encoders_for(specs)
         self.project = nn.ModuleDict({m: nn.Linear(dim, self.width) for m in specs})
         self.post = mlp((self.width + 1) ** len(specs), hidden, dim, dropout=dropout)
         self.heads = build_heads(tasks, dim)
@@ -85,8 +76,5 @@ class TensorFusionNetwork(MultimodalModel):
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         vectors, aux = encode_all(self.encoders, inputs)
         # an absent modality becomes exactly 0 (the projection's bias would not be)
-        projected = [
-            torch.where(inputs[m].present[:, None], self.project[m](z), 0.0)
-            for m, z in vectors.items()
-        ]
+        projected = [zero_absent(inputs[m].present, self.project[m](z)) for m, z in vectors.items()]
         return self.post(kronecker(projected)), aux

@@ -8,8 +8,7 @@ validated and ignored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,31 +16,27 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError, did_you_mean
+from polyfuse.models.blocks.masking import where_present
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.encoders import ENCODER_SPACE, build_encoders, encode_all
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.encoder_fusion import EncoderFusionModel
+from polyfuse.models.encoders import encode_all
+from polyfuse.models.model import build_heads
 from polyfuse.models.registry import register_model
 
 
 @register_model("unimodal")
-class Unimodal(MultimodalModel):
+class Unimodal(EncoderFusionModel):
     """Encoder of one modality → MLP → heads.
 
     A sample lacking the modality is encoded as a learned "absent" vector instead, so the model
     still predicts for it: in effect the learned prior of the patients without that data (zero
     would be an arbitrary point of the embedding space, and the fill value must not matter).
+    `dim` is also the width of the embedding; `hidden` and `dropout` also shape the MLP after
+    the encoder.
 
     Args:
         modality: the modality to use; default the first one of `specs`.
-        dim: width of the encoder output and of the embedding.
-        hidden: hidden widths of the MLP after the encoder (and of a tabular encoder).
-        dropout: dropout in the encoder and the MLP.
-        tabular: "mlp" or "snn" (self-normalising network) for a tabular modality.
-        encoder: further `build_encoder` options, e.g. `{"channels": [16, 32]}`.
     """
-
-    # how `polyfuse tune` searches it (the shared training dimensions are added there)
-    search_space: ClassVar[dict[str, Any]] = ENCODER_SPACE
 
     def __init__(
         self,
@@ -49,35 +44,24 @@ class Unimodal(MultimodalModel):
         tasks: dict[str, TaskSpec],
         *,
         modality: str | None = None,
-        dim: int = 64,
-        hidden: Sequence[int] = (64,),
-        dropout: float = 0.1,
-        tabular: str = "mlp",
-        encoder: Mapping[str, Any] | None = None,
+        **encoding: Any,
     ) -> None:
-        super().__init__(specs, tasks)
+        super().__init__(specs, tasks, **encoding)
         modality = next(iter(specs)) if modality is None else modality
         if modality not in specs:
             raise ConfigError(
                 f"unimodal: unknown modality '{modality}'{did_you_mean(modality, specs)}; "
                 f"have {list(specs)}"
             )
+        dim, hidden, dropout = self.encoding.dim, self.encoding.hidden, self.encoding.dropout
         self.modality = modality
         self.used_modalities = (modality,)
-        self.encoders = build_encoders(
-            {modality: specs[modality]},
-            dim,
-            hidden=hidden,
-            dropout=dropout,
-            tabular=tabular,
-            **dict(encoder or {}),
-        )
+        self.encoders = self.encoders_for({modality: specs[modality]})
         self.absent = nn.Parameter(torch.zeros(dim))
         self.mlp = mlp(dim, hidden, dim, dropout=dropout)
         self.heads = build_heads(tasks, dim)
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         vectors, aux = encode_all(self.encoders, inputs)
-        present = inputs[self.modality].present[:, None]
-        z = torch.where(present, vectors[self.modality], self.absent)
+        z = where_present(inputs[self.modality].present, vectors[self.modality], self.absent)
         return self.mlp(z), aux

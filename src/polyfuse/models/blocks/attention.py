@@ -23,6 +23,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from polyfuse.errors import ConfigError
+from polyfuse.models.blocks.masking import zero_absent
 
 
 def attend(
@@ -56,14 +57,14 @@ def attend(
         # A finite floor, not -inf: a row with no real key softmaxes to something finite, which
         # the `where` then turns into exact zeros; real keys never see the floor.
         logits = logits.masked_fill(~keys, torch.finfo(logits.dtype).min)
-        weights = torch.where(keys, logits.softmax(dim=-1), torch.zeros((), dtype=logits.dtype))
+        weights = zero_absent(keys, logits.softmax(dim=-1))
         dropped = F.dropout(weights, dropout) if dropout > 0 else weights
         return torch.einsum("b h i j, b h j e -> b h i e", dropped, v), weights
     # Let keyless samples attend to their (zeroed) padding so that no softmax row is empty (older
     # torch versions return NaN there), then zero their output.
     keys = keys | ~has_key
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=dropout, scale=scale)
-    return torch.where(has_key, out, torch.zeros((), dtype=out.dtype)), None
+    return zero_absent(has_key, out), None
 
 
 class Attention(nn.Module):
@@ -123,7 +124,7 @@ class Attention(nn.Module):
         context = x if context is None else context
         if mask is not None:
             # Padded tokens may hold anything: clear them before they reach a product.
-            context = torch.where(mask[..., None], context, torch.zeros((), dtype=context.dtype))
+            context = zero_absent(mask, context)
         q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.heads)
         k, v = rearrange(self.to_kv(context), "b m (two h e) -> two b h m e", two=2, h=self.heads)
         dropout = self.dropout if self.training else 0.0
@@ -133,8 +134,7 @@ class Attention(nn.Module):
         out = self.act(self.to_out(rearrange(out, "b h n e -> b n (h e)")))
         if mask is not None:
             # A sample with no real key has nothing to say: exactly 0, not the output bias.
-            has_key = rearrange(mask.any(dim=-1), "b -> b 1 1")
-            out = torch.where(has_key, out, torch.zeros((), dtype=out.dtype))
+            out = zero_absent(mask.any(dim=-1), out)
         return out, weights
 
 

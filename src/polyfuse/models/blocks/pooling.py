@@ -10,10 +10,12 @@ import torch
 from einops import einsum, rearrange
 from torch import Tensor, nn
 
+from polyfuse.models.blocks.masking import zero_absent
+
 
 def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
     """Mean of `tokens (B, N, D)` over the real tokens of `mask (B, N)`; 0 for empty rows."""
-    kept = torch.where(mask[..., None], tokens, torch.zeros((), dtype=tokens.dtype))
+    kept = zero_absent(mask, tokens)
     count = mask.sum(dim=1, keepdim=True).clamp(min=1).to(tokens.dtype)
     return kept.sum(dim=1) / count
 
@@ -40,12 +42,12 @@ class GatedAttentionPool(nn.Module):
     def forward(self, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """`(tokens (B, N, D), mask (B, N) True=real) -> (pooled (B, D), attention (B, N))`."""
         # Padded values may be anything (NaN included): clear them before they reach any product.
-        tokens = torch.where(mask[..., None], tokens, torch.zeros((), dtype=tokens.dtype))
+        tokens = zero_absent(mask, tokens)
         scores = self.score(self.tanh_branch(tokens) * self.gate_branch(tokens))
         scores = rearrange(scores, "b n 1 -> b n")
         # A finite floor rather than -inf: an all-padding row then softmaxes to a uniform
         # distribution instead of NaN, and the `where` below turns it into zeros.
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        attention = torch.where(mask, scores.softmax(dim=-1), torch.zeros((), dtype=scores.dtype))
+        attention = zero_absent(mask, scores.softmax(dim=-1))
         pooled = einsum(attention, tokens, "b n, b n d -> b d")
         return pooled, attention

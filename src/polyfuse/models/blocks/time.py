@@ -9,6 +9,11 @@ from einops import rearrange
 from torch import Tensor, nn
 
 
+def positions(mask: Tensor) -> Tensor:
+    """Token indices 0..N−1 as `(B, N)` times: for steps without observation times, and text."""
+    return torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
+
+
 class TimeEncoding(nn.Module):
     """The Transformer's sinusoid evaluated at real-valued times instead of integer positions.
 

@@ -33,9 +33,10 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec
 from polyfuse.errors import ConfigError, DataError
+from polyfuse.models.blocks.masking import with_observed, zero_absent
 from polyfuse.models.blocks.mlp import mlp
-from polyfuse.models.blocks.time import TimeEncoding
-from polyfuse.models.model import check_token_ids
+from polyfuse.models.blocks.time import TimeEncoding, positions
+from polyfuse.models.model import check_token_ids, unknown_kind
 
 
 class FeatureTokenizer(nn.Module):
@@ -113,49 +114,57 @@ class ModalityTokenizer(nn.Module):
         elif spec.kind == "sequence":
             self.proj = nn.Linear(2 * spec.width, dim)
             self.time = TimeEncoding(dim, max_period)
-        else:
+        elif spec.kind == "text":
             self.embed = nn.Embedding(spec.vocab_size, dim, padding_idx=0)
             self.time = TimeEncoding(dim, max_period)
+        else:
+            raise unknown_kind("ModalityTokenizer", spec)
 
     def forward(self, batch: ModalityBatch) -> tuple[Tensor, Tensor]:
         kind, data = self.spec.kind, batch.data
+        mask = None  # every token of a present sample is real, unless set below
         if kind == "tabular":
-            if hasattr(self, "features"):
-                x = self.features(data)
-            else:
-                parts = data.split(self.group_sizes, dim=-1)
-                x = torch.stack([net(p) for net, p in zip(self.groups, parts, strict=True)], 1)
-            mask = repeat(batch.present, "b -> b n", n=x.shape[1])
+            x = self._feature_groups(data)
         elif kind == "image":
             pad = [(0, -s % p) for s, p in zip(data.shape[2:], self.patch, strict=True)]
             data = F.pad(data, [v for pair in reversed(pad) for v in pair])
             x = rearrange(self.proj(data), "b d ... -> b (...) d") + self.pos
-            mask = repeat(batch.present, "b -> b n", n=x.shape[1])
+        elif kind == "bag":
+            mask = self._real_tokens(batch)
+            x = self.proj(zero_absent(mask, data))
+        elif kind == "sequence":
+            mask = self._real_tokens(batch)
+            x = self._steps(batch, mask)
+        elif kind == "text":
+            mask = self._real_tokens(batch)
+            ids = zero_absent(mask, data)
+            check_token_ids(self.spec.name, ids, self.spec.vocab_size)
+            x = self.embed(ids)
+            x = x + self.time(positions(mask)).to(x.dtype)
         else:
-            if batch.token_mask is None:
-                raise DataError(f"modality '{self.spec.name}' ({kind}) needs a token_mask")
-            mask = batch.token_mask & batch.present[:, None]
-            x = self._tokens(batch, mask)
-        x = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype))
-        return x, mask
+            raise unknown_kind("ModalityTokenizer", self.spec)
+        if mask is None:
+            mask = repeat(batch.present, "b -> b n", n=x.shape[1])
+        return zero_absent(mask, x), mask
 
-    def _tokens(self, batch: ModalityBatch, mask: Tensor) -> Tensor:
-        kind, data = self.spec.kind, batch.data
-        if kind == "bag":
-            return self.proj(torch.where(mask[..., None], data, torch.zeros((), dtype=data.dtype)))
-        index = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
-        if kind == "sequence":
-            observed = mask[..., None] & ~data.isnan()
-            values = torch.where(observed, data, torch.zeros((), dtype=data.dtype))
-            times = index if batch.times is None else batch.times
-            times = torch.where(mask, times.to(values.dtype), torch.zeros((), dtype=values.dtype))
-            steps = torch.cat([values, observed.to(values.dtype)], dim=-1)
-            return self.proj(steps) + self.time(times).to(values.dtype)
-        ids = torch.where(mask, data, torch.zeros((), dtype=data.dtype))
-        vocab = self.spec.vocab_size
-        check_token_ids(self.spec.name, ids, vocab)
-        x = self.embed(ids)
-        return x + self.time(index).to(x.dtype)
+    def _feature_groups(self, data: Tensor) -> Tensor:
+        if hasattr(self, "features"):
+            return self.features(data)
+        parts = data.split(self.group_sizes, dim=-1)
+        return torch.stack([net(p) for net, p in zip(self.groups, parts, strict=True)], 1)
+
+    def _real_tokens(self, batch: ModalityBatch) -> Tensor:
+        """The mask of a token kind: its real tokens, of present samples only."""
+        if batch.token_mask is None:
+            raise DataError(f"modality '{self.spec.name}' ({self.spec.kind}) needs a token_mask")
+        return batch.token_mask & batch.present[:, None]
+
+    def _steps(self, batch: ModalityBatch, mask: Tensor) -> Tensor:
+        """`[values, observed]` per step (NaN = not measured) + the encoding of its time."""
+        dtype = batch.data.dtype
+        times = positions(mask) if batch.times is None else batch.times
+        times = zero_absent(mask, times.to(dtype))
+        return self.proj(with_observed(batch.data, mask)) + self.time(times).to(dtype)
 
 
 def build_tokenizers(specs: dict[str, ModalitySpec], dim: int, **options: Any) -> nn.ModuleDict:
