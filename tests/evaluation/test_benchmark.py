@@ -5,7 +5,7 @@ import pytest
 from polyfuse.config import TrainingConfig
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.errors import ConfigError
+from polyfuse.errors import ConfigError, FallbackWarning
 from polyfuse.evaluation.benchmark import benchmark
 
 pytest.importorskip("sksurv")
@@ -73,6 +73,35 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     b = second.results.sort_values(cols).reset_index(drop=True)
     pd.testing.assert_frame_equal(a[cols], b[cols])
     np.testing.assert_allclose(a["value"], b["value"], rtol=1e-6)
+
+
+def test_floors_that_cannot_be_fitted_are_marked_failed_and_not_ranked(cohort, tmp_path):
+    """4 events in 60 samples: each training fold holds 2, too few for a Coxnet to choose its
+    penalty by 3-fold inner CV. Scored as zeros they would have entered at c-index 0.5."""
+    target = cohort.targets["os"].copy()
+    target[:, 1] = 0.0
+    target[[0, 15, 30, 45], 1] = 1.0
+    rare = cohort.replace(targets={"os": target})
+    kw = dict(models=["early"], folds=2, repeats=1, training=FAST, progress=False)
+    with pytest.warns(FallbackWarning, match=r"'coxnet\[a\]' \(modalities a\) could not be fitted"):
+        result = benchmark([rare], out=tmp_path / "b", **kw)
+    res = result.results.query("condition == 'all'")
+    coxnet = res[res["model"].isin(["coxnet[a]", "coxnet[b]", "coxnet[all]", "late-cox"])]
+    assert len(coxnet) == 4 * 2 and coxnet["value"].isna().all()
+    assert coxnet["status"].str.startswith("failed: ").all()
+    scored = res[~res.index.isin(coxnet.index)]
+    assert (scored["status"] == "ok").all() and scored["value"].notna().any()
+    saved = pd.read_csv(tmp_path / "b" / "results.csv")
+    assert saved.query("model == 'coxnet[a]'")["status"].str.startswith("failed: 2 events").all()
+    board = result.leaderboard().set_index("model")
+    assert board.loc["coxnet[a]", "n"] == 0 and np.isnan(board.loc["coxnet[a]", "mean"])
+    assert np.isfinite(board.loc["rsf[all]", "mean"])
+    # the paired comparison is against the one floor that was fitted
+    assert list(result.comparisons["baseline"]) == ["rsf[all]"]
+    row = next(
+        r for r in (tmp_path / "b" / "leaderboard.md").read_text().splitlines() if "coxnet[a]" in r
+    )
+    assert "| failed |" in row.replace("  ", " ") and "0.500" not in row
 
 
 def test_unknown_model_fails_before_any_work(cohort, tmp_path):

@@ -8,10 +8,12 @@ pytest.importorskip("sksurv")
 
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.data.splits import kfold
-from polyfuse.errors import ConfigError, MissingDependencyError
+from polyfuse.data.splits import Split, kfold
+from polyfuse.errors import ConfigError, FallbackWarning, MissingDependencyError
+from polyfuse.evaluation import classical
 from polyfuse.evaluation.classical import (
     CLASSICAL,
+    FloorFailed,
     classical_floors,
     default_floors,
     fit_coxnet,
@@ -22,7 +24,7 @@ from polyfuse.evaluation.classical import (
     run_floors,
 )
 
-COLUMNS = ["model", "repeat", "fold", "task", "metric", "value"]
+COLUMNS = ["model", "repeat", "fold", "task", "metric", "value", "status"]
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +176,122 @@ def test_classification_floors(task: str) -> None:
     else:
         assert p.shape == (len(fold.test), 3)
         np.testing.assert_allclose(p.sum(1), 1.0)
+
+
+def _events_only_in(data: MultimodalDataset, first: int) -> MultimodalDataset:
+    """`data` with an event for the first `first` samples and every other one censored."""
+    target = data.targets["os"].copy()
+    target[:, 1] = 0.0
+    target[:first, 1] = 1.0
+    return data.replace(targets={"os": target})
+
+
+def test_a_floor_that_cannot_be_fitted_is_marked_failed_not_scored() -> None:
+    """Fold 0 trains on censored samples only, fold 1 on two events: no Coxnet can choose its
+    penalty by 3-fold inner CV, and the forest has nothing to learn from in fold 0. Each test
+    part is all events, so a floor that was scored has a finite c-index."""
+    data = _events_only_in(_toy(n=60), 30)
+    idx = np.arange(60)
+    splits = [Split(0, 0, idx[30:], idx[:30]), Split(0, 1, idx[28:], idx[:28])]
+    with pytest.warns(FallbackWarning) as caught:
+        rows = run_floors(["coxnet[a]", "rsf[a]", "late-cox"], data, splits)
+    assert list(rows.columns) == COLUMNS
+
+    cox = rows[rows["model"] == "coxnet[a]"]
+    assert list(cox["metric"]) == ["c_index", "c_index"]  # one row per fold, never 0.5
+    assert cox["value"].isna().all()
+    assert list(cox["status"]) == [
+        "failed: 0 events among 30 training samples, fewer than the 3 events and 6 samples "
+        "its inner CV needs",
+        "failed: 2 events among 32 training samples, fewer than the 3 events and 6 samples "
+        "its inner CV needs",
+    ]
+    rsf = rows[rows["model"] == "rsf[a]"].set_index(["fold", "metric"])
+    assert rsf.loc[(0, "c_index"), "status"] == "failed: every training sample is censored"
+    assert np.isnan(rsf.loc[(0, "c_index"), "value"])
+    fitted = rsf.loc[1]
+    assert set(fitted.index) == {"c_index", "uno_c_index", "td_auc"}
+    assert (fitted["status"] == "ok").all() and np.isfinite(fitted.loc["c_index", "value"])
+    late = rows[rows["model"] == "late-cox"]
+    assert late["value"].isna().all()
+    assert late["status"].str.startswith("failed: no modality's Coxnet could be fitted").all()
+
+    messages = [str(w.message) for w in caught if w.category is FallbackWarning]
+    assert (
+        "classical floor 'coxnet[a]' (modalities a) could not be fitted on repeat 0, fold 1: "
+        "2 events among 32 training samples" in " | ".join(messages)
+    )
+    assert any(m.startswith("classical floor 'late-cox' (modalities a, b)") for m in messages)
+    assert any(
+        "'rsf[a]'" in m and "fold 0: every training sample is censored" in m for m in messages
+    )
+
+
+def test_late_fusion_leaves_out_a_modality_whose_coxnet_cannot_be_fitted() -> None:
+    """`b` is present for two events only: late-cox is `a`'s z-scored risk, with a warning."""
+    data = _toy()
+    event = data.targets["os"][:, 1] == 1
+    present_b = ~event
+    present_b[np.flatnonzero(event)[:2]] = True
+    b = data.sources["b"]
+    data = data.replace(sources={**data.sources, "b": ArraySource(b.values, present_b)})
+    fold = make_fold(data, kfold(data, 3, 1, seed=0)[0], "os", seed=0)
+    with pytest.warns(FallbackWarning) as caught:
+        fused = CLASSICAL["late-cox"](fold, ("a", "b"))
+    assert [str(w.message) for w in caught] == [
+        "late-cox on repeat 0, fold 0 leaves out modality 'b': 2 events among "
+        f"{int(fold.train.sources['b'].present.sum())} training samples, fewer than the 3 "
+        "events and 6 samples its inner CV needs"
+    ]
+    x = fold.train.sources["a"].values  # `a` is present for every sample
+    model = fit_coxnet(x, fold.y[:, 0], fold.y[:, 1], fold.seed)
+    train = model.predict(x, alpha=model.chosen_alpha_)
+    test = model.predict(fold.test.sources["a"].values, alpha=model.chosen_alpha_)
+    np.testing.assert_allclose(fused, (test - train.mean()) / train.std(), rtol=1e-10)
+
+
+def test_a_classifier_floor_on_one_training_class_is_marked_failed() -> None:
+    data = _toy(task="binary")
+    y = data.targets["y"]
+    zeros, ones = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    split = Split(0, 0, zeros[:30], np.concatenate([zeros[30:], ones]))
+    with pytest.warns(FallbackWarning, match=r"'logreg\[all\]' .*repeat 0, fold 0: .*single"):
+        rows = run_floors(["logreg[all]"], data, [split])
+    assert rows[["metric", "status"]].values.tolist() == [
+        ["auroc", "failed: task 'y' has a single class among the training samples"]
+    ]
+    assert rows["value"].isna().all()
+
+
+def test_a_dropped_inner_fold_warns_and_the_penalty_is_chosen_by_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _toy()
+    fold = make_fold(data, kfold(data, 3, 1, seed=0)[0], "os", seed=0)
+    x, time, event = fold.matrix(("a",))[0], fold.y[:, 0], fold.y[:, 1]
+    real, calls = classical._coxnet, []
+
+    def second_inner_fit_fails(ratio: float):
+        calls.append(ratio)
+        if len(calls) == 3:  # the outer path, then inner folds 1 and 2
+            raise ArithmeticError("simulated numerical failure")
+        return real(ratio)
+
+    reference = fit_coxnet(x, time, event, fold.seed)
+    monkeypatch.setattr(classical, "_coxnet", second_inner_fit_fails)
+    with pytest.warns(FallbackWarning) as caught:
+        model = fit_coxnet(x, time, event, fold.seed, what="the Coxnet of 'a' on repeat 0, fold 0")
+    assert [str(w.message) for w in caught] == [
+        "the Coxnet of 'a' on repeat 0, fold 0: inner fold 2 of 3 is left out of the penalty "
+        "choice (ArithmeticError: simulated numerical failure)"
+    ]
+    assert model.chosen_alpha_ in model.alphas_
+    np.testing.assert_array_equal(model.alphas_, reference.alphas_)
+
+
+def test_a_coxnet_that_cannot_be_fitted_raises_instead_of_predicting_zeros() -> None:
+    with pytest.raises(FloorFailed, match="2 events among 40 training samples"):
+        fit_coxnet(np.ones((40, 3)), np.arange(40.0), np.r_[1.0, 1.0, np.zeros(38)], seed=0)
 
 
 def test_floor_names_resolve() -> None:

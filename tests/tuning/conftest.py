@@ -11,6 +11,7 @@ import pytest
 from polyfuse.config import TrainingConfig
 from polyfuse.data.dataset import ArraySource, ListSource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.training.settings import FitSettings
 
 WORDS = ["mass", "node", "grade", "stage", "benign", "lesion"]
 FAST = TrainingConfig(epochs=2, batch_size=32, patience=1, progress=False)
@@ -90,7 +91,7 @@ def kinds() -> MultimodalDataset:
 
 
 class FakeFitted:
-    """What `train_model` returns, without training: scores follow the hyper-parameters."""
+    """What `fit_model` returns, without training: scores follow the hyper-parameters."""
 
     def __init__(self, hparams: dict[str, Any], training: TrainingConfig) -> None:
         self.hparams, self.training = hparams, training
@@ -108,28 +109,28 @@ class FakeFitted:
 
 
 class FakeTrainer:
-    """A stand-in for `polyfuse.training.fit.train_model` that counts its calls and can be told
+    """A stand-in for `polyfuse.training.fit.fit_model` that counts its calls and can be told
     to fail (an interruption) at the call numbered `fail_at`."""
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.calls = 0
         self.fail_at = fail_at
 
-    def __call__(self, model: str, train: MultimodalDataset, **kw: Any) -> FakeFitted:
+    def __call__(self, model: str, train: MultimodalDataset, settings: FitSettings) -> FakeFitted:
         self.calls += 1
         if self.fail_at is not None and self.calls == self.fail_at:
             raise KeyboardInterrupt("simulated interruption")
-        return FakeFitted(dict(kw.get("hparams") or {}), kw.get("training") or TrainingConfig())
+        return FakeFitted(dict(settings.hparams), settings.training)
 
 
 @pytest.fixture
 def fake_trainer(monkeypatch: pytest.MonkeyPatch):
-    """`fake_trainer(fail_at=None)` installs a FakeTrainer in place of `train_model`."""
+    """`fake_trainer(fail_at=None)` installs a FakeTrainer in place of `fit_model`."""
     import polyfuse.training.fit as fit
 
     def install(fail_at: int | None = None) -> FakeTrainer:
         trainer = FakeTrainer(fail_at)
-        monkeypatch.setattr(fit, "train_model", trainer)
+        monkeypatch.setattr(fit, "fit_model", trainer)
         return trainer
 
     return install

@@ -73,3 +73,13 @@ def test_benchmark_tune_trials_checks_the_space_before_training(config: Path):
     assert result.exit_code == 2, result.output
     assert "tune.space names ['patiense']" in result.output
     assert "--tune-trials" in run("benchmark", "--help").output
+
+
+def test_an_interrupted_run_whose_study_cannot_be_read_is_kept_with_a_warning(tmp_path: Path):
+    from polyfuse.errors import FallbackWarning
+    from polyfuse.tuning.run import _finished_work
+
+    (tmp_path / "study.db").write_bytes(b"not a SQLite file, " * 100)
+    with pytest.warns(FallbackWarning, match=r"cannot count the finished trials in .*study\.db"):
+        assert _finished_work(tmp_path, KeyboardInterrupt())
+    assert not _finished_work(tmp_path, ValueError("not an interruption"))

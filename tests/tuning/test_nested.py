@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
 import yaml
 from conftest import FAST, FAST_SPACE
 
-import polyfuse.tuning.nested as nested
+import polyfuse.tuning.search as search
 from polyfuse.data.splits import kfold
-from polyfuse.errors import ConfigError
+from polyfuse.errors import ConfigError, FallbackWarning
 from polyfuse.training.fit import train_model
-from polyfuse.tuning.nested import (
-    configure,
-    resolve_target,
-    search_split,
-    sqlite_storage,
-    trials_frame,
-    tune,
-)
+from polyfuse.training.settings import FitSettings
+from polyfuse.tuning.nested import tune
+from polyfuse.tuning.search import SearchPlan, configure, search_split
 from polyfuse.tuning.space import apply_overrides, model_space
+from polyfuse.tuning.study import importances, sqlite_storage, trials_frame
+from polyfuse.tuning.target import resolve_target
 
 SPACE = apply_overrides("early", model_space("early"), FAST_SPACE)
 
@@ -29,13 +27,13 @@ SPACE = apply_overrides("early", model_space("early"), FAST_SPACE)
 def test_reported_score_comes_from_outer_folds_only(cohort, monkeypatch):
     """Inner scores are made absurdly optimistic (0.97 and up, favouring wide models): the
     search must choose by them, yet report what the chosen model scores on outer test folds."""
-    real = nested.inner_score
+    real = search.inner_score
 
     def optimistic(fitted, val, fit, target):
         real(fitted, val, fit, target)
         return 0.97 + fitted.hparams["dim"] / 10_000
 
-    monkeypatch.setattr(nested, "inner_score", optimistic)
+    monkeypatch.setattr(search, "inner_score", optimistic)
     kw = dict(trials=2, folds=2, inner_folds=2, seed=0, training=FAST, space=FAST_SPACE)
     result = tune("early", cohort, final=False, untuned=False, progress=False, **kw)
 
@@ -49,8 +47,9 @@ def test_reported_score_comes_from_outer_folds_only(cohort, monkeypatch):
         assert params["dim"] == trials["param.dim"].max()  # chosen by the (inner) search
         assert row["inner_best"] >= 0.97
         # the reported value is the refit model on the outer test fold, recomputed here
-        hparams, training = configure("early", {}, FAST, params)
+        chosen_settings = configure("early", FitSettings(training=FAST), params)
         train, test = cohort.subset(split.train), cohort.subset(split.test)
+        hparams, training = dict(chosen_settings.hparams), chosen_settings.training
         refit = train_model("early", train, hparams=hparams, training=training, seed=0 + i)
         outer = refit.evaluate(test, train.targets)["os"]["c_index"]
         assert tuned.loc[split.fold, "value"] == pytest.approx(outer, abs=1e-6)
@@ -76,19 +75,9 @@ def _search(data, target, *, trials, storage, seed=0, name="s", prune=True):
     import optuna
 
     storage = storage or optuna.storages.InMemoryStorage()
-    chosen = search_split(
-        "early",
-        data,
-        space=SPACE,
-        target=target,
-        trials=trials,
-        training=FAST,
-        inner_folds=2,
-        seed=seed,
-        storage=storage,
-        study_name=name,
-        prune=prune,
-    )
+    plan = SearchPlan("early", SPACE, target, trials, inner_folds=2, prune=prune)
+    settings = FitSettings(training=FAST, seed=seed)
+    chosen = search_split(plan, data, settings, storage=storage, study_name=name)
     chosen.study = optuna.load_study(study_name=name, storage=storage)
     return chosen
 
@@ -197,7 +186,7 @@ def test_timeout_bounds_the_whole_run(cohort, fake_trainer, monkeypatch):
 
     import polyfuse.training.fit as fit
 
-    monkeypatch.setattr(fit, "train_model", sleepy)
+    monkeypatch.setattr(fit, "fit_model", sleepy)
     start = time.perf_counter()
     result = tune("early", cohort, trials=200, timeout=0.6, folds=2, inner_folds=2, progress=False)
     assert time.perf_counter() - start < 5
@@ -216,3 +205,32 @@ def test_bad_settings_fail_before_any_training(cohort, fake_trainer):
     with pytest.raises(ConfigError, match=r"reports no metric 'auroc'.*c_index"):
         tune("early", cohort, metric="auroc", trials=1, folds=2, inner_folds=2, progress=False)
     assert trainer.calls == 1
+
+
+def test_a_search_without_a_completed_trial_warns_and_keeps_the_base(
+    cohort, fake_trainer, monkeypatch
+):
+    """Every trial scores NaN (failed, counted as finished): the base configuration stands,
+    with a warning naming the study, instead of an arbitrary trial's."""
+    fake_trainer()
+    monkeypatch.setattr(search, "inner_score", lambda *args: float("nan"))
+    with pytest.warns(FallbackWarning) as caught:
+        chosen = _search(cohort, resolve_target(cohort), trials=2, storage=None)
+    assert sorted({str(w.message) for w in caught}) == [
+        "study 's' has no completed trial with a finite c_index; the untuned configuration is used",
+        "study 's': an inner fold gave no finite c_index; a trial's value is the mean over the "
+        "inner folds that did (trials.csv lists each)",
+    ]
+    assert [t.state.name for t in chosen.study.trials] == ["FAIL", "FAIL"]
+    assert chosen.params == {} and chosen.trial is None and chosen.finished == 2
+    assert math.isnan(chosen.value)
+    assert chosen.settings.hparams == {} and chosen.settings.training.lr == FAST.lr
+
+
+def test_a_study_too_small_for_importances_warns():
+    import optuna
+
+    study = optuna.create_study(study_name="r0f0")
+    study.optimize(lambda t: t.suggest_float("lr", 0.1, 1.0) * 0, n_trials=3)  # no variance
+    with pytest.warns(FallbackWarning, match=r"study 'r0f0' has no parameter importances"):
+        assert importances(study, seed=0) == {}

@@ -8,7 +8,7 @@ interrupted benchmark resumed with `resume=True` skips the folds it already has.
 
 With `tune` (`--tune-trials N`), every fusion model is tuned inside each outer fold before it
 is trained there: the same number of optuna trials for every model, each trial scored by inner
-cross-validation on that fold's training part only (`tuning/nested.py: search_split`), then the
+cross-validation on that fold's training part only (`tuning/search.py: search_split`), then the
 chosen configuration is refitted on the training part and scored on the test fold. The classical
 floors tune their own penalty by inner CV already, so the comparison is between tuned models on
 both sides. A time budget is not used: equal time would favour the models that train fastest.
@@ -17,6 +17,7 @@ both sides. A time budget is not used: equal time would favour the models that t
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ from polyfuse.errors import require
 from polyfuse.evaluation.robustness import conditions
 from polyfuse.io import atomic_write, check_run_dir, prepare_run_dir, undo_on_failure
 from polyfuse.progress import Progress
+from polyfuse.training.settings import FitSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,48 +122,27 @@ def _check_overrides(models: Sequence[str], tune: TuneConfig) -> None:
 
 
 def _tune_fold(
-    entry: Entry,
-    train: MultimodalDataset,
-    *,
-    training: TrainingConfig,
-    preprocess: PreprocessConfig,
-    seed: int,
-    tune: TuneConfig,
-    study: Path,
-) -> tuple[dict[str, Any], TrainingConfig, dict[str, Any]]:
-    """Search `entry`'s space on one outer training part (inner CV); the chosen configuration
-    and a row for the tuning table. The study is stored beside the fold's parts (resumable)."""
-    import optuna
-
-    from polyfuse.tuning.nested import close_storage, resolve_target, search_split, sqlite_storage
+    entry: Entry, train: MultimodalDataset, settings: FitSettings, tune: TuneConfig, study: Path
+) -> tuple[FitSettings, dict[str, Any]]:
+    """Search `entry`'s space on one outer training part (inner CV, `settings` the base of every
+    trial); the chosen settings and a row for the tuning table. The study is stored beside the
+    fold's parts (resumable)."""
+    from polyfuse.tuning.search import SearchPlan, search_split
     from polyfuse.tuning.space import apply_overrides, model_space
+    from polyfuse.tuning.study import close_storage, quiet_optuna, sqlite_storage
+    from polyfuse.tuning.target import resolve_target
 
     space = apply_overrides(
         entry.model, model_space(entry.model), _space_overrides(entry.model, tune)
     )
     target = resolve_target(train, tune.task, tune.metric, tune.direction)
+    plan = SearchPlan(entry.model, space, target, tune.trials, tune.inner_folds, tune.prune)
     study.parent.mkdir(parents=True, exist_ok=True)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = sqlite_storage(study)
     try:
-        chosen = search_split(
-            entry.model,
-            train,
-            space=space,
-            target=target,
-            trials=tune.trials,
-            base_hparams=entry.hparams,
-            training=training,
-            preprocess=preprocess,
-            inner_folds=tune.inner_folds,
-            seed=seed,
-            storage=storage,
-            study_name="search",
-            prune=tune.prune,
-        )
+        with quiet_optuna():
+            chosen = search_split(plan, train, settings, storage=storage, study_name="search")
     finally:
-        optuna.logging.set_verbosity(verbosity)
         close_storage(storage)
     row = dict(
         trials=chosen.finished,
@@ -167,75 +150,60 @@ def _tune_fold(
         inner_best=chosen.value,
         params=json.dumps(chosen.params),
     )
-    return chosen.hparams, chosen.training, row
+    return chosen.settings, row
 
 
 def _run_fold(
     entry: Entry,
     data: MultimodalDataset,
     split: Split,
+    settings: FitSettings,
     *,
-    training: TrainingConfig,
-    preprocess: PreprocessConfig,
-    seed: int,
     tune: TuneConfig | None = None,
     study: Path | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Train on one fold (tuned first, with `tune`); metrics under every condition,
     predictions, contributions, time."""
-    from polyfuse.explain.attribution import modality_contributions
-    from polyfuse.training.fit import train_model
+    from polyfuse.training.fit import fit_model
 
     train, test = data.subset(split.train), data.subset(split.test)
     keys = dict(model=entry.name, repeat=split.repeat, fold=split.fold)
-    hparams, fold_training, tuning = entry.hparams, training, None
-    start = time.perf_counter()
+    parts: dict[str, pd.DataFrame] = {}
     if tune is not None:
         assert study is not None
-        hparams, fold_training, row = _tune_fold(
-            entry,
-            train,
-            training=training,
-            preprocess=preprocess,
-            seed=seed,
-            tune=tune,
-            study=study,
+        start = time.perf_counter()
+        settings, row = _tune_fold(entry, train, settings, tune, study)
+        parts["tuning"] = pd.DataFrame(
+            [dict(keys, **row, tune_seconds=time.perf_counter() - start)]
         )
-        tuning = pd.DataFrame([dict(keys, **row, tune_seconds=time.perf_counter() - start)])
     start = time.perf_counter()
-    fitted = train_model(
-        entry.model,
-        train,
-        hparams=hparams,
-        training=fold_training,
-        preprocess=preprocess,
-        seed=seed,
-    )
+    fitted = fit_model(entry.model, train, settings)
     seconds = time.perf_counter() - start
-    rows = []
-    for condition, view in conditions(test, seed=seed):
-        for task, metrics in fitted.evaluate(view, train.targets).items():
-            rows += [
-                dict(keys, family="fusion", condition=condition, task=task, metric=k, value=v)
-                for k, v in metrics.items()
-            ]
-    preds = _predictions(fitted.predict(test), test, keys)
+    rows = [
+        dict(keys, family="fusion", condition=condition, task=task, metric=k, value=v)
+        for condition, view in conditions(test, seed=settings.seed)
+        for task, metrics in fitted.evaluate(view, train.targets).items()
+        for k, v in metrics.items()
+    ]
+    return {
+        "results": pd.DataFrame(rows),
+        "predictions": _predictions(fitted.predict(test), test, keys),
+        "contributions": _contributions(fitted, test, keys),
+        "timing": pd.DataFrame([dict(keys, train_seconds=seconds)]),
+        **parts,
+    }
+
+
+def _contributions(fitted: Any, test: MultimodalDataset, keys: dict[str, Any]) -> pd.DataFrame:
+    """Each modality's contribution to each task's predictions on the test fold, long form."""
+    from polyfuse.explain.attribution import modality_contributions
+
     contrib = (
         modality_contributions(fitted, test)
         .reset_index()
         .melt(id_vars="modality", var_name="task", value_name="value")
     )
-    contrib = contrib.assign(**keys)
-    timing = pd.DataFrame([dict(keys, train_seconds=seconds)])
-    parts = {
-        "results": pd.DataFrame(rows),
-        "predictions": preds,
-        "contributions": contrib,
-        "timing": timing,
-    }
-    if tuning is not None:
-        parts["tuning"] = tuning
-    return parts
+    return contrib.assign(**keys)
 
 
 def _predictions(
@@ -267,18 +235,9 @@ def _fold_tables(tune: TuneConfig | None) -> tuple[str, ...]:
 
 def _fold_job(job: tuple) -> tuple[Entry, Split]:
     """Run one fold and write its tables to parts/ (results last: the completion marker)."""
-    entry, data, split, training, preprocess, seed, out, name, tune = job
+    entry, data, split, settings, out, name, tune = job
     study = _part(out, name, entry.name, split, "study", tune).with_suffix(".db")
-    parts = _run_fold(
-        entry,
-        data,
-        split,
-        training=training,
-        preprocess=preprocess,
-        seed=seed,
-        tune=tune,
-        study=study,
-    )
+    parts = _run_fold(entry, data, split, settings, tune=tune, study=study)
     for table in _fold_tables(tune)[::-1]:
         _write(_part(out, name, entry.name, split, table, tune), parts[table])
     return entry, split
@@ -364,6 +323,7 @@ def benchmark(
     model is tuned inside each outer fold with `tune.trials` trials (inner CV over
     `tune.inner_folds` folds of the training part; `tune.space` entries apply to the models
     that take them; `tune.timeout` is not used) and `hparams` are the base of every trial.
+    The keywords are the documented API; the steps below share them as one `_Plan`.
     """
     import lightning  # noqa: F401  (imported before timing, so fold 1 does not pay for it)
 
@@ -378,164 +338,213 @@ def benchmark(
             dataset_info(item)
     loaded = [load(item) if isinstance(item, str) else item for item in datasets]
     with undo_on_failure(out, lambda exc: any(out.rglob("*.results.csv"))):
-        return _benchmark(
-            loaded,
+        plan = _Plan(
             models=models,
+            hparams=hparams or {},
             folds=folds,
             repeats=repeats,
-            seed=seed,
+            settings=FitSettings.of(training=training, preprocess=preprocess, seed=seed).quiet(),
             out=prepare_run_dir(out, overwrite=overwrite, resume=resume),
-            training=training,
-            preprocess=preprocess,
-            hparams=hparams,
             classical=classical,
             resume=resume,
-            progress=progress,
             workers=workers,
             tune=tune,
         )
+        return _benchmark(loaded, plan, progress)
 
 
-def _benchmark(
-    datasets: list[MultimodalDataset],
-    *,
-    models: Sequence[str] | None,
-    folds: int,
-    repeats: int,
-    seed: int,
-    out: Path,
-    training: TrainingConfig | None,
-    preprocess: PreprocessConfig | None,
-    hparams: dict[str, dict[str, Any]] | None,
-    classical: bool,
-    resume: bool,
-    progress: bool,
-    workers: int,
-    tune: TuneConfig | None,
-) -> BenchmarkResult:
-    from polyfuse.evaluation.report import write_report
+@dataclass(frozen=True)
+class _Plan:
+    """What every dataset of one benchmark shares. Each fold fits with `settings`, its entry's
+    hyper-parameters and the seed `settings.seed + i` of its split `i`."""
 
-    training = (training or TrainingConfig()).model_copy(update={"progress": False})
-    preprocess = preprocess or PreprocessConfig()
+    models: Sequence[str] | None
+    hparams: dict[str, dict[str, Any]]
+    folds: int
+    repeats: int
+    settings: FitSettings
+    out: Path
+    classical: bool
+    resume: bool
+    workers: int
+    tune: TuneConfig | None
+
+
+def _benchmark(datasets: list[MultimodalDataset], plan: _Plan, progress: bool) -> BenchmarkResult:
     start = time.perf_counter()
     tables: dict[str, list[pd.DataFrame]] = {}
-    bar = Progress(progress)
-    with bar:
+    with Progress(progress) as bar:
         for data in datasets:
-            name = data.name or "dataset"
-            splits = kfold(data, folds, repeats, seed)
-            entries = default_entries(data, models, hparams)
-            for e in entries:
-                e.hparams.update((hparams or {}).get(e.model, {}))
-                e.hparams.update((hparams or {}).get(e.name, {}))
-            if tune is not None:
-                require("optuna", "tune")
-                _check_overrides([e.model for e in entries], tune)
-            # the work after training counts too: one step per model profiled
-            steps = len(entries) * len(splits) + (len(splits) if classical else 0) + len(entries)
-            bar.add(name, steps)
-            if classical:
-                tables.setdefault("results", []).append(
-                    _classical(data, splits, out, name, seed, resume, bar)
-                )
-            todo = [
-                (e, i, split)
-                for e in entries
-                for i, split in enumerate(splits)
-                if not (resume and _part(out, name, e.name, split, "results", tune).is_file())
-            ]
-            bar.advance(len(entries) * len(splits) - len(todo))
-            jobs = [
-                (e, data, split, training, preprocess, seed + i, out, name, tune)
-                for e, i, split in todo
-            ]
-            for e, split in _map(_fold_job, jobs, workers):
-                verb = "tuned + trained" if tune is not None else "trained"
-                bar.describe(f"{name}: {e.name} {verb} (repeat {split.repeat}, fold {split.fold})")
-                bar.advance()
-            for e in entries:
-                for split in splits:
-                    for table in _fold_tables(tune):
-                        frame = pd.read_csv(_part(out, name, e.name, split, table, tune))
-                        tables.setdefault(table, []).append(frame.assign(dataset=name))
-            tables.setdefault("efficiency", []).append(_efficiency(data, entries, name, bar))
+            for table, frames in _benchmark_dataset(data, plan, bar).items():
+                tables.setdefault(table, []).extend(frames)
         bar.add("report", 1)
-        bar.describe(f"comparisons, tables and report → {out}")
-        results = pd.concat(tables["results"], ignore_index=True)
-        timing = pd.concat(tables["timing"], ignore_index=True)
-        efficiency = _with_train_time(pd.concat(tables["efficiency"], ignore_index=True), timing)
-        comparisons = _comparisons(results)
-        predictions = pd.concat(tables["predictions"], ignore_index=True)
-        contributions = (
+        bar.describe(f"comparisons, tables and report → {plan.out}")
+        final = _final_tables(tables)
+        for table, frame in final.items():
+            _write(plan.out / f"{table}.csv", frame)
+        log.info("benchmark tables written to %s", plan.out)
+        bar.describe(f"writing the report → {plan.out / 'report.html'}")
+        _report(plan.out, final)
+        bar.advance()
+    return BenchmarkResult(
+        plan.out,
+        final["results"],
+        final["efficiency"],
+        final["comparisons"],
+        final["predictions"],
+        final["contributions"],
+        time.perf_counter() - start,
+        final.get("tuning", pd.DataFrame()),
+    )
+
+
+def _benchmark_dataset(
+    data: MultimodalDataset, plan: _Plan, bar: Progress
+) -> dict[str, list[pd.DataFrame]]:
+    """One dataset: the floors, every entry on every fold (the folds done before are read
+    back), the profiles; its tables, each tagged with the dataset's name."""
+    name = data.name or "dataset"
+    splits = kfold(data, plan.folds, plan.repeats, plan.settings.seed)
+    entries = _entries(data, plan)
+    # the work after training counts too: one step per model profiled
+    floors = len(splits) if plan.classical else 0
+    bar.add(name, len(entries) * len(splits) + floors + len(entries))
+    tables: dict[str, list[pd.DataFrame]] = {}
+    if plan.classical:
+        tables["results"] = [_classical(data, splits, plan, name, bar)]
+    _train_folds(data, name, splits, entries, plan, bar)
+    for e in entries:
+        for split in splits:
+            for table in _fold_tables(plan.tune):
+                frame = pd.read_csv(_part(plan.out, name, e.name, split, table, plan.tune))
+                tables.setdefault(table, []).append(frame.assign(dataset=name))
+    tables["efficiency"] = [_efficiency(data, entries, name, plan.settings.preprocess, bar)]
+    return tables
+
+
+def _entries(data: MultimodalDataset, plan: _Plan) -> list[Entry]:
+    """The dataset's entries with the hyper-parameters given for their model, then for their
+    display name; with tuning, checked against the search settings first."""
+    entries = [
+        Entry(
+            e.name,
+            e.model,
+            {**e.hparams, **plan.hparams.get(e.model, {}), **plan.hparams.get(e.name, {})},
+        )
+        for e in default_entries(data, plan.models, plan.hparams)
+    ]
+    if plan.tune is not None:
+        require("optuna", "tune")
+        _check_overrides([e.model for e in entries], plan.tune)
+    return entries
+
+
+def _train_folds(
+    data: MultimodalDataset,
+    name: str,
+    splits: list[Split],
+    entries: list[Entry],
+    plan: _Plan,
+    bar: Progress,
+) -> None:
+    """Every entry on every fold not done yet (a resumed run skips those in parts/), in
+    `plan.workers` processes; each fold's tables go to parts/."""
+    tune = plan.tune
+    todo = [
+        (e, i, split)
+        for e in entries
+        for i, split in enumerate(splits)
+        if not (plan.resume and _part(plan.out, name, e.name, split, "results", tune).is_file())
+    ]
+    bar.advance(len(entries) * len(splits) - len(todo))
+    jobs = [
+        (e, data, split, _fold_settings(plan, e, i), plan.out, name, tune) for e, i, split in todo
+    ]
+    verb = "tuned + trained" if tune is not None else "trained"
+    for e, split in _map(_fold_job, jobs, plan.workers):
+        done = f"{name}: {e.name} {verb} (repeat {split.repeat}, fold {split.fold})"
+        bar.describe(done)
+        bar.advance()
+        log.info(done)
+
+
+def _fold_settings(plan: _Plan, entry: Entry, i: int) -> FitSettings:
+    return plan.settings.replace(hparams=entry.hparams, seed=plan.settings.seed + i)
+
+
+def _final_tables(tables: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """The benchmark's tables from the datasets' frames, in the order they are written."""
+    results = _with_status(pd.concat(tables["results"], ignore_index=True))
+    timing = pd.concat(tables["timing"], ignore_index=True)
+    final = {
+        "results": results,
+        "efficiency": _with_train_time(pd.concat(tables["efficiency"], ignore_index=True), timing),
+        "comparisons": _comparisons(results),
+        "predictions": pd.concat(tables["predictions"], ignore_index=True),
+        "contributions": (
             pd.concat(tables["contributions"], ignore_index=True)
             .groupby(["dataset", "model", "modality", "task"], as_index=False)["value"]
             .mean()
-        )
-        tuning = pd.concat(tables["tuning"], ignore_index=True) if "tuning" in tables else None
-        for table, frame in (
-            ("results", results),
-            ("efficiency", efficiency),
-            ("comparisons", comparisons),
-            ("predictions", predictions),
-            ("contributions", contributions),
-            ("tuning", tuning),
-        ):
-            if frame is not None:
-                _write(out / f"{table}.csv", frame)
-        bar.describe(f"writing the report → {out / 'report.html'}")
-        write_report(
-            out,
-            results=results,
-            efficiency=efficiency,
-            comparisons=comparisons,
-            predictions=predictions,
-            contributions=contributions,
-        )
-        bar.advance()
-    return BenchmarkResult(
+        ),
+    }
+    if "tuning" in tables:
+        final["tuning"] = pd.concat(tables["tuning"], ignore_index=True)
+    return final
+
+
+def _with_status(results: pd.DataFrame) -> pd.DataFrame:
+    """Every row says whether its model could be fitted: "ok", or a floor's "failed: <why>"
+    (fusion rows, and floors' parts of older runs, carry no status and are "ok")."""
+    status = results["status"] if "status" in results else pd.Series("ok", index=results.index)
+    return results.assign(status=status.fillna("ok"))
+
+
+def _report(out: Path, final: dict[str, pd.DataFrame]) -> None:
+    from polyfuse.evaluation.report import write_report
+
+    write_report(
         out,
-        results,
-        efficiency,
-        comparisons,
-        predictions,
-        contributions,
-        time.perf_counter() - start,
-        tuning if tuning is not None else pd.DataFrame(),
+        results=final["results"],
+        efficiency=final["efficiency"],
+        comparisons=final["comparisons"],
+        predictions=final["predictions"],
+        contributions=final["contributions"],
     )
 
 
 def _classical(
-    data: MultimodalDataset,
-    splits: list[Split],
-    out: Path,
-    name: str,
-    seed: int,
-    resume: bool,
-    bar: Progress,
+    data: MultimodalDataset, splits: list[Split], plan: _Plan, name: str, bar: Progress
 ) -> pd.DataFrame:
-    """The classical floors on the same folds (cached in parts/ like the fusion folds)."""
+    """The classical floors on the same folds (cached in parts/ like the fusion folds); a
+    floor that cannot be fitted on a fold is marked failed there (`classical.py`)."""
     from polyfuse.evaluation.classical import classical_floors
 
-    path = out / "parts" / name / "classical.results.csv"
-    if not (resume and path.is_file()):
+    path = plan.out / "parts" / name / "classical.results.csv"
+    if not (plan.resume and path.is_file()):
         bar.describe(f"{name}: classical floors")
-        frame = classical_floors(data, splits, seed=seed)
+        frame = classical_floors(data, splits, seed=plan.settings.seed)
         frame = frame.assign(family="classical", condition="all")
         _write(path, frame)
+        log.info("%s: classical floors done", name)
     bar.advance(len(splits))
     return pd.read_csv(path).assign(dataset=name)
 
 
 def _efficiency(
-    data: MultimodalDataset, entries: list[Entry], name: str, bar: Progress
+    data: MultimodalDataset,
+    entries: list[Entry],
+    name: str,
+    preprocess: PreprocessConfig,
+    bar: Progress,
 ) -> pd.DataFrame:
-    """Each model's cost (parameters, FLOPs, latency, memory), one progress step per model."""
+    """Each model's cost (parameters, FLOPs, latency, memory) on inputs preprocessed as for
+    training, one progress step per model."""
     from polyfuse.evaluation.profile import profile_models
 
     frames = []
     for e in entries:
         bar.describe(f"{name}: profiling {e.name} (parameters, FLOPs, latency, memory)")
-        row = profile_models([e.model], data, hparams={e.model: e.hparams})
+        row = profile_models([e.model], data, hparams={e.model: e.hparams}, preprocess=preprocess)
         frames.append(row.assign(model=e.name, dataset=name))
         bar.advance()
     return pd.concat(frames, ignore_index=True)
@@ -547,9 +556,10 @@ def _with_train_time(efficiency: pd.DataFrame, timing: pd.DataFrame) -> pd.DataF
 
 
 def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
-    """Each fusion model vs the best classical floor, paired over folds, primary metric."""
+    """Each fusion model vs the best classical floor, paired over folds, primary metric. The
+    best floor is chosen among those with a score: a floor that failed on every fold is none."""
     from polyfuse.evaluation.stats import paired_comparison
-    from polyfuse.tasks.metric_facts import PRIMARY, higher_is_better
+    from polyfuse.tasks.metric_facts import PRIMARY
 
     rows = []
     base = results[results["condition"] == "all"]
@@ -559,11 +569,11 @@ def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
             continue
         g = group[group["metric"] == metric]
         per_fold = g.pivot_table(index=["repeat", "fold"], columns="model", values="value")
-        floors = g[g["family"] == "classical"]["model"].unique()
-        if len(floors) == 0:
+        per_fold = per_fold.reindex(columns=g["model"].unique())  # all-NaN models too
+        best = _best_floor(per_fold, g[g["family"] == "classical"]["model"].unique(), metric)
+        if best is None:
+            log.info("%s · %s: no classical floor was scored; no comparisons", dataset, task)
             continue
-        means = per_fold[floors].mean()
-        best = means.idxmax() if higher_is_better(metric) else means.idxmin()
         for model in g[g["family"] == "fusion"]["model"].unique():
             stats = paired_comparison(per_fold[model].to_numpy(), per_fold[best].to_numpy())
             rows.append(
@@ -577,3 +587,13 @@ def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
                 )
             )
     return pd.DataFrame(rows)
+
+
+def _best_floor(per_fold: pd.DataFrame, floors: Sequence[str], metric: str) -> str | None:
+    """The floor with the best mean over folds; None when no floor has a score."""
+    from polyfuse.tasks.metric_facts import higher_is_better
+
+    means = per_fold[list(floors)].mean().dropna()
+    if means.empty:
+        return None
+    return str(means.idxmax() if higher_is_better(metric) else means.idxmin())

@@ -30,6 +30,13 @@ fitted and are not scored. Metrics are `TaskObjective.metrics`, so the names and
 those of every fusion model (survival: ``c_index``, ``uno_c_index``, ``td_auc``; no ``ibs``,
 since these floors produce risks, not survival curves).
 
+A floor that cannot be fitted on a fold (a Cox model with fewer training events than inner
+folds, a forest with no event at all, a classifier with one training class) is not scored there:
+its row for that fold holds the primary metric as NaN with `status` ``failed: <reason>``, and a
+`FallbackWarning` names the floor, its modalities, the fold and the reason. Scored rows have
+`status` ``ok``. Every other fallback (an inner fold dropped from the penalty choice, a shortened
+penalty path, the middle penalty when no inner fold could score) warns the same way.
+
 Only tabular modalities held in memory are used; ``all`` means every such modality.
 scikit-survival is the optional extra ``bench``; it is imported only when a survival floor runs.
 """
@@ -49,7 +56,7 @@ import pandas as pd
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.splits import Split
-from polyfuse.errors import ConfigError, DataError, did_you_mean, require
+from polyfuse.errors import ConfigError, DataError, FallbackWarning, did_you_mean, require
 
 # Coxnet: elastic net half-way between ridge and lasso (stable with correlated omics, still
 # sparse), a short path (30 penalties) for speed, the penalty picked by inner CV.
@@ -62,6 +69,11 @@ RSF_MIN_LEAF = 5
 
 SURVIVAL = ("survival",)
 CLASSIFICATION = ("binary", "multiclass")
+COLUMNS = ["model", "repeat", "fold", "task", "metric", "value", "status"]
+
+
+class FloorFailed(DataError):
+    """A floor cannot be fitted on a fold's training samples; the message says why."""
 
 
 @dataclass
@@ -74,7 +86,8 @@ class FoldData:
         raw_train, raw_test: the same samples before imputation and scaling.
         task: the task predicted.
         seed: a seed derived from the run seed, the repeat and the fold.
-        cache: per-fold results shared between floors (per-modality Cox risks).
+        label: which fold this is, for messages ("repeat 0, fold 2").
+        cache: per-fold results shared between floors (per-modality Cox fits).
     """
 
     train: MultimodalDataset
@@ -83,6 +96,7 @@ class FoldData:
     raw_test: MultimodalDataset
     task: str
     seed: int
+    label: str = "the fold"
     cache: dict[Any, Any] = field(default_factory=dict)
 
     @property
@@ -113,7 +127,8 @@ Predictor = Callable[[FoldData, tuple[str, ...]], np.ndarray]
 
 @dataclass(frozen=True)
 class ClassicalFloor:
-    """A named floor: which task types it serves and how it turns a fold into test scores.
+    """A named floor (described in the module docstring): which task types it serves and how
+    it turns a fold into test scores.
 
     `predict(fold, modalities)` returns a risk `(n_test,)` (higher = earlier event) for survival,
     the positive-class probability `(n_test,)` for binary, or `(n_test, K)` probabilities for
@@ -123,7 +138,6 @@ class ClassicalFloor:
     name: str
     task_types: tuple[str, ...]
     predict: Predictor
-    description: str
 
     def __call__(self, fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
         return self.predict(fold, modalities)
@@ -150,102 +164,151 @@ def _harrell_columns(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> n
     return score[comparable].sum(0) / comparable.sum()
 
 
-def _coxnet(alphas: np.ndarray | None = None, ratio: float = COXNET_ALPHA_MIN_RATIO) -> Any:
+def _coxnet(ratio: float) -> Any:
     model = _sksurv("linear_model").CoxnetSurvivalAnalysis
-    if alphas is None:
-        return model(l1_ratio=COXNET_L1_RATIO, alpha_min_ratio=ratio, n_alphas=COXNET_N_ALPHAS)
-    return model(l1_ratio=COXNET_L1_RATIO, alphas=alphas)
+    return model(l1_ratio=COXNET_L1_RATIO, alpha_min_ratio=ratio, n_alphas=COXNET_N_ALPHAS)
 
 
-def fit_coxnet(x: np.ndarray, time: np.ndarray, event: np.ndarray, seed: int) -> Any | None:
-    """A Coxnet with its penalty picked by inner CV; None when it cannot be fitted.
+def fit_coxnet(
+    x: np.ndarray, time: np.ndarray, event: np.ndarray, seed: int, *, what: str = "Coxnet"
+) -> Any:
+    """A Coxnet with its penalty picked by inner CV (`what` names it in warnings).
 
     The model's `chosen_alpha_` attribute holds the penalty to predict with. It cannot be fitted
-    with fewer events than inner folds; a path that fails numerically (too small a penalty for
-    p >> n) is retried with a 10× larger smallest penalty.
+    (`FloorFailed`) with fewer events than inner folds, or when even the shortest penalty path
+    fails numerically; a path that fails numerically (too small a penalty for p >> n) is
+    retried with a 10× larger smallest penalty.
     """
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import StratifiedKFold
 
-    if int(event.sum()) < INNER_FOLDS or len(time) < 2 * INNER_FOLDS:
-        return None
+    events = int(event.sum())
+    if events < INNER_FOLDS or len(time) < 2 * INNER_FOLDS:
+        raise FloorFailed(
+            f"{events} events among {len(time)} training samples, fewer than the "
+            f"{INNER_FOLDS} events and {2 * INNER_FOLDS} samples its inner CV needs"
+        )
     with warnings.catch_warnings():
         # short paths on p >> n stop early at the smallest penalties; those are rarely chosen
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         warnings.filterwarnings("ignore", message="all coefficients are zero")
-        ratio, model = COXNET_ALPHA_MIN_RATIO, None
-        while model is None and ratio < 1.0:
-            try:
-                model = _coxnet(ratio=ratio).fit(x, _surv(time, event))
-            except ArithmeticError:
-                ratio *= 10
-        if model is None:
-            return None
-        # each inner fold runs its own path (a path given the outer penalties stops early when
-        # its first ones already zero everything); risks at the outer penalties interpolate it
-        alphas = model.alphas_
-        inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
-        scores = []
-        for tr, te in inner.split(x, event):
-            try:
-                m = _coxnet(ratio=ratio).fit(x[tr], _surv(time[tr], event[tr]))
-            except (ArithmeticError, ValueError):
-                continue
-            risk = np.stack([m.predict(x[te], alpha=a) for a in alphas], axis=1)
-            scores.append(_harrell_columns(risk, time[te], event[te]))
-        warnings.filterwarnings("ignore", message="Mean of empty slice")
-        mean = np.nanmean(scores, axis=0) if scores else np.full(len(alphas), np.nan)
+        y = _surv(time, event)
+        model, ratio = _coxnet_path(x, y)
+        mean = _inner_scores(x, y, (ratio, model.alphas_), seed, what)
+    if ratio > COXNET_ALPHA_MIN_RATIO:
+        _warn(
+            f"{what}: smaller penalties failed numerically, so its path stops at {ratio:g} of "
+            f"the largest penalty instead of {COXNET_ALPHA_MIN_RATIO:g}"
+        )
     if np.isnan(mean).all():
-        model.chosen_alpha_ = alphas[len(alphas) // 2]
+        _warn(f"{what}: no inner fold could score a penalty; the middle of the path is used")
+        model.chosen_alpha_ = model.alphas_[len(model.alphas_) // 2]
     else:
-        model.chosen_alpha_ = alphas[int(np.nanargmax(mean))]  # first = largest penalty
+        model.chosen_alpha_ = model.alphas_[int(np.nanargmax(mean))]  # first = largest penalty
     return model
 
 
-def _modality_risk(fold: FoldData, m: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(training risks of the samples that have `m`, test risks of every test sample), cached."""
+def _coxnet_path(x: np.ndarray, y: np.ndarray) -> tuple[Any, float]:
+    """The Coxnet path on all training samples, and the smallest-penalty ratio it needed."""
+    ratio = COXNET_ALPHA_MIN_RATIO
+    while ratio < 1.0:
+        try:
+            return _coxnet(ratio).fit(x, y), ratio
+        except ArithmeticError:
+            ratio *= 10
+    raise FloorFailed("the penalty path fails numerically even at its largest penalties")
+
+
+def _inner_scores(
+    x: np.ndarray, y: np.ndarray, path: tuple[float, np.ndarray], seed: int, what: str
+) -> np.ndarray:
+    """The mean inner Harrell c-index of each penalty of the outer `path` (its smallest-penalty
+    ratio and its penalties; NaN where no inner fold scored).
+
+    Each inner fold runs its own path (a path given the outer penalties stops early when its
+    first ones already zero everything); risks at the outer penalties interpolate it. An inner
+    fold whose path cannot be fitted is left out, with a warning.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    ratio, alphas = path
+    time, event = y["time"], y["event"]
+    inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
+    scores = []
+    for j, (tr, te) in enumerate(inner.split(x, event)):
+        try:
+            m = _coxnet(ratio).fit(x[tr], y[tr])
+        except (ArithmeticError, ValueError) as exc:
+            _warn(
+                f"{what}: inner fold {j + 1} of {INNER_FOLDS} is left out of the penalty "
+                f"choice ({type(exc).__name__}: {exc})"
+            )
+            continue
+        risk = np.stack([m.predict(x[te], alpha=a) for a in alphas], axis=1)
+        scores.append(_harrell_columns(risk, time[te], event[te]))
+    if not scores:
+        return np.full(len(alphas), np.nan)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Mean of empty slice")
+        return np.nanmean(scores, axis=0)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, FallbackWarning, stacklevel=3)
+
+
+def _modality_risk(fold: FoldData, m: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training risks of the samples that have `m`, test risks of every test sample) of the
+    Coxnet on modality `m`; fitted once per fold, shared by `coxnet[m]` and `late-cox` (a
+    failure too: it raises `FloorFailed` for both)."""
     key = ("coxnet", m)
     if key not in fold.cache:
         present = fold.train.sources[m].present
-        y = fold.y[present]
-        model = fit_coxnet(fold.train.sources[m].values[present], y[:, 0], y[:, 1], fold.seed)
-        if model is None:
-            fold.cache[key] = None
+        x, y = fold.train.sources[m].values[present], fold.y[present]
+        try:
+            model = fit_coxnet(
+                x, y[:, 0], y[:, 1], fold.seed, what=f"the Coxnet of '{m}' on {fold.label}"
+            )
+        except FloorFailed as exc:
+            fold.cache[key] = exc
         else:
             a = model.chosen_alpha_
             fold.cache[key] = (
-                model.predict(fold.train.sources[m].values[present], alpha=a),
+                model.predict(x, alpha=a),
                 model.predict(fold.test.sources[m].values, alpha=a),
             )
+    if isinstance(fold.cache[key], FloorFailed):
+        raise fold.cache[key]
     return fold.cache[key]
 
 
 def _predict_coxnet(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
-    n_test = len(fold.test)
     if len(modalities) == 1:
         m = modalities[0]
-        risks = _modality_risk(fold, m)
-        if risks is None:
-            return np.zeros(n_test)
-        train, test = risks
+        train, test = _modality_risk(fold, m)
         return np.where(fold.test.sources[m].present, test, np.median(train))
     x_train, x_test = fold.matrix(modalities)
-    model = fit_coxnet(x_train, fold.y[:, 0], fold.y[:, 1], fold.seed)
-    if model is None:
-        return np.zeros(n_test)
+    what = f"the Coxnet of {', '.join(modalities)} on {fold.label}"
+    model = fit_coxnet(x_train, fold.y[:, 0], fold.y[:, 1], fold.seed, what=what)
     return model.predict(x_test, alpha=model.chosen_alpha_)
 
 
 def _predict_late_cox(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
-    train, test, present = [], [], []
+    """Late fusion of the modalities whose Coxnet could be fitted (each one left out warns);
+    it fails when none could."""
+    train, test, present, failed = [], [], [], []
     for m in modalities:
-        risks = _modality_risk(fold, m)
-        if risks is not None:
-            train.append(risks[0])
-            test.append(risks[1])
-            present.append(fold.test.sources[m].present)
+        try:
+            risks = _modality_risk(fold, m)
+        except FloorFailed as exc:
+            failed.append(f"'{m}': {exc}")
+            continue
+        train.append(risks[0])
+        test.append(risks[1])
+        present.append(fold.test.sources[m].present)
     if not train:
-        return np.zeros(len(fold.test))
+        raise FloorFailed(f"no modality's Coxnet could be fitted ({'; '.join(failed)})")
+    for reason in failed:
+        _warn(f"late-cox on {fold.label} leaves out modality {reason}")
     return late_fusion_risk(train, test, np.stack(present, axis=1))
 
 
@@ -274,6 +337,8 @@ def late_fusion_risk(
 
 
 def _predict_rsf(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
+    if not fold.y[:, 1].any():
+        raise FloorFailed("every training sample is censored")
     x_train, x_test = fold.matrix(modalities)
     forest = _sksurv("ensemble").RandomSurvivalForest(
         n_estimators=RSF_TREES,
@@ -293,9 +358,8 @@ def _class_probs(model: Any, x: np.ndarray, fold: FoldData) -> np.ndarray:
     """Probabilities in the task's class order, also when a class is missing from training."""
     spec = fold.train.tasks[fold.task]
     p = model.predict_proba(x)
-    if spec.type == "binary":
-        classes = list(model.classes_)
-        return p[:, classes.index(1)] if 1 in classes else np.zeros(len(x))
+    if spec.type == "binary":  # both classes are in training (`_train_labels`)
+        return p[:, list(model.classes_).index(1)]
     out = np.zeros((len(x), len(spec.classes)))
     out[:, model.classes_.astype(np.int64)] = p
     return out
@@ -304,7 +368,7 @@ def _class_probs(model: Any, x: np.ndarray, fold: FoldData) -> np.ndarray:
 def _train_labels(fold: FoldData) -> np.ndarray:
     y = fold.y.astype(np.int64)
     if len(np.unique(y)) < 2:
-        raise DataError(f"task '{fold.task}': a training fold has a single class")
+        raise FloorFailed(f"task '{fold.task}' has a single class among the training samples")
     return y
 
 
@@ -335,21 +399,11 @@ def _predict_hgb(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
 CLASSICAL: dict[str, ClassicalFloor] = {
     f.name: f
     for f in (
-        ClassicalFloor(
-            "coxnet",
-            SURVIVAL,
-            _predict_coxnet,
-            "elastic-net Cox, penalty by inner 3-fold CV; one modality: fitted where present",
-        ),
-        ClassicalFloor("rsf", SURVIVAL, _predict_rsf, "random survival forest, early fusion"),
-        ClassicalFloor(
-            "late-cox",
-            SURVIVAL,
-            _predict_late_cox,
-            "mean of per-modality Coxnet z-scored risks over the modalities a patient has",
-        ),
-        ClassicalFloor("logreg", CLASSIFICATION, _predict_logreg, "L2 logistic regression"),
-        ClassicalFloor("hgb", CLASSIFICATION, _predict_hgb, "histogram gradient boosting"),
+        ClassicalFloor("coxnet", SURVIVAL, _predict_coxnet),
+        ClassicalFloor("rsf", SURVIVAL, _predict_rsf),
+        ClassicalFloor("late-cox", SURVIVAL, _predict_late_cox),
+        ClassicalFloor("logreg", CLASSIFICATION, _predict_logreg),
+        ClassicalFloor("hgb", CLASSIFICATION, _predict_hgb),
     )
 }
 
@@ -441,6 +495,7 @@ def make_fold(data: MultimodalDataset, split: Split, task: str, seed: int = 0) -
         raw_test,
         task,
         (seed * 1_000_003 + split.repeat * 1_000 + split.fold) % 2**32,
+        label=f"repeat {split.repeat}, fold {split.fold}",
     )
 
 
@@ -454,8 +509,10 @@ def run_floors(
 ) -> pd.DataFrame:
     """Several floors on the same splits, sharing per-fold work (per-modality Cox fits).
 
-    Returns long rows `model, repeat, fold, task, metric, value`, floor by floor in the order
-    given, then split by split. The same splits and seed give the same numbers.
+    Returns long rows `model, repeat, fold, task, metric, value, status`, floor by floor in
+    the order given, then split by split. The same splits and seed give the same numbers. A
+    floor that cannot be fitted on a fold gives one row there: the primary metric, NaN, and
+    `status` "failed: <reason>" (with a `FallbackWarning`).
     """
     from polyfuse.tasks.objective import TaskObjective
 
@@ -473,29 +530,42 @@ def run_floors(
         dataclasses.replace(spec, survival_head="cox") if spec.type == "survival" else spec
     )
     objective = TaskObjective(metric_spec)
-    key = "risk" if spec.type == "survival" else "prob"
     rows: dict[str, list[dict[str, Any]]] = {display: [] for _, _, display in resolved}
     for split in splits:
         fold = make_fold(data, split, task, seed)
         for floor, modalities, display in resolved:
-            scores = np.asarray(floor(fold, modalities), dtype=np.float64)
-            metrics = objective.metrics(
-                {key: scores}, fold.raw_test.targets[task], fold.raw_train.targets[task]
-            )
-            rows[display] += [
-                dict(
-                    model=display,
-                    repeat=split.repeat,
-                    fold=split.fold,
-                    task=task,
-                    metric=k,
-                    value=float(v),
-                )
-                for k, v in metrics.items()
-            ]
-    columns = ["model", "repeat", "fold", "task", "metric", "value"]
+            keys = dict(model=display, repeat=split.repeat, fold=split.fold, task=task)
+            scored = _score(floor, modalities, display, fold, objective)
+            rows[display] += [keys | r for r in scored]
     flat = [r for display in rows for r in rows[display]]
-    return pd.DataFrame(flat, columns=columns)
+    return pd.DataFrame(flat, columns=COLUMNS)
+
+
+def _score(
+    floor: ClassicalFloor,
+    modalities: tuple[str, ...],
+    display: str,
+    fold: FoldData,
+    objective: Any,
+) -> list[dict[str, Any]]:
+    """A floor's metrics on one fold (metric, value, status); a floor that cannot be fitted
+    there gives its primary metric as NaN, marked failed, and a warning."""
+    from polyfuse.tasks.metric_facts import PRIMARY
+
+    try:
+        scores = np.asarray(floor(fold, modalities), dtype=np.float64)
+    except FloorFailed as exc:
+        warnings.warn(
+            f"classical floor '{display}' (modalities {', '.join(modalities)}) could not be "
+            f"fitted on {fold.label}: {exc}; it is marked failed there, not scored",
+            FallbackWarning,
+            stacklevel=2,
+        )
+        return [dict(metric=PRIMARY[objective.spec.type], value=np.nan, status=f"failed: {exc}")]
+    key = "risk" if objective.spec.type == "survival" else "prob"
+    targets = fold.raw_test.targets[fold.task], fold.raw_train.targets[fold.task]
+    metrics = objective.metrics({key: scores}, *targets)
+    return [dict(metric=k, value=float(v), status="ok") for k, v in metrics.items()]
 
 
 def run_classical(
@@ -508,7 +578,7 @@ def run_classical(
 ) -> pd.DataFrame:
     """One floor, e.g. `"coxnet[clinical]"`, `"rsf"` (= `rsf[all]`) or `"late-cox"`.
 
-    Returns long rows `model, repeat, fold, task, metric, value` with `model` the display name.
+    Returns the long rows of `run_floors`, with `model` the display name.
     """
     return run_floors([name], data, splits, task=task, seed=seed)
 

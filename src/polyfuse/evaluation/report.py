@@ -104,6 +104,14 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _mean_sd(mean: float, sd: float) -> str:
+    """`0.801 ± 0.040`; "failed" for a model no fold could score (a floor that could not be
+    fitted: results.csv says why in its `status` column)."""
+    if pd.isna(mean):
+        return "failed"
+    return f"{_num(mean)} ± {_num(sd)}" if not pd.isna(sd) else _num(mean)
+
+
 def _formatted(part: pd.DataFrame) -> pd.DataFrame:
     """The display strings of one dataset × task block of the leaderboard."""
     metric = part["metric"].iloc[0]
@@ -119,8 +127,7 @@ def _formatted(part: pd.DataFrame) -> pd.DataFrame:
             "model": part["model"].astype(str),
             "family": part["family"].astype(str),
             f"{metric} mean ± sd": [
-                f"{_num(m)} ± {_num(s)}" if not pd.isna(s) else _num(m)
-                for m, s in zip(part["mean"], part["sd"], strict=True)
+                _mean_sd(m, s) for m, s in zip(part["mean"], part["sd"], strict=True)
             ],
             "Δ vs best floor [CI]": [diff(r) for r in part.itertuples()],
             "p": [_p(p) for p in part["p_value"]],
@@ -177,7 +184,7 @@ def _html_table(part: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = []
     for row, rank in zip(table.to_numpy().tolist(), part["rank"], strict=True):
-        cls = ' class="best"' if rank == 1 else ""
+        cls = ' class="best"' if not pd.isna(rank) and rank == 1 else ""
         cells = "".join(
             f"<td{' class=num' if j >= 3 else ''}>{html.escape(str(c))}</td>"
             for j, c in enumerate(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,11 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.io import atomic_write
 from polyfuse.progress import Progress
-from polyfuse.training.fit import train_model
+from polyfuse.training.fit import fit_model
+from polyfuse.training.settings import FitSettings
 from polyfuse.training.weight_history import weight_frame, write_task_weights
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,61 +77,93 @@ def cross_validate(
     across models (paired comparisons). With `parts`, each finished fold's metrics,
     predictions and weights are written there (Parquet, atomically) and folds already there
     are read back instead of trained again: an interrupted CV resumes where it stopped, with
-    the same results (each fold's seed depends on its position only).
+    the same results (each fold's seed depends on its position only). The keywords are the
+    documented API; code holding a `FitSettings` calls `cross_validate_splits`.
 
     Example:
         >>> import polyfuse as pf  # doctest: +SKIP
         >>> data = pf.datasets.load("tcga-acc")  # doctest: +SKIP
         >>> pf.cross_validate("early", data, folds=5, repeats=3).summary()  # doctest: +SKIP
     """
-    training = (training or TrainingConfig()).model_copy(update={"progress": False})
     splits = splits if splits is not None else kfold(data, folds, repeats, seed, stratify)
-    rows, preds, weights = [], [], []
+    settings = FitSettings.of(hparams, training, preprocess, task_weights, seed)
+    return cross_validate_splits(model, data, splits, settings, progress=progress, parts=parts)
+
+
+def cross_validate_splits(
+    model: str,
+    data: MultimodalDataset,
+    splits: list[Split],
+    settings: FitSettings,
+    *,
+    progress: bool = True,
+    parts: Path | None = None,
+) -> CVResult:
+    """`cross_validate` on given splits; split `i` is fitted with seed `settings.seed + i`."""
+    settings = settings.quiet()
+    folds: list[_Fold] = []
     start = time.perf_counter()
     with Progress(progress) as bar:
         bar.add(f"cv {model}", len(splits))
         for i, split in enumerate(splits):
-            done = _read_part(parts, split)
-            if done is not None:
-                rows += done[0].to_dict("records")
-                preds.append(done[1])
-                weights.append(done[2])
-                bar.advance()
-                continue
-            n_rows, n_preds = len(rows), len(preds)
-            train = data.subset(split.train)
-            test = data.subset(split.test)
-            fitted = train_model(
-                model,
-                train,
-                hparams=hparams,
-                training=training,
-                preprocess=preprocess,
-                task_weights=task_weights,
-                seed=seed + i,
-            )
-            scores = fitted.predict(test)
-            for task, objective in fitted.objectives.items():
-                metrics = objective.metrics(scores[task], test.targets[task], train.targets[task])
-                rows += [
-                    dict(repeat=split.repeat, fold=split.fold, task=task, metric=k, value=v)
-                    for k, v in metrics.items()
-                ]
-                preds.append(prediction_frame(test, split, task, scores[task]))
-            weights.append(
-                weight_frame(fitted.weight_history, repeat=split.repeat, fold=split.fold)
-            )
-            if parts is not None:
-                _write_part(parts, split, pd.DataFrame(rows[n_rows:]), preds[n_preds:], weights[-1])
+            fold = _read_part(parts, split)
+            if fold is None:
+                fold = _fit_fold(model, data, split, settings.replace(seed=settings.seed + i))
+                if parts is not None:
+                    _write_part(parts, split, fold)
+            else:
+                log.info(
+                    "cv %s: fold %d of repeat %d read back from %s",
+                    model,
+                    split.fold,
+                    split.repeat,
+                    parts,
+                )
+            folds.append(fold)
             bar.advance()
     return CVResult(
         model,
-        pd.DataFrame(rows),
-        pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
+        _concat([f.metrics for f in folds]),
+        _concat([f.predictions for f in folds]),
         time.perf_counter() - start,
-        hparams,
-        pd.concat(weights, ignore_index=True) if weights else pd.DataFrame(),
+        dict(settings.hparams),
+        _concat([f.weights for f in folds]),
     )
+
+
+@dataclass
+class _Fold:
+    """One fold's results: metrics (repeat, fold, task, metric, value), test-fold predictions
+    and balancing weights."""
+
+    metrics: pd.DataFrame
+    predictions: pd.DataFrame
+    weights: pd.DataFrame
+
+
+def _fit_fold(model: str, data: MultimodalDataset, split: Split, settings: FitSettings) -> _Fold:
+    """Train on the split's training part; score and predict its test part."""
+    train, test = data.subset(split.train), data.subset(split.test)
+    fitted = fit_model(model, train, settings)
+    scores = fitted.predict(test)
+    rows, preds = [], []
+    for task, objective in fitted.objectives.items():
+        metrics = objective.metrics(scores[task], test.targets[task], train.targets[task])
+        rows += [
+            dict(repeat=split.repeat, fold=split.fold, task=task, metric=k, value=v)
+            for k, v in metrics.items()
+        ]
+        preds.append(prediction_frame(test, split, task, scores[task]))
+    log.info("cv %s: fold %d of repeat %d done", model, split.fold, split.repeat)
+    return _Fold(
+        pd.DataFrame(rows),
+        _concat(preds),
+        weight_frame(fitted.weight_history, repeat=split.repeat, fold=split.fold),
+    )
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 PART_FILES = ("metrics", "predictions", "weights")
@@ -138,23 +174,22 @@ def _part_paths(parts: Path, split: Split) -> list[Path]:
     return [parts / f"{stem}_{kind}.parquet" for kind in PART_FILES]
 
 
-def _write_part(
-    parts: Path, split: Split, metrics: pd.DataFrame, preds: list[pd.DataFrame], weights
-) -> None:
+def _write_part(parts: Path, split: Split, fold: _Fold) -> None:
     """One fold's results; the metrics file is written last, so it marks the fold as done."""
-    frames = [metrics, pd.concat(preds, ignore_index=True), weights]
+    frames = [fold.metrics, fold.predictions, fold.weights]
     paths = _part_paths(parts, split)
     for path, frame in list(zip(paths, frames, strict=True))[::-1]:
         atomic_write(path, lambda p, f=frame: f.to_parquet(p, index=False))
+    log.debug("cv fold %d of repeat %d written to %s", split.fold, split.repeat, parts)
 
 
-def _read_part(parts: Path | None, split: Split) -> list[pd.DataFrame] | None:
+def _read_part(parts: Path | None, split: Split) -> _Fold | None:
     if parts is None:
         return None
     paths = _part_paths(parts, split)
     if not all(p.is_file() for p in paths):
         return None
-    return [pd.read_parquet(p) for p in paths]
+    return _Fold(*(pd.read_parquet(p) for p in paths))
 
 
 def prediction_frame(

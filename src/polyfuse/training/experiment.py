@@ -5,16 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from polyfuse.config import ExperimentConfig, dump_config
+from polyfuse.data.splits import kfold
 from polyfuse.errors import ConfigError
 from polyfuse.interrupt import Interrupted
 from polyfuse.io import check_run_dir, prepare_run_dir, undo_on_failure, write_text
-from polyfuse.training.cv import CVResult, cross_validate
-from polyfuse.training.fit import FittedModel, train_model
+from polyfuse.training.cv import CVResult, cross_validate_splits
+from polyfuse.training.fit import FittedModel, fit_model
+from polyfuse.training.settings import FitSettings
 from polyfuse.training.weight_history import weight_frame, write_task_weights
-
-
-def _task_weights(config: ExperimentConfig) -> dict[str, float]:
-    return {t: c.weight for t, c in config.data.tasks.items()}
 
 
 def check_experiment(
@@ -66,14 +64,10 @@ def run_fit(
     with undo_on_failure(run, keep):
         prepare_run_dir(run, overwrite=overwrite, resume=resume)
         write_text(run / "config.yaml", dump_config(config))
-        fitted = train_model(
+        fitted = fit_model(
             config.model.name,
             data,
-            hparams=config.model.params,
-            training=config.training,
-            preprocess=config.preprocess,
-            task_weights=_task_weights(config),
-            seed=config.seed,
+            FitSettings.from_config(config),
             log_dir=run / "logs",
             checkpoint_dir=run / "checkpoints",
             resume=resume,
@@ -103,18 +97,13 @@ def run_cv(
             for part in (run / "parts").glob("repeat*_fold*_*.parquet"):
                 part.unlink()
         write_text(run / "config.yaml", dump_config(config))
-        result = cross_validate(
+        result = cross_validate_splits(
             config.model.name,
             data,
-            folds=config.cv.folds,
-            repeats=config.cv.repeats,
-            seed=config.seed,
-            training=config.training,
-            preprocess=config.preprocess,
-            task_weights=_task_weights(config),
+            kfold(data, config.cv.folds, config.cv.repeats, config.seed),
+            FitSettings.from_config(config),
             progress=config.training.progress,
             parts=run / "parts",
-            **config.model.params,
         )
         result.save(run)
     return run, result

@@ -27,8 +27,10 @@ from polyfuse.io import atomic_write, write_text
 from polyfuse.models.model import MultimodalModel
 from polyfuse.models.registry import create_model, model_class
 from polyfuse.tasks.objective import TaskObjective
+from polyfuse.training.settings import FitSettings
 
 PREDICT_BATCH = 256
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -231,22 +233,92 @@ def train_model(
     (safetensors, `training/checkpoint.py`) is written every `training.checkpoint_every`
     epochs; `resume` continues from it (or starts afresh when there is none yet) and ends
     with the same model as an uninterrupted fit.
-    """
-    import lightning as L
 
-    from polyfuse.training.callbacks import (
-        BestWeights,
-        RandomState,
-        ResumableEarlyStopping,
-        ResumeCheckpoint,
+    The keywords are the documented API; code that already holds a `FitSettings` (CV, the
+    tuner, the benchmark) calls `fit_model` with it.
+    """
+    settings = FitSettings.of(hparams, training, preprocess, task_weights, seed)
+    return fit_model(
+        model_name, train, settings, log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume
     )
-    from polyfuse.training.checkpoint import SafeCheckpointIO
+
+
+def fit_model(
+    model_name: str,
+    train: MultimodalDataset,
+    settings: FitSettings,
+    *,
+    log_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+) -> FittedModel:
+    """`train_model` with its settings as one value."""
     from polyfuse.training.module import FusionModule
 
-    hparams = dict(hparams or {})
-    training = with_model_defaults(model_name, hparams, training or TrainingConfig())
-    preprocess = preprocess or PreprocessConfig()
-    seed_everything(seed)
+    if resume and checkpoint_dir is None:
+        raise ConfigError("resume needs a checkpoint directory")
+    hparams = dict(settings.hparams)
+    training = with_model_defaults(model_name, hparams, settings.training)
+    seed_everything(settings.seed)
+    parts = _prepare(train, training, settings.preprocess, settings.seed)
+    model = create_model(model_name, parts.data.specs, train.tasks, **hparams)
+    module = FusionModule(
+        model,
+        parts.objectives,
+        task_weights=settings.task_weights,
+        lr=training.lr,
+        weight_decay=training.weight_decay,
+        l1=training.l1,
+        balancing=training.balancing,
+        balancing_options=training.balancing_options,
+    )
+    best_epoch = _run_trainer(
+        module,
+        parts,
+        training,
+        settings.seed,
+        log_dir=log_dir,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
+    model.eval()
+    _check_finite(model, model_name, parts.fit)
+    log.info(
+        "fitted '%s' on %d samples (%d for validation); best epoch %d",
+        model_name,
+        len(parts.fit),
+        len(parts.val),
+        best_epoch,
+    )
+    curve_times = {
+        t: o.curve_times for t, o in parts.objectives.items() if o.curve_times is not None
+    }
+    return FittedModel(
+        model_name,
+        hparams,
+        model,
+        parts.objectives,
+        InputContract.fitted(train.specs, train.tasks, parts.preprocessor, curve_times),
+        best_epoch,
+        module.weight_history,
+    )
+
+
+@dataclass
+class _Prepared:
+    """A training set made ready to fit: preprocessed, split, with fitted task objectives."""
+
+    preprocessor: Preprocessor
+    data: MultimodalDataset
+    fit: MultimodalDataset
+    val: MultimodalDataset
+    objectives: nn.ModuleDict
+
+
+def _prepare(
+    train: MultimodalDataset, training: TrainingConfig, preprocess: PreprocessConfig, seed: int
+) -> _Prepared:
+    """The validation carve-out, then preprocessing and task state fitted on the rest only."""
     idx = np.arange(len(train))
     fit_idx, val_idx = holdout(idx, strata(train), training.val_fraction, seed)
     pre = Preprocessor(preprocess.impute, preprocess.scale, preprocess.missing_indicator)
@@ -265,30 +337,27 @@ def train_model(
             for t, s in train.tasks.items()
         }
     )
-    model = create_model(model_name, data.specs, train.tasks, **hparams)
-    module = FusionModule(
-        model,
-        objectives,
-        task_weights=task_weights,
-        lr=training.lr,
-        weight_decay=training.weight_decay,
-        l1=training.l1,
-        balancing=training.balancing,
-        balancing_options=training.balancing_options,
-    )
-    best = BestWeights()
-    callbacks: list[Any] = [RandomState()]
-    has_val = len(val_part) > 0
-    if has_val:
-        callbacks += [best, ResumableEarlyStopping("val_loss", patience=training.patience)]
-    if checkpoint_dir is not None:
-        # not ModelCheckpoint: its `save_last` ignores `every_n_epochs` (Lightning < 2.6) or,
-        # with save_top_k=0, writes only when the fit ends (>= 2.6); see ResumeCheckpoint
-        callbacks.append(ResumeCheckpoint(checkpoint_dir, training.checkpoint_every))
-    if resume and checkpoint_dir is None:
-        raise ConfigError("resume needs a checkpoint directory")
-    last = checkpoint_dir / "last.ckpt" if checkpoint_dir else None
-    ckpt = last if resume and last is not None and last.is_file() else None
+    return _Prepared(pre, data, fit_part, val_part, objectives)
+
+
+def _run_trainer(
+    module: Any,
+    parts: _Prepared,
+    training: TrainingConfig,
+    seed: int,
+    *,
+    log_dir: Path | None,
+    checkpoint_dir: Path | None,
+    resume: bool,
+) -> int:
+    """Lightning's fit of `module`, resumed from `checkpoint_dir` when asked; the best epoch
+    (-1 without a validation part, where the last weights are kept)."""
+    import lightning as L
+
+    from polyfuse.training.checkpoint import SafeCheckpointIO
+
+    has_val = len(parts.val) > 0
+    callbacks, best = _callbacks(training, has_val, checkpoint_dir)
     with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="polyfuse-") as scratch:
         trainer = L.Trainer(
             default_root_dir=scratch,  # Lightning's own temporary files, never the cwd
@@ -312,29 +381,47 @@ def train_model(
         trainer.fit(
             module,
             make_loader(
-                fit_part, training.batch_size, shuffle=True, seed=seed, workers=training.workers
+                parts.fit, training.batch_size, shuffle=True, seed=seed, workers=training.workers
             ),
-            make_loader(val_part, PREDICT_BATCH, shuffle=False, workers=training.workers)
+            make_loader(parts.val, PREDICT_BATCH, shuffle=False, workers=training.workers)
             if has_val
             else None,
-            ckpt_path=ckpt,
+            ckpt_path=_resume_checkpoint(checkpoint_dir) if resume else None,
         )
-    model.eval()
-    _check_finite(model, model_name, fit_part)
-    return FittedModel(
-        model_name,
-        hparams,
-        model,
-        objectives,
-        InputContract.fitted(
-            train.specs,
-            train.tasks,
-            pre,
-            {t: o.curve_times for t, o in objectives.items() if o.curve_times is not None},
-        ),
-        best.best_epoch,
-        module.weight_history,
+    return best.best_epoch
+
+
+def _callbacks(
+    training: TrainingConfig, has_val: bool, checkpoint_dir: Path | None
+) -> tuple[list[Any], Any]:
+    """The fit's callbacks, and the one that keeps the best weights (unused without a
+    validation part)."""
+    from polyfuse.training.callbacks import (
+        BestWeights,
+        RandomState,
+        ResumableEarlyStopping,
+        ResumeCheckpoint,
     )
+
+    best = BestWeights()
+    callbacks: list[Any] = [RandomState()]
+    if has_val:
+        callbacks += [best, ResumableEarlyStopping("val_loss", patience=training.patience)]
+    if checkpoint_dir is not None:
+        # not ModelCheckpoint: its `save_last` ignores `every_n_epochs` (Lightning < 2.6) or,
+        # with save_top_k=0, writes only when the fit ends (>= 2.6); see ResumeCheckpoint
+        callbacks.append(ResumeCheckpoint(checkpoint_dir, training.checkpoint_every))
+    return callbacks, best
+
+
+def _resume_checkpoint(checkpoint_dir: Path | None) -> Path | None:
+    """The checkpoint a resumed fit continues from; None (a fresh start) before the first."""
+    last = checkpoint_dir / "last.ckpt" if checkpoint_dir is not None else None
+    if last is None or not last.is_file():
+        log.info("no resume checkpoint in %s yet: training from the first epoch", checkpoint_dir)
+        return None
+    log.info("resuming the fit from %s", last)
+    return last
 
 
 def _check_finite(model: MultimodalModel, name: str, data: MultimodalDataset) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from polyfuse.config import ExperimentConfig
 from polyfuse.data.dataset import MultimodalDataset
-from polyfuse.errors import ConfigError, require
+from polyfuse.errors import ConfigError, FallbackWarning, require
 from polyfuse.interrupt import Interrupted
 from polyfuse.io import undo_on_failure
-from polyfuse.tuning.nested import STUDY_FILE, TuneResult, tune
+from polyfuse.training.settings import FitSettings
+from polyfuse.tuning.nested import TuneResult, tune
+from polyfuse.tuning.study import STUDY_FILE
 
 
 def resolve_run(config: ExperimentConfig, model: str | None = None) -> ExperimentConfig:
@@ -46,7 +49,7 @@ def run_tune(
     require("optuna", "tune")  # the missing extra is reported before the data is loaded
     from polyfuse.datasets import from_config
     from polyfuse.training.experiment import check_experiment
-    from polyfuse.tuning.nested import check_space
+    from polyfuse.tuning.search import check_space
     from polyfuse.tuning.space import apply_overrides, model_space
 
     if resume and overwrite:
@@ -82,15 +85,21 @@ def _finished_work(run: Path, exc: BaseException) -> bool:
             ).fetchone()
         finally:
             con.close()
-    except sqlite3.Error:
-        return True  # unreadable now: keep it rather than lose trials
+    except sqlite3.Error as exc:
+        warnings.warn(
+            f"cannot count the finished trials in {run / STUDY_FILE} ({exc}); the run "
+            "directory is kept rather than lose them",
+            FallbackWarning,
+            stacklevel=2,
+        )
+        return True
     return done > 0
 
 
 def _run(
     config: ExperimentConfig, data: MultimodalDataset, run: Path, *, resume: bool, overwrite: bool
 ) -> tuple[Path, TuneResult]:
-    settings = config.tune
+    settings, fit = config.tune, FitSettings.from_config(config)
     result = tune(
         config.model.name,
         data,
@@ -99,10 +108,10 @@ def _run(
         folds=config.cv.folds,
         repeats=config.cv.repeats,
         inner_folds=settings.inner_folds,
-        seed=config.seed,
-        training=config.training,
-        preprocess=config.preprocess,
-        task_weights={t: c.weight for t, c in config.data.tasks.items()} or None,
+        seed=fit.seed,
+        training=fit.training,
+        preprocess=fit.preprocess,
+        task_weights=fit.task_weights,
         space=settings.space,
         task=settings.task,
         metric=settings.metric,
@@ -115,7 +124,7 @@ def _run(
         overwrite=overwrite,
         progress=config.training.progress,
         template=config,
-        **config.model.params,
+        **fit.hparams,
     )
     assert result.out is not None
     return result.out, result
