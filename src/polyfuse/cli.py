@@ -396,28 +396,41 @@ def export(
     _console().print(f"exported → {out}", markup=False)
 
 
+BenchmarkModels = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--models",
+        "-m",
+        help="models to run: -m early,late or -m early -m late (default: the suite's)",
+    ),
+]
+BenchmarkDatasets = Annotated[
+    list[str] | None,
+    typer.Option("--datasets", "-d", help="bundled cohorts: -d a,b or -d a -d b"),
+]
+Suite = Annotated[
+    str,
+    typer.Option(
+        help="default: TCGA-ACC with the baselines and core methods; "
+        "full: every registered model on every available cohort"
+    ),
+]
+TuneTrials = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="tune every model with this many optuna trials inside each outer fold "
+        "(inner CV on the training part) before scoring it; 0: no tuning",
+    ),
+]
+
+
 @app.command()
 @_friendly
 def benchmark(
-    models: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--models",
-            "-m",
-            help="models to run: -m early,late or -m early -m late (default: the suite's)",
-        ),
-    ] = None,
-    datasets: Annotated[
-        list[str] | None,
-        typer.Option("--datasets", "-d", help="bundled cohorts: -d a,b or -d a -d b"),
-    ] = None,
-    suite: Annotated[
-        str,
-        typer.Option(
-            help="default: TCGA-ACC with the baselines and core methods; "
-            "full: every registered model on every available cohort"
-        ),
-    ] = "default",
+    models: BenchmarkModels = None,
+    datasets: BenchmarkDatasets = None,
+    suite: Suite = "default",
     config: Annotated[
         Path | None,
         typer.Option(
@@ -441,14 +454,7 @@ def benchmark(
     workers: Annotated[
         int | None, typer.Option(help="folds trained at once (default: one per CPU core)")
     ] = None,
-    tune_trials: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="tune every model with this many optuna trials inside each outer fold "
-            "(inner CV on the training part) before scoring it; 0: no tuning",
-        ),
-    ] = 0,
+    tune_trials: TuneTrials = 0,
 ) -> None:
     """The main job: every model and the classical floors on identical folds, with a report."""
     # every name, the config and the output folder are checked before any data are read

@@ -185,39 +185,48 @@ class Service:
                 413, f"{rows} long-table rows in one request; at most {MAX_TABLE_ROWS}"
             )
         for i, record in enumerate(request.patients):
-            where = f"patients[{i}]"
-            if self.id_column in record:
-                where += f" ({self.id_column} {record[self.id_column]!r})"
-            lacking = [c for c in self.columns if c not in record]
-            if lacking:
+            self._check_patient(i, record)
+        self._check_tables(request.tables)
+
+    def _check_patient(self, i: int, record: Record) -> None:
+        """Every column the model reads is present; no file is named without a data root."""
+        where = f"patients[{i}]"
+        if self.id_column in record:
+            where += f" ({self.id_column} {record[self.id_column]!r})"
+        lacking = [c for c in self.columns if c not in record]
+        if lacking:
+            raise RequestError(
+                f"{where} lacks "
+                + ", ".join(f"'{c}' ({self.columns[c]})" for c in lacking[:5])
+                + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+                + "; send null for a missing value"
+            )
+        if self.data_root is not None:
+            return
+        for c, m in self.file_columns.items():
+            value = record[c]
+            if value is not None and not (isinstance(value, str) and not value.strip()):
                 raise RequestError(
-                    f"{where} lacks "
-                    + ", ".join(f"'{c}' ({self.columns[c]})" for c in lacking[:5])
-                    + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
-                    + "; send null for a missing value"
+                    f"{where}, column '{c}' (modality '{m}'): names a file ({value!r}), "
+                    "but this server has no data root, so it reads no files (start it "
+                    "with --data-root DIR); send null for no file"
                 )
-            if self.data_root is None:
-                for c, m in self.file_columns.items():
-                    value = record[c]
-                    if value is not None and not (isinstance(value, str) and not value.strip()):
-                        raise RequestError(
-                            f"{where}, column '{c}' (modality '{m}'): names a file ({value!r}), "
-                            "but this server has no data root, so it reads no files (start it "
-                            "with --data-root DIR); send null for no file"
-                        )
-        unknown = sorted(set(request.tables) - set(self.tables))
+
+    def _check_tables(self, tables: dict[str, list[Record]]) -> None:
+        """Exactly the model's long-table modalities, each record with every column."""
+        unknown = sorted(set(tables) - set(self.tables))
         if unknown:
             raise RequestError(
                 f"tables: {unknown} are not long-table modalities of this model (those are: "
                 f"{sorted(self.tables) or 'none'})"
             )
         for m, columns in self.tables.items():
-            if m not in request.tables:
+            if m not in tables:
                 raise RequestError(
                     f"tables.{m} is missing: modality '{m}' is read from a long table; give its "
                     f"rows as records of {columns} (an empty list when no patient has any)"
                 )
-            for i, record in enumerate(request.tables[m]):
+            for i, record in enumerate(tables[m]):
                 lacking = [c for c in columns if c not in record]
                 if lacking:
                     raise RequestError(
