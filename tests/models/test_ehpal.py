@@ -135,7 +135,7 @@ def test_fractal_constraints() -> None:
 
 
 def test_poincare_terms_by_hand() -> None:
-    mac = MACFusion(2)
+    mac = MACFusion(2, gate="reference")
     v, c = torch.tensor([[3.0, 4.0]]), torch.tensor(4.0)  # ‖v‖ = 5, √c = 2
     mac.poincare = "exp_map"
     torch.testing.assert_close(
@@ -144,6 +144,12 @@ def test_poincare_terms_by_hand() -> None:
     mac.poincare = "as_coded"
     coded = torch.tanh(torch.tensor(10.0)) * (27 + 64) / (5 + 1e-6)
     torch.testing.assert_close(mac._poincare(v, c.sqrt()), coded.view(1, 1))
+    # per channel: rms(v) = √12.5 in place of ‖v‖, the mean of v³ in place of the sum
+    per_channel, r = MACFusion(2), math.sqrt(12.5)
+    torch.testing.assert_close(
+        per_channel._poincare(v, c.sqrt()),
+        (torch.tanh(torch.tensor(2 * r)) * r**2 / (2 * r)).view(1, 1),
+    )
 
 
 def test_dct_is_orthonormal_dct_ii() -> None:
@@ -183,6 +189,7 @@ FLAGS = [
     {"learnable_curvature": False},
     {"per_sample_missing": False},
     {"norm_groups": 8},
+    {"gate": "reference"},
     {"width": 0.5, "grid_size": 4},
     {"injection_schedule": [["omics", "img"], ["omics", "img"], ["labs"], ["img"]]},
     {"encoder": {"tabular": "snn"}, "adapter_dim": 16},

@@ -65,6 +65,10 @@ Code-vs-intent choices (§2(b)); each is a flag and the default follows the stat
 4. `always_project_shortcut=False`: RGSA's shortcut is the identity when stride 1 and widths
    match. True is the code, whose `strides != (1, 1)` test is always true.
 5. `mhcf_activation="gelu"` (survival notebook); "relu" is the classification notebook's.
+6. `gate="per_channel"`: MACFusion's gate logit from per-channel means, so it does not grow
+   with the width and the gates neither saturate nor starve a stream at initialisation (see
+   `models/macfusion.py`); "reference" is the code's sums and norms over channels, whose
+   logits reach |z| ≈ 20–90 at 64 channels.
 
 Departures, not flags: BatchNorm → GroupNorm (`norm_groups`, default 1 = LayerNorm over
 C×H×W per sample) because outputs must not depend on the rest of the batch; the declared but
@@ -76,7 +80,8 @@ default bias (no norm follows them), MHCF/RGSA convs are bias-free as coded; SIR
 f/4 is rounded up to a multiple of `groups`; each stream has its own SIR weights; the SIR
 chain of stage k has one stride-2 unit per later stage, widths f_(k+1)..f_K (one stride-1 unit
 when k = K), so every side ends at the last stage's shape, as in the paper's table; θ_c,
-β and α are he-normal initialised (truncated, Keras fan-in rule), W_re/W_im glorot-uniform.
+β and α are he-normal initialised (truncated, Keras fan-in rule) with `gate="reference"` and
+θ_c = 0, α = β = 1 otherwise, W_re/W_im glorot-uniform.
 
 Inspection: for every MACFusion layer, `aux["attention/stage{k}/ehf{j}/mac{l}/{a|b}"]` is
 A_m (B, U), summing to 1 over units, and `aux["gate/stage{k}/ehf{j}/mac{l}/{a|b}"]` is g_m
@@ -370,6 +375,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mhcf_activation": ("gelu", "relu"),
     "fractal_constraint": ("elementwise_clip", "keras_minmaxnorm"),
     "poincare": ("exp_map", "as_coded"),
+    "gate": ("per_channel", "reference"),
     "volumes": ("adapter", "refuse"),
 }
 
@@ -447,6 +453,7 @@ class EHPALNet(MultimodalModel):
         fractal_constraint: Literal["elementwise_clip", "keras_minmaxnorm"] = "elementwise_clip",
         poincare: Literal["exp_map", "as_coded"] = "exp_map",
         learnable_curvature: bool = True,
+        gate: Literal["per_channel", "reference"] = "per_channel",
         dropout: float = 0.25,
         mc_dropout_at_inference: bool = False,
         per_sample_missing: bool = True,
@@ -461,6 +468,7 @@ class EHPALNet(MultimodalModel):
             mhcf_activation=mhcf_activation,
             fractal_constraint=fractal_constraint,
             poincare=poincare,
+            gate=gate,
             volumes=volumes,
         )
         if width <= 0 or grid_size < 1 or groups < 1 or norm_groups < 1 or adapter_dim < 1:
@@ -486,6 +494,7 @@ class EHPALNet(MultimodalModel):
             fractal_constraint=fractal_constraint,
             poincare=poincare,
             learnable_curvature=learnable_curvature,
+            gate=gate,
         )
         self.stages, self.inject = _stages(self.widths, conv, mac, always_project_shortcut)
         self.embed_dim = self.widths[-1] * (1 + 2 * (n - 1))

@@ -10,6 +10,22 @@ With U = C units (one per channel) and x̄_m = DCT-II_ortho(GAP(X_m)):
     p_m = Poincaré term (see `poincare`);  g_m = σ(γ₁ℓ_m + γ₂p_m) ∈ (0,1)
     Y_1 = o ⊙ κ ⊙ X_1 ⊙ (A_2 + g_2),  Y_2 = o ⊙ κ ⊙ X_2 ⊙ (A_1 + g_1)   (no residual, as coded)
 
+Gate scale (`gate`). As coded, ℓ_m and p_m are sums and norms over the C channels, so the gate
+logit grows with the width: after a per-sample norm ‖x̄‖² ≈ C, and at C = 64 the logits reach
+|z| ≈ 20–90, σ is 0 or 1 in float32 and no gradient reaches the gate (on TCGA-ACC 59 % of gate
+values lay beyond 0.01/0.99 at initialisation). A gate at 0 leaves Y = X ⊙ A with A summing to
+1, dividing the stream's signal by C. `gate="per_channel"` (the default) takes the same terms
+per channel, so their scale does not depend on C:
+
+    t_m = √(1 + c̃ ms(x̄_m))/c̃,  ms = mean square over channels (‖x̄‖²/C)
+    ℓ_1 = α(−t_2² + mean_i β_i(x̄_1 + b_1)_i²)
+    p_m = tanh(√c̃ r_m) r_m/√c̃ (exp_map) or tanh(√c̃ r_m) mean x̄³/(r_m + 1e-6) (as_coded),
+          r_m = rms(x̄_m)
+
+and starts from a neutral geometry, c = 1 (θ_c = 0), α = 1, β = 1, where the reference draws
+θ_c, α and β he-normal (a random sign and scale for α). `gate="reference"` is the code's form
+and initialisation.
+
 Per sample, a stream whose partner is absent is not gated (it goes on unchanged), and the
 attention and gates of an absent stream are reported as 0. The flags `poincare` and
 `fractal_constraint`, and the choices where the sources are silent (ρ_m + 1e-6; he-normal
@@ -63,18 +79,21 @@ class MACFusion(nn.Module):
         fractal_constraint: str = "elementwise_clip",
         poincare: str = "exp_map",
         learnable_curvature: bool = True,
+        gate: str = "per_channel",
     ) -> None:
         super().__init__()
         c = channels
-        self.fractal_constraint, self.poincare = fractal_constraint, poincare
+        self.fractal_constraint, self.poincare, self.gate = fractal_constraint, poincare, gate
+        reference = gate == "reference"
         self.register_buffer("dct", dct_matrix(c), persistent=False)
-        self.theta_c = nn.Parameter(_he_normal((1,), 1), requires_grad=learnable_curvature)
+        theta_c = _he_normal((1,), 1) if reference else torch.zeros(1)
+        self.theta_c = nn.Parameter(theta_c, requires_grad=learnable_curvature)
         self.fractal = nn.Parameter(torch.full((c,), float(fractal_dim)))
         bound = math.sqrt(6.0 / (2 * c))  # glorot_uniform of a C × U matrix
         self.w_re = nn.Parameter(torch.empty(c, c).uniform_(-bound, bound))
         self.w_im = nn.Parameter(torch.empty(c, c).uniform_(-bound, bound))
-        self.alpha = nn.Parameter(_he_normal((1,), 1))
-        self.beta = nn.Parameter(_he_normal((c,), c))
+        self.alpha = nn.Parameter(_he_normal((1,), 1) if reference else torch.zeros(1))
+        self.beta = nn.Parameter(_he_normal((c,), c) if reference else torch.ones(c))
         self.gamma = nn.Parameter(torch.ones(2))
         self.cross_gate = nn.Parameter(torch.ones(c))
         self.output_gate = nn.Parameter(torch.ones(c))
@@ -87,11 +106,15 @@ class MACFusion(nn.Module):
         norm = s.norm()
         return s * norm.clamp(1.0, 2.0) / (norm + 1e-7)
 
+    def _total(self, x: Tensor) -> Tensor:
+        """Σ over channels (the reference) or the mean (`gate="per_channel"`), keepdim."""
+        return x.sum(-1, keepdim=True) if self.gate == "reference" else x.mean(-1, keepdim=True)
+
     def _poincare(self, v: Tensor, sqrt_c: Tensor) -> Tensor:
-        norm = _safe_norm(v)
+        norm = torch.sqrt(self._total(v.pow(2)) + 1e-12)  # ‖v‖, or rms(v) per channel
         scale = torch.tanh(sqrt_c * norm)
         if self.poincare == "as_coded":
-            return scale * v.pow(3).sum(-1, keepdim=True) / (norm + _EPS)
+            return scale * self._total(v.pow(3)) / (norm + _EPS)
         return scale * norm.pow(2) / (sqrt_c * norm + _EPS)  # (tanh·x/(√c‖x‖)) · x
 
     def forward(
@@ -109,7 +132,7 @@ class MACFusion(nn.Module):
             rho = _safe_norm(re)
             attention = torch.softmax(born * (rho + _EPS).pow(s_tilde - 2.0), dim=-1)
             bias = attention @ self.w_re.T
-            time = torch.sqrt(1.0 + c_tilde * v.pow(2).sum(-1, keepdim=True)) / c_tilde
+            time = torch.sqrt(1.0 + c_tilde * self._total(v.pow(2))) / c_tilde
             return attention, bias, time
 
         a1, b1, t1 = attend(v1)
@@ -117,7 +140,7 @@ class MACFusion(nn.Module):
         sqrt_c = c_tilde.sqrt()
         gates = []
         for v, b, t_other in ((v1, b1, t2), (v2, b2, t1)):  # Lorentz times swapped
-            lorentz = self.alpha * (-t_other.pow(2) + (self.beta * (v + b).pow(2)).sum(-1, True))
+            lorentz = self.alpha * (-t_other.pow(2) + self._total(self.beta * (v + b).pow(2)))
             gates.append(
                 torch.sigmoid(self.gamma[0] * lorentz + self.gamma[1] * self._poincare(v, sqrt_c))
             )
