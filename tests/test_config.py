@@ -109,3 +109,12 @@ def test_a_few_small_aliases_still_work(tmp_path):
     )
     config = load_config(path)
     assert config.model.params["fusion"] == {"hidden": [8]}
+
+
+def test_dtp_without_a_validation_part_is_refused_before_any_data():
+    """DTP weighs tasks by a validation KPI: with val_fraction 0 it would silently stay static."""
+    raw = {"data": {"dataset": "tcga-acc"}, "training": {"balancing": "dtp", "val_fraction": 0}}
+    with pytest.raises(ConfigError, match=r"training.*balancing dtp.*val_fraction > 0"):
+        parse_config(raw)
+    raw["training"]["val_fraction"] = 0.2
+    assert parse_config(raw).training.balancing == "dtp"

@@ -174,11 +174,17 @@ class TrainingConfig(_Section):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _precision_for_device(self) -> TrainingConfig:
+    def _consistent(self) -> TrainingConfig:
         if self.accelerator == "cpu" and self.precision == "16-mixed":
             raise ValueError(
                 "precision 16-mixed needs a GPU (accelerator: gpu); on the CPU use 32-true "
                 "(or bf16-mixed)"
+            )
+        if self.balancing == "dtp" and self.val_fraction == 0:
+            raise ValueError(
+                "balancing dtp weighs tasks by their validation KPI, and val_fraction 0 holds "
+                "out no validation part: set val_fraction > 0 (e.g. 0.2) or choose another "
+                "balancing (uncertainty, dwa, gradnorm)"
             )
         return self
 

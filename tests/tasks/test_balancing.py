@@ -63,19 +63,33 @@ def test_uncertainty_gradient_by_hand_and_learned() -> None:
     s = bal.log_vars.detach().clone()
     values = [2.0, 0.3, 1.0]
     out = bal(_losses(*values))
-    expected = sum(math.exp(-si) * li + si for si, li in zip(s.tolist(), values, strict=True))
+    # Kendall et al. eq. 10, log sigma = s / 2: L / sigma^2 + log sigma = e^-s L + s / 2
+    expected = sum(math.exp(-si) * li + si / 2 for si, li in zip(s.tolist(), values, strict=True))
     assert out.item() == pytest.approx(expected, rel=1e-6)
     out.backward()
-    by_hand = [math.exp(-si) * (-li) + 1 for si, li in zip(s.tolist(), values, strict=True)]
+    by_hand = [math.exp(-si) * (-li) + 0.5 for si, li in zip(s.tolist(), values, strict=True)]
     assert bal.log_vars.grad.tolist() == pytest.approx(by_hand, rel=1e-6)
 
     opt = torch.optim.SGD(bal.parameters(), lr=0.1)
     opt.step()
     assert not torch.allclose(bal.log_vars.detach(), s)
-    # s_t moves against its gradient: up where L_t > exp(s_t), down where L_t < exp(s_t)
+    # s_t moves against its gradient: up where 2 L_t > exp(s_t), down where 2 L_t < exp(s_t)
     step = (bal.log_vars.detach() - s).tolist()
     assert step == pytest.approx([-0.1 * g for g in by_hand], rel=1e-5)
     assert bal.weights()["a"] == pytest.approx(math.exp(-bal.log_vars[0].item()))
+
+
+def test_uncertainty_optimum_is_the_paper_s() -> None:
+    """At the optimum of s, sigma^2 = 2 L for classification and L for regression."""
+    for factor, optimum in [("classification", math.log(2 * 0.7)), ("regression", math.log(0.7))]:
+        bal = UncertaintyBalancer(["x"], factor=factor, init=optimum)
+        bal({"x": torch.tensor(0.7)}).backward()
+        assert bal.log_vars.grad.item() == pytest.approx(0.0, abs=1e-6), factor
+
+
+def test_uncertainty_unit_factor_keeps_the_earlier_form() -> None:
+    bal = build_balancer("uw", ["x"], factor="unit", init=0.3)
+    assert bal({"x": torch.tensor(2.0)}).item() == pytest.approx(math.exp(-0.3) * 2.0 + 0.3)
 
 
 def test_uncertainty_regression_factor() -> None:
@@ -257,6 +271,23 @@ def test_gradnorm_brings_task_gradient_norms_closer() -> None:
     end = _grad_norms(shared, {t: w[t] * v for t, v in losses().items()})
     ratio = lambda g: max(g) / min(g)  # noqa: E731
     assert ratio(end) < 0.5 * ratio(start), (start, end)
+
+
+def test_gradnorm_target_follows_the_relative_loss_to_the_power_alpha() -> None:
+    """By hand, two tasks on one shared vector W = (1, 1): at the second step L_a = 6 W_0²
+    (first step 3 W_0²) and L_b = 0.5 W_1² (first W_1²), so r = (2, 0.5) / 1.25 = (1.6, 0.4),
+    gradient norms n = (12, 1), G = w n = (12, 1) at v = 0, mean 6.5. With alpha = 1.5 the
+    targets are 6.5 r^1.5 = (13.16, 1.64): both G lie below, and ∂/∂v_j of Σ|G − target| =
+    Σ_t sign_t n_t (δ_tj − 1/2) = (−5.5, 5.5). Without the r^alpha term (alpha = 0) task a's
+    sign flips and the gradient would be (6.5, −6.5)."""
+    for alpha, want in [(1.5, [-5.5, 5.5]), (0.0, [6.5, -6.5])]:
+        w = torch.ones(2, requires_grad=True)
+        bal = build_balancer("gradnorm", ["a", "b"], alpha=alpha, shared=[w])
+        bal.train()
+        bal({"a": 3 * w[0] ** 2, "b": w[1] ** 2})  # the first step fixes the initial losses
+        bal.v.grad = None
+        bal({"a": 6 * w[0] ** 2, "b": 0.5 * w[1] ** 2}).backward()
+        assert bal.v.grad.tolist() == pytest.approx(want, rel=1e-5), alpha
 
 
 def test_gradnorm_only_moves_its_own_weights_and_starts_equal() -> None:

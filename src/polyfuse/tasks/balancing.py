@@ -105,33 +105,42 @@ class StaticBalancer(LossBalancer):
             self._weights[i] = w
 
 
+# (a, b) of the uncertainty-weighted term a exp(-s) L + b s, per likelihood (see below)
+UNCERTAINTY_FACTORS = {"classification": (1.0, 0.5), "regression": (0.5, 0.5), "unit": (1.0, 1.0)}
+
+
 class UncertaintyBalancer(LossBalancer):
     """Homoscedastic uncertainty weighting (Kendall et al., CVPR 2018).
 
-    ``L = sum_t c * (exp(-s_t) L_t + s_t)`` with learnable ``s_t = log sigma_t^2``. ``factor``
-    picks ``c``: ``"classification"`` (default, ``c = 1``; the softmax/BCE likelihood has no
-    1/2) or ``"regression"`` (``c = 1/2``, the Gaussian likelihood, as in LibMTL's
-    ``L_t / (2 e^{s_t}) + s_t / 2``). The choice only rescales the loss and the optimum of
-    ``s_t`` (``s_t* = log L_t`` in both cases). ``init`` is the starting ``s_t`` (LibMTL: -0.5).
-    The ``s_t`` must be handed to the optimiser with the model parameters.
+    ``L = sum_t a exp(-s_t) L_t + b s_t`` with learnable ``s_t = log sigma_t^2``; ``factor``
+    picks ``(a, b)`` from the paper's likelihoods, where ``log sigma = s / 2``:
+
+    * ``"classification"`` (default): ``(1, 1/2)``, Kendall et al.'s eq. 10 for a softmax or
+      Bernoulli likelihood, ``L_t / sigma^2 + log sigma``; optimum ``s_t* = log 2 L_t``;
+    * ``"regression"``: ``(1/2, 1/2)``, the Gaussian likelihood, ``L_t / (2 sigma^2) + log
+      sigma`` (LibMTL's form); optimum ``s_t* = log L_t``;
+    * ``"unit"``: ``(1, 1)``, ``exp(-s_t) L_t + s_t``, polyfuse's form before 2026-12 (which
+      doubled the paper's regulariser), kept to reproduce earlier runs.
+
+    ``init`` is the starting ``s_t`` (LibMTL: -0.5). The ``s_t`` must be handed to the optimiser
+    with the model parameters.
     """
 
     def __init__(
         self, tasks: Sequence[str], factor: str = "classification", init: float = 0.0
     ) -> None:
         super().__init__(tasks)
-        scales = {"classification": 1.0, "regression": 0.5}
-        if factor not in scales:
+        if factor not in UNCERTAINTY_FACTORS:
             raise ConfigError(
-                f"factor: unknown '{factor}'{did_you_mean(factor, scales)}; "
-                f"choose from {sorted(scales)}"
+                f"factor: unknown '{factor}'{did_you_mean(factor, UNCERTAINTY_FACTORS)}; "
+                f"choose from {sorted(UNCERTAINTY_FACTORS)}"
             )
         self.factor = factor
-        self.scale = scales[factor]
+        self.scale, self.regulariser = UNCERTAINTY_FACTORS[factor]
         self.log_vars = nn.Parameter(torch.full((len(self.tasks),), float(init)))
 
     def forward(self, losses: Mapping[str, Tensor]) -> Tensor:
-        """``sum_t c (exp(-s_t) L_t + s_t)`` over the tasks present in ``losses``."""
+        """``sum_t a exp(-s_t) L_t + b s_t`` over the tasks present in ``losses``."""
         self._check_keys(losses, "losses")
         if not losses:
             raise ConfigError("losses: empty dict, nothing to balance")
@@ -139,11 +148,11 @@ class UncertaintyBalancer(LossBalancer):
         for i, task in enumerate(self.tasks):
             if task in losses:
                 s = self.log_vars[i]
-                terms.append(self.scale * (torch.exp(-s) * losses[task] + s))
+                terms.append(self.scale * torch.exp(-s) * losses[task] + self.regulariser * s)
         return torch.stack(terms).sum()
 
     def weights(self) -> dict[str, float]:
-        """The effective weights ``c exp(-s_t)``."""
+        """The effective weights ``a exp(-s_t)``."""
         w = (self.scale * torch.exp(-self.log_vars.detach())).tolist()
         return dict(zip(self.tasks, w, strict=True))
 
