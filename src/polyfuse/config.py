@@ -161,6 +161,19 @@ class TrainingConfig(_Section):
         description="options of the balancer: dtp gamma/alpha, dwa temperature, gradnorm alpha, "
         "uncertainty factor/init",
     )
+    lr_schedule: Literal["constant", "onecycle", "cosine"] = Field(
+        default="constant",
+        description="onecycle: up to lr and down over the fit (HEALNet's reference); cosine: "
+        "warm-up over warmup_epochs, then cosine decay to 0",
+    )
+    warmup_epochs: int = Field(default=0, ge=0, description="cosine schedule's linear warm-up")
+    modality_dropout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="training only: each present modality of a sample made absent with this "
+        "probability per step (at least one kept)",
+    )
     focal_gamma: float = Field(default=0.0, ge=0, description="sample-level focal γ (0 = off)")
     focal_detach: bool = True
     accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = "cpu"

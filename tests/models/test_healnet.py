@@ -535,6 +535,7 @@ def test_presets_are_hyperparameters_and_training_settings() -> None:
     for cohort, values in HEALNET_TRAINING.items():
         config = TrainingConfig(**values)
         assert config.class_weights == "inverse" and config.batch_size == 4, cohort
+        assert config.lr_schedule == "onecycle" and config.lr == 0.008, cohort  # the code's
     assert HEALNET_TRAINING["ucec"]["l1"] == pytest.approx(16 * 3.185e-4)
 
 

@@ -271,6 +271,9 @@ def fit_model(
         l1=training.l1,
         balancing=training.balancing,
         balancing_options=training.balancing_options,
+        lr_schedule=training.lr_schedule,
+        warmup_epochs=training.warmup_epochs,
+        modality_dropout=training.modality_dropout,
     )
     best_epoch = _run_trainer(
         module,

@@ -3,13 +3,15 @@ stays plain."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
-from polyfuse.data.dataset import Batch
+from polyfuse.data.dataset import Batch, ModalityBatch
 from polyfuse.models.model import ModelOutput, MultimodalModel
 from polyfuse.tasks.balancing import BALANCERS, LossBalancer, build_balancer
 
@@ -34,6 +36,14 @@ class FusionModule(L.LightningModule):
             metric (c-index, AUROC, R² clipped to [0, 1]); GradNorm's shared parameters are
             all model parameters outside the task heads. The validation loss that early
             stopping watches always uses the static weights, so its scale does not drift.
+        lr_schedule: "constant"; "onecycle" (`torch.optim.lr_scheduler.OneCycleLR` up to `lr`
+            and down over every step the fit may take, as HEALNet's reference trains); or
+            "cosine" (linear warm-up over `warmup_epochs`, then cosine decay to 0 by the last
+            epoch). The schedule spans `training.epochs`: early stopping may end it sooner.
+        modality_dropout: in training only, the probability that each present modality of a
+            sample is made absent for a step; a sample keeps every modality on a step where
+            all of them would go. It trains the model for the missing inputs of real cohorts
+            and acts as a regulariser on small ones.
     """
 
     def __init__(
@@ -47,9 +57,14 @@ class FusionModule(L.LightningModule):
         l1: float = 0.0,
         balancing: str = "static",
         balancing_options: dict[str, Any] | None = None,
+        lr_schedule: str = "constant",
+        warmup_epochs: int = 0,
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
+        self.lr_schedule, self.warmup_epochs = lr_schedule, warmup_epochs
+        self.modality_dropout = modality_dropout
         self.objectives = objectives
         weights = {t: (task_weights or {}).get(t, 1.0) for t in objectives}
         self.term_weights = {
@@ -91,6 +106,8 @@ class FusionModule(L.LightningModule):
         return self._static(losses, extra)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        if self.modality_dropout:
+            batch = dataclasses.replace(batch, inputs=self._drop_modalities(batch.inputs))
         losses, extra, _ = self.task_losses(batch)
         if not losses:  # no known target in this batch: nothing to learn from
             return None
@@ -102,6 +119,17 @@ class FusionModule(L.LightningModule):
             "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True
         )
         return loss
+
+    def _drop_modalities(self, inputs: dict[str, ModalityBatch]) -> dict[str, ModalityBatch]:
+        """Each present modality of each sample absent with probability `modality_dropout`,
+        unless that would leave the sample with none (then it keeps them all)."""
+        present = torch.stack([b.present for b in inputs.values()])  # (M, B)
+        drop = present & (torch.rand(present.shape, device=present.device) < self.modality_dropout)
+        kept = present & ~drop
+        kept = torch.where(kept.any(0, keepdim=True), kept, present)
+        return {
+            m: dataclasses.replace(b, present=kept[i]) for i, (m, b) in enumerate(inputs.items())
+        }
 
     def _check_finite(
         self, loss: Tensor, losses: dict[str, Tensor], extra: Tensor, batch_idx: int
@@ -183,11 +211,40 @@ class FusionModule(L.LightningModule):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.weight_history = list(state["weight_history"])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         params = [*self.model.parameters(), *self.balancer.parameters()]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.lr_schedule == "constant":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if self.lr_schedule == "onecycle":
+            scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.lr, total_steps=total
+            )
+        else:
+            warmup = round(total * self.warmup_epochs / max(1, self.trainer.max_epochs or 1))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _WarmupCosine(warmup, total))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def transfer_batch_to_device(
         self, batch: Batch, device: torch.device, dataloader_idx: int
     ) -> Batch:
         return batch.to(device)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WarmupCosine:
+    """The learning-rate factor at a step: linear warm-up over `warmup` steps, then cosine
+    decay to 0 at step `total` (a picklable callable, so a resume checkpoint can hold it)."""
+
+    warmup: int
+    total: int
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        span = max(1, self.total - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - self.warmup) / span)))
