@@ -377,7 +377,7 @@ def test_paper_preset_and_options(specs, inputs) -> None:
     assert torch.isfinite(out.logits["dx"]).all()
     assert SYNERGIES_PRESETS["paper"]["dim"] == 384
     defaults = model_class("synergies").training_defaults({"preset": "paper"})
-    assert defaults == {"lr": 4e-5, "weight_decay": 0.01}
+    assert defaults == {"lr": 4e-5, "weight_decay": 0.01, "lr_schedule": "cosine"}
     with pytest.raises(ConfigError, match="did you mean"):
         build(specs, preset="papr")
     single = build(specs, tabular_tokens="single", return_attention=False)
