@@ -28,7 +28,7 @@ and each stage halves the grid, so with many modalities the late stages run on 1
 the 3×3 and 5×5 kernels see one value (six tables on the default 8×8 grid: stages 4–6). On
 TCGA-ACC (six tables, 92 patients; `benchmarks/README.md`) it reaches a c-index of 0.70 in
 5 × 3 CV where a Coxnet on RNA reaches 0.80: for tabular cohorts, prefer `late`,
-`hierarchical` or `healnet`, or give EHPAL-Net fewer stages with `injection_schedule`.
+`hierarchical` or `healnet`, or list fewer modalities in its `injection_schedule` (fewer stages).
 
 Sequential injection: stage k≥3 brings modality m_k through its stem or adapter and k−2
 stride-2 MHCF(f_k) blocks to A's resolution. Widths f_k = min(64·2^(k−1), 512) · `width`
