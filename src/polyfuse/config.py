@@ -148,7 +148,11 @@ class TrainingConfig(_Section):
     l1: float = Field(default=0.0, ge=0)
     val_fraction: float = Field(default=0.2, ge=0, lt=1)
     patience: int = Field(default=10, ge=1)
-    monitor: Literal["loss", "metric"] = "loss"
+    monitor: Literal["loss", "metric"] = Field(
+        default="loss",
+        description="what early stopping and the best weights watch: the validation loss, or "
+        "the mean primary validation metric of the tasks (c-index, AUROC, R²)",
+    )
     alpha: float = Field(default=0.4, ge=0, le=1, description="discrete-survival NLL α")
     class_weights: Literal["none", "inverse"] = Field(
         default="none",

@@ -139,3 +139,33 @@ def test_bad_regime_settings_are_refused_naming_the_key(key, value):
     raw = {"data": {"dataset": "tcga-acc"}, "training": {key: value}}
     with pytest.raises(ConfigError, match=rf"training\.{key}"):
         parse_config(raw)
+
+
+@pytest.mark.parametrize(
+    ("monitor", "key", "pick"), [("loss", "val_loss", min), ("metric", "val_metric", max)]
+)
+def test_early_stopping_and_best_weights_watch_the_chosen_monitor(
+    signal_data, monkeypatch, monitor, key, pick
+):
+    """`monitor: metric` keeps the epoch of the best mean primary validation metric (it did
+    nothing before: the setting was read by no one)."""
+    from polyfuse.training.callbacks import BestWeights
+
+    seen: dict[int, dict[str, float]] = {}
+    original = BestWeights.on_validation_end
+
+    def record(self, trainer, module):
+        seen[trainer.current_epoch] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        return original(self, trainer, module)
+
+    monkeypatch.setattr(BestWeights, "on_validation_end", record)
+    cfg = TrainingConfig(
+        epochs=12, batch_size=32, val_fraction=0.3, patience=12, progress=False, monitor=monitor
+    )
+    fitted = train_model("early", signal_data, training=cfg, hparams={"dim": 8})
+    values = {epoch: m[key] for epoch, m in seen.items()}
+    assert len(values) == 12
+    assert fitted.best_epoch == pick(values, key=values.get)
+    if monitor == "metric":
+        assert all(0.0 <= v <= 1.0 for v in values.values())
+        assert len(set(values.values())) > 1  # it moves with training

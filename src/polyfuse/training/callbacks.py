@@ -13,15 +13,17 @@ import torch
 
 
 class BestWeights(L.Callback):
-    """Remember the model's weights at the best validation loss; restore them when fit ends.
+    """Remember the model's weights at the best value of `monitor` (the validation loss, or
+    with `mode="max"` a validation metric); restore them when fit ends.
 
     Kept in memory (no checkpoint file rewritten each epoch); part of a Lightning checkpoint,
     so a resumed fit still knows its best weights. Only the model (`module.model` when the
     module wraps one) is restored: the training state around it keeps its full history.
     """
 
-    def __init__(self, monitor: str = "val_loss") -> None:
+    def __init__(self, monitor: str = "val_loss", mode: str = "min") -> None:
         self.monitor = monitor
+        self.sign = 1.0 if mode == "min" else -1.0  # compare sign · value, smaller is better
         self.best = math.inf
         self.best_epoch = -1
         self.state: dict[str, Any] | None = None
@@ -32,7 +34,7 @@ class BestWeights(L.Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             return
-        value = float(value)
+        value = self.sign * float(value)
         if value < self.best:
             self.best, self.best_epoch = value, trainer.current_epoch
             self.state = copy.deepcopy(_net(module).state_dict())

@@ -274,6 +274,7 @@ def fit_model(
         lr_schedule=training.lr_schedule,
         warmup_epochs=training.warmup_epochs,
         modality_dropout=training.modality_dropout,
+        monitor=training.monitor,
     )
     best_epoch = _run_trainer(
         module,
@@ -406,10 +407,12 @@ def _callbacks(
         ResumeCheckpoint,
     )
 
-    best = BestWeights()
+    watched, mode = ("val_metric", "max") if training.monitor == "metric" else ("val_loss", "min")
+    best = BestWeights(watched, mode)
     callbacks: list[Any] = [RandomState()]
     if has_val:
-        callbacks += [best, ResumableEarlyStopping("val_loss", patience=training.patience)]
+        stopping = ResumableEarlyStopping(watched, mode=mode, patience=training.patience)
+        callbacks += [best, stopping]
     if checkpoint_dir is not None:
         # not ModelCheckpoint: its `save_last` ignores `every_n_epochs` (Lightning < 2.6) or,
         # with save_top_k=0, writes only when the fit ends (>= 2.6); see ResumeCheckpoint

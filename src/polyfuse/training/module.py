@@ -40,6 +40,10 @@ class FusionModule(L.LightningModule):
             and down over every step the fit may take, as HEALNet's reference trains); or
             "cosine" (linear warm-up over `warmup_epochs`, then cosine decay to 0 by the last
             epoch). The schedule spans `training.epochs`: early stopping may end it sooner.
+        monitor: what early stopping and the best weights watch: "loss" (the static
+            validation loss, `val_loss`) or "metric" (`val_metric`: the mean over terms of each
+            task's primary validation metric as a KPI in [0, 1], higher is better; c-index,
+            AUROC, R² clipped), for small cohorts whose validation loss is too noisy to stop on.
         modality_dropout: in training only, the probability that each present modality of a
             sample is made absent for a step; a sample keeps every modality on a step where
             all of them would go. It trains the model for the missing inputs of real cohorts
@@ -60,11 +64,14 @@ class FusionModule(L.LightningModule):
         lr_schedule: str = "constant",
         warmup_epochs: int = 0,
         modality_dropout: float = 0.0,
+        monitor: str = "loss",
     ) -> None:
         super().__init__()
         self.model = model
         self.lr_schedule, self.warmup_epochs = lr_schedule, warmup_epochs
         self.modality_dropout = modality_dropout
+        self.monitor = monitor
+        self._last_kpis: dict[str, float] | None = None
         self.objectives = objectives
         weights = {t: (task_weights or {}).get(t, 1.0) for t in objectives}
         self.term_weights = {
@@ -179,7 +186,8 @@ class FusionModule(L.LightningModule):
         self.weight_history.append(weights)
         for t, w in weights.items():
             self.log(f"weight/{t}", w, on_step=False, on_epoch=True, sync_dist=True)
-        kpis = self._kpis()
+        kpis = self._last_kpis if self.balancer.needs_kpis else None  # None: DTP waits
+        self._last_kpis = None
         if kpis is not None or len(means) == len(self.term_weights):  # DWA needs every loss
             self.balancer.epoch_end(kpis, means)
 
@@ -189,9 +197,16 @@ class FusionModule(L.LightningModule):
         self.log(
             "val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True
         )
-        if self.balancer.needs_kpis:
+        if self.balancer.needs_kpis or self.monitor == "metric":
             logits = {t: v.detach() for t, v in out.logits.items()}
             self._val_outputs.append((logits, {t: v.detach() for t, v in batch.targets.items()}))
+
+    def on_validation_epoch_end(self) -> None:
+        """The validation KPIs of the epoch, for DTP and for `monitor: metric`."""
+        self._last_kpis = self._kpis()
+        if self.monitor == "metric" and self._last_kpis is not None:
+            value = sum(self._last_kpis.values()) / len(self._last_kpis)
+            self.log("val_metric", value, on_step=False, on_epoch=True, sync_dist=True)
 
     def _kpis(self) -> dict[str, float] | None:
         """The validation KPI of every term in [0, 1] (balancers that need one)."""
