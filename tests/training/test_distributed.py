@@ -37,19 +37,37 @@ def test_two_processes_match_one_with_the_same_global_batch(signal_data):
         hparams={"dim": 16, "dropout": 0.0},
         seed=0,
     )
-    two = train_model(
-        "early",
-        data,
-        training=TrainingConfig(**common, devices=2, strategy="ddp_spawn"),
-        hparams={"dim": 16, "dropout": 0.0},
-        seed=0,
-    )
+    two = _fit_two_processes(data, common)
     ref = one.model.state_dict()
     for k, v in two.model.state_dict().items():
         torch.testing.assert_close(v, ref[k], rtol=1e-4, atol=1e-5, msg=k)
     metrics = [m.evaluate(data, data.targets)["y"]["auroc"] for m in (one, two)]
     assert metrics[0] == pytest.approx(metrics[1], abs=1e-4)
     assert one.weight_history == two.weight_history  # rank 0's history came back
+
+
+def _fit_two_processes(data, common: dict):
+    """The 2-process fit. A worker that aborts in the gloo teardown after the fit finished
+    (`terminate called without an active exception`, SIGABRT, seen in a few runs in ten on
+    this machine since 2026-12-03; not yet understood, see the closing note of that session)
+    is retried once; any other failure, or a second abort, fails the test."""
+    from torch.multiprocessing.spawn import ProcessExitedException
+
+    def fit():
+        return train_model(
+            "early",
+            data,
+            training=TrainingConfig(**common, devices=2, strategy="ddp_spawn"),
+            hparams={"dim": 16, "dropout": 0.0},
+            seed=0,
+        )
+
+    try:
+        return fit()
+    except ProcessExitedException as exc:
+        if exc.signal_name != "SIGABRT":
+            raise
+        return fit()
 
 
 def test_fp16_on_cpu_is_refused_with_the_reason():
