@@ -5,7 +5,7 @@ import pytest
 
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.data.splits import holdout, kfold
+from polyfuse.data.splits import holdout, kfold, strata, stratum_names
 from polyfuse.errors import DataError, FallbackWarning
 
 
@@ -78,6 +78,26 @@ def test_holdout_that_cannot_be_stratified_says_why_and_splits_at_random():
     assert len(val) == 2 and sorted([*train, *val]) == list(range(10))
     with pytest.warns(FallbackWarning, match=r"validation part's 1 sample\(s\) cannot hold all 3"):
         holdout(np.arange(9), np.arange(9) % 3, 0.1, seed=0)
+
+
+def test_an_unstratifiable_holdout_names_the_class_and_task():
+    n = 12
+    y = np.array([0] * 11 + [1], dtype=np.float32)
+    data = MultimodalDataset(
+        [f"s{i}" for i in range(n)],
+        {"x": ModalitySpec("x", "tabular", (1,))},
+        {"x": ArraySource(np.zeros((n, 1)), np.ones(n, bool))},
+        {"relapse": TaskSpec("relapse", "binary", ("no", "yes"))},
+        {"relapse": y},
+    )
+    with pytest.warns(FallbackWarning, match=r"class 'yes' of task 'relapse' has 1 sample"):
+        holdout(np.arange(n), strata(data), 0.25, seed=0, names=stratum_names(data))
+    surv = np.stack([np.arange(1.0, n + 1), y], 1)
+    survival = data.replace(tasks={"os": TaskSpec("os", "survival")}, targets={"os": surv})
+    assert stratum_names(survival) == {
+        0: "the censored samples of task 'os'",
+        1: "the events of task 'os'",
+    }
 
 
 def test_holdout_of_one_sample_is_refused():

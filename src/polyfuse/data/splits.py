@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,19 @@ def strata(dataset: MultimodalDataset, task: str | None = None) -> np.ndarray | 
     known = y[~np.isnan(y)].astype(np.int64)
     common = np.bincount(known).argmax() if len(known) else 0
     return np.where(np.isnan(y), common, y).astype(np.int64)
+
+
+def stratum_names(dataset: MultimodalDataset, task: str | None = None) -> dict[int, str]:
+    """What each value of `strata(dataset, task)` means, for messages: "class 'high' of task
+    'grade'", "events of task 'os'". Empty where strata combine cohorts (messages then say
+    "stratum <value>")."""
+    if not dataset.tasks or (dataset.cohort is not None and len(set(dataset.cohort.tolist())) > 1):
+        return {}
+    task = task or next(iter(dataset.tasks))
+    spec = dataset.tasks[task]
+    if spec.type == "survival":
+        return {0: f"the censored samples of task '{task}'", 1: f"the events of task '{task}'"}
+    return {i: f"class '{c}' of task '{task}'" for i, c in enumerate(spec.classes or ())}
 
 
 def _cohort_strata(dataset: MultimodalDataset, task: str | None) -> np.ndarray:
@@ -118,9 +132,14 @@ def _check_strata(
 
 
 def holdout(
-    indices: np.ndarray, labels: np.ndarray | None, fraction: float, seed: int
+    indices: np.ndarray,
+    labels: np.ndarray | None,
+    fraction: float,
+    seed: int,
+    names: Mapping[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Carve a validation part of `fraction` out of training indices, stratified on `labels`.
+    """Carve a validation part of `fraction` out of training indices, stratified on `labels`
+    (`names`: what each label means, as `stratum_names` gives, for the warnings).
 
     Any two samples can be split, so a tiny cohort still trains: when the fraction would hold
     out every sample, or the strata cannot be spread over both parts, the split takes the
@@ -146,7 +165,7 @@ def holdout(
         )
         n_val = n - 1
     strat = None if labels is None else labels[indices]
-    reason = None if strat is None else _unstratifiable(strat, n_val, n - n_val)
+    reason = None if strat is None else _unstratifiable(strat, n_val, n - n_val, names or {})
     if reason is not None:
         warnings.warn(
             f"the validation part ({n_val} of {n} training samples) is drawn at random, not "
@@ -159,13 +178,16 @@ def holdout(
     return np.sort(train), np.sort(val)
 
 
-def _unstratifiable(strata: np.ndarray, n_val: int, n_train: int) -> str | None:
+def _unstratifiable(
+    strata: np.ndarray, n_val: int, n_train: int, names: Mapping[int, str]
+) -> str | None:
     """Why a stratified split of these sizes is impossible (each part needs one sample of
     every stratum: a class, or the event for survival), or None when it is possible."""
     values, counts = np.unique(strata, return_counts=True)
     rare = int(counts.argmin())
     if counts[rare] < 2:
-        return f"stratum {values[rare]} has {counts[rare]} sample, too few for two parts"
+        what = names.get(int(values[rare]), f"stratum {values[rare]}")
+        return f"{what} has {counts[rare]} sample, too few for two parts"
     for part, size in (("validation", n_val), ("training", n_train)):
         if size < len(values):
             return f"the {part} part's {size} sample(s) cannot hold all {len(values)} strata"

@@ -21,7 +21,7 @@ from polyfuse.data.contract import CONTRACT_FILE, InputContract
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.data.splits import holdout, strata
+from polyfuse.data.splits import holdout, strata, stratum_names
 from polyfuse.errors import ConfigError, DataError, require
 from polyfuse.io import atomic_write, write_text
 from polyfuse.models.model import MultimodalModel
@@ -324,7 +324,9 @@ def _prepare(
 ) -> _Prepared:
     """The validation carve-out, then preprocessing and task state fitted on the rest only."""
     idx = np.arange(len(train))
-    fit_idx, val_idx = holdout(idx, strata(train), training.val_fraction, seed)
+    fit_idx, val_idx = holdout(
+        idx, strata(train), training.val_fraction, seed, names=stratum_names(train)
+    )
     pre = Preprocessor(preprocess.impute, preprocess.scale, preprocess.missing_indicator)
     pre.fit(train.subset(fit_idx))
     data = pre.transform(train)
