@@ -19,11 +19,20 @@ from __future__ import annotations
 import argparse
 import statistics
 
+import numpy as np
 import torch
 
 import polyfuse as pf
 from polyfuse.data.preprocess import Preprocessor
+from polyfuse.explain.macfusion import collect_macfusion
 from polyfuse.models.registry import create_model
+
+
+def present_gates(aux) -> np.ndarray:
+    """Every gate value of a stream that is present (`collect_macfusion` marks the rest NaN)."""
+    values = collect_macfusion([aux])
+    gates = np.concatenate([v.ravel() for k, v in values.items() if k.kind == "gate"])
+    return gates[~np.isnan(gates)]
 
 
 def measure(gate: str, seed: int, data) -> dict[str, float]:
@@ -35,10 +44,7 @@ def measure(gate: str, seed: int, data) -> dict[str, float]:
         b.data.requires_grad_(True)
     out = model(batch.inputs)
     next(iter(out.logits.values())).sum().backward()
-    gates = torch.cat([v.flatten() for k, v in out.aux.items() if k.startswith("gate/")])
-    # a gate of an absent stream is reported as 0: leave those out
-    present = torch.cat([v.sum(-1) > 0 for k, v in out.aux.items() if k.startswith("attention/")])
-    g = gates[present].detach()
+    g = torch.from_numpy(present_gates(out.aux))
     inner = g[(g > 0) & (g < 1)]
     grads = {
         m: float(b.data.grad[b.present].pow(2).sum(-1).mean().sqrt())

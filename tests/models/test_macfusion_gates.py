@@ -17,6 +17,7 @@ import torch
 
 import polyfuse as pf
 from polyfuse.data.preprocess import Preprocessor
+from polyfuse.explain.macfusion import collect_macfusion
 from polyfuse.models.macfusion import MACFusion
 from polyfuse.models.registry import create_model
 
@@ -142,14 +143,13 @@ def _at_init(data, gate: str, seed: int) -> tuple[torch.Tensor, dict[str, float]
         b.data.requires_grad_(True)
     out = model(batch.inputs)
     next(iter(out.logits.values())).sum().backward()
-    keys = [k for k in out.aux if k.startswith("gate/")]
-    gates = torch.cat([out.aux[k].flatten() for k in keys]).detach()
-    present = torch.cat([out.aux[k.replace("gate/", "attention/", 1)].sum(-1) > 0 for k in keys])
+    values = collect_macfusion([out.aux])  # NaN where the stream is absent
+    gates = np.concatenate([v.ravel() for k, v in values.items() if k.kind == "gate"])
     grads = {
         m: float(b.data.grad[b.present].pow(2).sum(-1).mean().sqrt())
         for m, b in batch.inputs.items()
     }
-    return gates[present], grads
+    return torch.from_numpy(gates[~np.isnan(gates)]), grads
 
 
 @pytest.mark.parametrize("seed", [0, 1])
