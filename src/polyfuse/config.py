@@ -178,6 +178,26 @@ class TrainingConfig(_Section):
         description="training only: each present modality of a sample made absent with this "
         "probability per step (at least one kept)",
     )
+    weight_averaging: Literal["none", "ema", "swa"] = Field(
+        default="none",
+        description="ema: an exponential moving average of the weights after every optimiser "
+        "step; swa: the equal average of the weights at the end of every epoch from "
+        "averaging_start. Validation, early stopping, the best weights and the saved model all "
+        "use the average",
+    )
+    averaging_decay: float = Field(
+        default=0.9, gt=0, lt=1, description="ema: the weight of the old average per step"
+    )
+    averaging_start: int = Field(
+        default=0, ge=0, description="the first epoch (from 0) whose weights are averaged"
+    )
+    ensemble: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="members trained with different seeds on the same samples (the same "
+        "validation part and preprocessing); predictions average the members' scores",
+    )
     focal_gamma: float = Field(default=0.0, ge=0, description="sample-level focal γ (0 = off)")
     focal_detach: bool = True
     accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = "cpu"

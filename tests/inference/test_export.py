@@ -163,7 +163,9 @@ def run_dirs(tmp_path_factory: pytest.TempPathFactory):
                 torch.manual_seed(0)
                 hparams = small(name)
                 model = create_model(name, trained.model.specs, trained.tasks, **hparams)
-                fitted = dataclasses.replace(trained, model_name=name, hparams=hparams, model=model)
+                fitted = dataclasses.replace(
+                    trained, model_name=name, hparams=hparams, members=[model]
+                )
             made[name] = tmp_path_factory.mktemp(f"run-{name}")
             fitted.save(made[name])
         return made[name]

@@ -158,13 +158,14 @@ def flat_inputs(
 
 
 class ExportWrapper(nn.Module):
-    """Model + objectives over flat tensors in `input_layout` order → scores per task."""
+    """Model (every member of an ensemble) + objectives over flat tensors in `input_layout`
+    order → scores per task."""
 
-    def __init__(self, model: nn.Module, objectives: nn.ModuleDict) -> None:
+    def __init__(self, members: list[nn.Module], objectives: nn.ModuleDict) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.members = nn.ModuleList(members).eval()
         self.objectives = objectives.eval()
-        self.groups = [(m, _fields(s)) for m, s in model.specs.items()]
+        self.groups = [(m, _fields(s)) for m, s in members[0].specs.items()]
 
     def unflatten(self, flat: tuple[Tensor, ...]) -> dict[str, ModalityBatch]:
         """The model's `inputs` dict from the flat tensors."""
@@ -176,12 +177,10 @@ class ExportWrapper(nn.Module):
 
     def scores(self, flat: tuple[Tensor, ...]) -> dict[str, Tensor]:
         """`<task>.<score>` → scores, exactly as `FittedModel.predict` computes them."""
-        logits = self.model(self.unflatten(flat)).logits
-        return {
-            f"{t}.{k}": v
-            for t, obj in self.objectives.items()
-            for k, v in obj.scores(logits[t]).items()
-        }
+        from polyfuse.training.fit import member_mean
+
+        scores = member_mean(list(self.members), self.objectives, self.unflatten(flat))
+        return {f"{t}.{k}": v for t, d in scores.items() for k, v in d.items()}
 
     def forward(self, *flat: Tensor) -> tuple[Tensor, ...]:
         return tuple(self.scores(flat).values())
@@ -467,7 +466,7 @@ def export_fitted(
     if format == "onnx":
         for module in ("onnx", "onnxscript", "onnxruntime"):
             require(module, "export")
-    wrapper = ExportWrapper(fitted.model, fitted.objectives)
+    wrapper = ExportWrapper(fitted.members, fitted.objectives)
     specs = fitted.model.specs
     example = example_inputs(specs, _TRACE_BATCH, _trace_tokens(specs), seed=0)
     contract = contract_sources(run_dir) if run_dir is not None else ()

@@ -54,6 +54,93 @@ def _net(module: L.LightningModule) -> torch.nn.Module:
     return getattr(module, "model", module)
 
 
+class AveragedWeights(L.Callback):
+    """An average of the model's weights (EMA or SWA) that validation, the best weights and the
+    fit's result see instead of the last step's.
+
+    `torch.optim.swa_utils.AveragedModel` keeps the average of the parameters (buffers are
+    fixed task state, not averaged). "ema" updates it after every optimiser step from epoch
+    `start`; "swa" adds the weights at the end of every epoch from `start` with equal weight.
+    For validation the average is swapped into the model and swapped back at
+    `on_validation_end`, so a `BestWeights` listed *before* this callback keeps the averaged
+    weights it scored. Lightning's own `WeightAveraging` swaps back at the end of the
+    validation epoch, before `BestWeights` runs, which would keep raw weights scored as
+    averaged ones. Until the first update there is no average, and the raw weights stand.
+    """
+
+    def __init__(self, kind: str, decay: float = 0.9, start: int = 0) -> None:
+        if kind not in ("ema", "swa"):
+            raise ValueError(f"weight averaging is 'ema' or 'swa', not {kind!r}")
+        self.kind, self.decay, self.start = kind, decay, start
+        self.average: Any = None
+        self._pending: dict[str, Any] | None = None
+        self._swapped = self._validated = False
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        if stage != "fit" or self.average is not None:
+            return
+        averaging = get_ema_multi_avg_fn(self.decay) if self.kind == "ema" else None
+        self.average = AveragedModel(_net(module), multi_avg_fn=averaging, use_buffers=False)
+        if self._pending is not None:
+            self.load_state_dict(self._pending)
+
+    @property
+    def ready(self) -> bool:
+        return self.average is not None and int(self.average.n_averaged) > 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *_: Any) -> None:
+        if self.kind == "ema" and trainer.current_epoch >= self.start:
+            self.average.update_parameters(_net(module))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.kind == "swa" and trainer.current_epoch >= self.start:
+            self.average.update_parameters(_net(module))
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.ready and not trainer.sanity_checking:
+            self._swap(module)
+            self._validated = True
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self._swapped:
+            self._swap(module)
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Without a validated average (so no best weights of it), the model ends as the
+        average. Not at `on_train_end`: the last resume checkpoint, written then, must hold
+        the raw weights training continues from."""
+        if self.ready and not self._validated:
+            for mine, theirs in zip(
+                _params(self.average.module), _params(_net(module)), strict=True
+            ):
+                theirs.copy_(mine)
+
+    def _swap(self, module: L.LightningModule) -> None:
+        with torch.no_grad():
+            for mine, theirs in zip(
+                _params(self.average.module), _params(_net(module)), strict=True
+            ):
+                kept = theirs.clone()
+                theirs.copy_(mine)
+                mine.copy_(kept)
+        self._swapped = not self._swapped
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.average is None else self.average.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.average is None:  # restored before setup: applied once the average exists
+            self._pending = state
+            return
+        self.average.load_state_dict(state)
+
+
+def _params(net: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.data for p in net.parameters()]
+
+
 class RandomState(L.Callback):
     """Saves torch's global random state in each checkpoint and restores it on resume, so that
     dropout and every other random draw continue as in an uninterrupted fit."""

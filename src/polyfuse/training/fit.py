@@ -80,20 +80,35 @@ def make_loader(
 
 @dataclass
 class FittedModel:
-    """A trained model with everything needed to predict on new samples."""
+    """A trained model with everything needed to predict on new samples.
+
+    An ensemble (`training.ensemble`) has several `members`, trained with different seeds on
+    the same samples; its predictions are the mean of the members' scores (probabilities,
+    risks, survival curves), never of their logits, so a probability stays the mean
+    probability. `model` is the first member (what attention figures read).
+    """
 
     model_name: str
     hparams: dict[str, Any]
-    model: MultimodalModel
+    members: list[MultimodalModel]
     objectives: nn.ModuleDict
     contract: InputContract
     """What the model takes and gives; `run_fit` adds how its training data were read."""
-    best_epoch: int = -1
+    best_epochs: list[int] = dataclasses.field(default_factory=lambda: [-1])
+    """Each member's best epoch (-1: no validation part, the last weights kept)."""
     weight_history: list[dict[str, float]] = dataclasses.field(default_factory=list)
-    """The loss-balancing weight of every term, per training epoch."""
+    """The loss-balancing weight of every term, per training epoch (of the first member)."""
 
     def __post_init__(self) -> None:
         self.preprocessor = self.contract.preprocessor()
+
+    @property
+    def model(self) -> MultimodalModel:
+        return self.members[0]
+
+    @property
+    def best_epoch(self) -> int:
+        return self.best_epochs[0]
 
     @property
     def raw_specs(self) -> dict[str, ModalitySpec]:
@@ -108,13 +123,13 @@ class FittedModel:
     def predict(self, dataset: MultimodalDataset) -> dict[str, dict[str, np.ndarray]]:
         """Scores per task (probabilities, risk, survival curve, prediction) for every sample."""
         data = self.preprocessor.transform(dataset)
-        self.model.eval()
+        for member in self.members:
+            member.eval()
         parts: dict[str, dict[str, list]] = {t: {} for t in self.objectives}
         for start in range(0, len(data), PREDICT_BATCH):
             batch = data.batch(np.arange(start, min(start + PREDICT_BATCH, len(data))))
-            out = self.model(batch.inputs)
-            for t, obj in self.objectives.items():
-                for k, v in obj.scores(out.logits[t]).items():
+            for t, scores in member_mean(self.members, self.objectives, batch.inputs).items():
+                for k, v in scores.items():
                     parts[t].setdefault(k, []).append(v.cpu().numpy())
         return {t: {k: np.concatenate(v) for k, v in d.items()} for t, d in parts.items()}
 
@@ -129,11 +144,15 @@ class FittedModel:
         }
 
     def save(self, directory: Path) -> None:
-        """Weights as safetensors, the input contract and the rest as JSON: loading never
-        unpickles anything."""
+        """Weights as safetensors (member k > 0 under `member<k>.`), the input contract and
+        the rest as JSON: loading never unpickles anything."""
         from safetensors.torch import save_file
 
-        state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        state = {
+            f"{_member_prefix(k)}.{name}": v
+            for k, member in enumerate(self.members)
+            for name, v in member.state_dict().items()
+        }
         state |= {f"objectives.{k}": v for k, v in self.objectives.state_dict().items()}
         state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p)))
@@ -141,6 +160,8 @@ class FittedModel:
             "model": self.model_name,
             "hparams": self.hparams,
             "best_epoch": self.best_epoch,
+            "members": len(self.members),
+            "best_epochs": self.best_epochs,
             "objectives": {t: o.options() for t, o in self.objectives.items()},
             "weight_history": self.weight_history,
         }
@@ -151,25 +172,8 @@ class FittedModel:
     def load(cls, directory: Path) -> FittedModel:
         """Load a run directory written by `save`. Only safetensors and JSON are read: a run
         whose weights are a pickle (`.pt`, `.ckpt`, `.pkl`), or that is incomplete, is refused."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         directory = Path(directory)
-        for name in ("model.json", CONTRACT_FILE, "model.safetensors"):
-            if not (directory / name).is_file():
-                pickles = sorted(
-                    p.name
-                    for p in directory.glob("*")
-                    if p.suffix in (".pt", ".pth", ".pkl", ".ckpt")
-                )
-                hint = (
-                    f"; {', '.join(pickles)} would need unpickling, which polyfuse never does"
-                    if pickles
-                    else ""
-                )
-                raise DataError(
-                    f"{directory} is not a complete fitted run: {name} is missing{hint}"
-                )
+        _check_complete(directory)
         try:
             meta = json.loads((directory / "model.json").read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -180,27 +184,72 @@ class FittedModel:
             {t: TaskObjective(tasks[t], **meta["objectives"][t]) for t in tasks}
         )
         specs = contract.preprocessor().transform_specs(contract.specs)
-        model = create_model(meta["model"], specs, tasks, **meta["hparams"])
-        try:
-            state = load_file(str(directory / "model.safetensors"))
-        except (SafetensorError, OSError) as exc:
-            raise DataError(
-                f"{directory / 'model.safetensors'} is not a readable safetensors file ({exc}); "
-                "pickled weights are refused"
-            ) from None
-        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        state = _read_weights(directory / "model.safetensors")
+        members = []
+        for k in range(meta.get("members", 1)):
+            model = create_model(meta["model"], specs, tasks, **meta["hparams"])
+            prefix = _member_prefix(k) + "."
+            model.load_state_dict(
+                {n[len(prefix) :]: v for n, v in state.items() if n.startswith(prefix)}
+            )
+            members.append(model.eval())
         objectives.load_state_dict(
             {k[11:]: v for k, v in state.items() if k.startswith("objectives.")}
         )
         return cls(
             meta["model"],
             meta["hparams"],
-            model,
+            members,
             objectives,
             contract,
-            meta["best_epoch"],
+            meta.get("best_epochs", [meta["best_epoch"]]),
             meta.get("weight_history", []),
         )
+
+
+def member_mean(
+    members: list[nn.Module], objectives: nn.ModuleDict, inputs: dict[str, Any]
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The scores of every task, averaged over the members (one member: its scores)."""
+    total: dict[str, dict[str, torch.Tensor]] = {}
+    for member in members:
+        logits = member(inputs).logits
+        for t, obj in objectives.items():
+            for k, v in obj.scores(logits[t]).items():
+                total.setdefault(t, {})[k] = total.get(t, {}).get(k, 0) + v
+    return {t: {k: v / len(members) for k, v in d.items()} for t, d in total.items()}
+
+
+def _member_prefix(k: int) -> str:
+    """Member 0 is saved as `model.` (a single model's run reads as before), member k as
+    `member<k>.`."""
+    return "model" if k == 0 else f"member{k}"
+
+
+def _check_complete(directory: Path) -> None:
+    for name in ("model.json", CONTRACT_FILE, "model.safetensors"):
+        if not (directory / name).is_file():
+            pickles = sorted(
+                p.name for p in directory.glob("*") if p.suffix in (".pt", ".pth", ".pkl", ".ckpt")
+            )
+            hint = (
+                f"; {', '.join(pickles)} would need unpickling, which polyfuse never does"
+                if pickles
+                else ""
+            )
+            raise DataError(f"{directory} is not a complete fitted run: {name} is missing{hint}")
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise DataError(
+            f"{path} is not a readable safetensors file ({exc}); pickled weights are refused"
+        ) from None
 
 
 def with_model_defaults(
@@ -252,16 +301,88 @@ def fit_model(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
 ) -> FittedModel:
-    """`train_model` with its settings as one value."""
-    from polyfuse.training.module import FusionModule
+    """`train_model` with its settings as one value.
 
+    With `training.ensemble` N > 1, N members are trained on the same fit and validation
+    parts with the same preprocessing; member k's weights, dropout and shuffles come from
+    seed + k · MEMBER_SEED_STEP (member 0 is the single fit), and each member has its own
+    `member<k>` folder below `log_dir` and `checkpoint_dir`.
+    """
     if resume and checkpoint_dir is None:
         raise ConfigError("resume needs a checkpoint directory")
     hparams = dict(settings.hparams)
     training = with_model_defaults(model_name, hparams, settings.training)
     seed_everything(settings.seed)
     parts = _prepare(train, training, settings.preprocess, settings.seed)
-    model = create_model(model_name, parts.data.specs, train.tasks, **hparams)
+    members = []
+    for k in range(training.ensemble):
+        members.append(
+            _fit_member(
+                model_name,
+                parts,
+                settings.replace(hparams=hparams, training=training),
+                k,
+                log_dir=_member_dir(log_dir, k, training.ensemble),
+                checkpoint_dir=_member_dir(checkpoint_dir, k, training.ensemble),
+                resume=resume,
+            )
+        )
+    log.info(
+        "fitted '%s' (%d member%s) on %d samples (%d for validation); best epochs %s",
+        model_name,
+        len(members),
+        "s" if len(members) > 1 else "",
+        len(parts.fit),
+        len(parts.val),
+        [m.best_epoch for m in members],
+    )
+    curve_times = {
+        t: o.curve_times for t, o in parts.objectives.items() if o.curve_times is not None
+    }
+    return FittedModel(
+        model_name,
+        hparams,
+        [m.model for m in members],
+        parts.objectives,
+        InputContract.fitted(train.specs, train.tasks, parts.preprocessor, curve_times),
+        [m.best_epoch for m in members],
+        members[0].weight_history,
+    )
+
+
+MEMBER_SEED_STEP = 1_000_003
+"""Seed distance between ensemble members: larger than any fold offset, so that no member of
+one fold shares a seed with a member of another."""
+
+
+@dataclass
+class _Member:
+    model: MultimodalModel
+    best_epoch: int
+    weight_history: list[dict[str, float]]
+
+
+def _member_dir(directory: Path | None, k: int, members: int) -> Path | None:
+    return directory / f"member{k}" if directory is not None and members > 1 else directory
+
+
+def _fit_member(
+    model_name: str,
+    parts: _Prepared,
+    settings: FitSettings,
+    k: int,
+    *,
+    log_dir: Path | None,
+    checkpoint_dir: Path | None,
+    resume: bool,
+) -> _Member:
+    """Train member `k` of a fit on the prepared parts."""
+    from polyfuse.training.module import FusionModule
+
+    training = settings.training
+    seed = settings.seed + k * MEMBER_SEED_STEP
+    seed_everything(seed)
+    model = create_model(model_name, parts.data.specs, parts.data.tasks, **settings.hparams)
     module = FusionModule(
         model,
         parts.objectives,
@@ -280,32 +401,14 @@ def fit_model(
         module,
         parts,
         training,
-        settings.seed,
+        seed,
         log_dir=log_dir,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
     )
     model.eval()
     _check_finite(model, model_name, parts.fit)
-    log.info(
-        "fitted '%s' on %d samples (%d for validation); best epoch %d",
-        model_name,
-        len(parts.fit),
-        len(parts.val),
-        best_epoch,
-    )
-    curve_times = {
-        t: o.curve_times for t, o in parts.objectives.items() if o.curve_times is not None
-    }
-    return FittedModel(
-        model_name,
-        hparams,
-        model,
-        parts.objectives,
-        InputContract.fitted(train.specs, train.tasks, parts.preprocessor, curve_times),
-        best_epoch,
-        module.weight_history,
-    )
+    return _Member(model, best_epoch, module.weight_history)
 
 
 @dataclass
@@ -403,6 +506,7 @@ def _callbacks(
     """The fit's callbacks, and the one that keeps the best weights (unused without a
     validation part)."""
     from polyfuse.training.callbacks import (
+        AveragedWeights,
         BestWeights,
         RandomState,
         ResumableEarlyStopping,
@@ -415,6 +519,12 @@ def _callbacks(
     if has_val:
         stopping = ResumableEarlyStopping(watched, mode=mode, patience=training.patience)
         callbacks += [best, stopping]
+    if training.weight_averaging != "none":  # after BestWeights: it keeps the averaged weights
+        callbacks.append(
+            AveragedWeights(
+                training.weight_averaging, training.averaging_decay, training.averaging_start
+            )
+        )
     if checkpoint_dir is not None:
         # not ModelCheckpoint: its `save_last` ignores `every_n_epochs` (Lightning < 2.6) or,
         # with save_top_k=0, writes only when the fit ends (>= 2.6); see ResumeCheckpoint
