@@ -155,14 +155,15 @@ def load_frame(
     where: str,
     name: str = "",
     levels: dict[str, dict[str, list[str]]] | None = None,
-    tables: dict[str, Path] | None = None,
+    tables: dict[str, Path | pd.DataFrame] | None = None,
 ) -> MultimodalDataset:
     """A manifest already in memory (one row per sample) → dataset, with every check.
 
     Bundled cohorts use this too, so they pass exactly the validation users' tables pass.
     `levels` fixes the categories of categorical columns (modality → column → levels, as a
     fitted model saw them) instead of taking them from `frame`; `tables` gives sequence
-    modalities' long tables instead of the configured ones.
+    modalities' long tables (files, or frames already in memory) instead of the configured
+    ones.
     """
     _refuse_duplicate_columns(frame.columns, where)
     ids = _sample_ids(frame, id_column, where)
@@ -178,9 +179,15 @@ def load_frame(
         elif mod.text_column is not None:
             specs[m], sources[m] = text_modality(m, mod, frame)
         elif mod.table is not None:
-            path = Path((tables or {}).get(m, mod.table))
-            table = read_table(path, id_column=id_column, what=f"sequence table of modality '{m}'")
-            specs[m], sources[m] = sequence_modality(m, mod, table, ids, id_column, path.name)
+            given = (tables or {}).get(m, mod.table)
+            if isinstance(given, pd.DataFrame):  # a bundled cohort's table, already in memory
+                _refuse_duplicate_columns(given.columns, f"{where}: long table of '{m}'")
+                table, label = given, f"{where}: long table of '{m}'"
+            else:
+                path = Path(given)
+                what = f"sequence table of modality '{m}'"
+                table, label = read_table(path, id_column=id_column, what=what), path.name
+            specs[m], sources[m] = sequence_modality(m, mod, table, ids, id_column, label)
         else:
             fixed = (levels or {}).get(m)
             specs[m], sources[m] = tabular_modality(m, mod, frame, columns[m], ids, where, fixed)

