@@ -16,9 +16,11 @@ both sides. A time budget is not used: equal time would favour the models that t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.errors import require
 from polyfuse.evaluation.robustness import conditions
+from polyfuse.evaluation.suites import STACK
 from polyfuse.io import atomic_write, check_run_dir, prepare_run_dir, undo_on_failure
 from polyfuse.progress import Progress
 from polyfuse.training.settings import FitSettings
@@ -53,13 +56,16 @@ def default_entries(
     models: Sequence[str] | None = None,
     hparams: dict[str, dict[str, Any]] | None = None,
 ) -> list[Entry]:
-    """Every registered model (or `models`); `unimodal` once per modality, or once for the
-    modality `hparams["unimodal"]` names."""
+    """Every registered model and `stack` (or `models`); `unimodal` once per modality, or
+    once for the modality `hparams["unimodal"]` names."""
     from polyfuse.models.registry import list_models, model_class
 
-    names = list(models) if models else list_models()
+    names = list(models) if models else [*list_models(), STACK]
     entries = []
     for name in names:
+        if name == STACK:  # not a network: the stacked ensemble of evaluation/stack.py
+            entries.append(Entry(STACK, STACK))
+            continue
         model_class(name)  # unknown names fail here, with a did-you-mean
         if name == "unimodal":
             chosen = (hparams or {}).get("unimodal", {}).get("modality")
@@ -83,6 +89,9 @@ class BenchmarkResult:
     seconds: float
     tuning: pd.DataFrame = field(default_factory=pd.DataFrame)
     """With tuning: per model and outer fold, the trials run, best inner score, chosen params."""
+    stack: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """With `stack`: each member's weight per fold (dataset, model, repeat, fold, task,
+    member, weight; NaN where the member could not be fitted)."""
 
     def leaderboard(self) -> pd.DataFrame:
         from polyfuse.evaluation.report import leaderboard
@@ -113,7 +122,9 @@ def _check_overrides(models: Sequence[str], tune: TuneConfig) -> None:
     from polyfuse.errors import ConfigError
     from polyfuse.models.registry import model_hparams
 
-    accepted = set(TrainingConfig.model_fields).union(*(model_hparams(m) for m in models))
+    accepted = set(TrainingConfig.model_fields).union(
+        *(model_hparams(m) for m in models if m != STACK)
+    )
     unused = sorted(set(tune.space) - accepted)
     if unused:
         raise ConfigError(
@@ -166,6 +177,8 @@ def _run_fold(
     predictions, contributions, time."""
     from polyfuse.training.fit import fit_model
 
+    if entry.model == STACK:
+        return _run_stack_fold(entry, data, split, settings)
     train, test = data.subset(split.train), data.subset(split.test)
     keys = dict(model=entry.name, repeat=split.repeat, fold=split.fold)
     parts: dict[str, pd.DataFrame] = {}
@@ -191,6 +204,42 @@ def _run_fold(
         "contributions": _contributions(fitted, test, keys),
         "timing": pd.DataFrame([dict(keys, train_seconds=seconds)]),
         **parts,
+    }
+
+
+def _run_stack_fold(
+    entry: Entry, data: MultimodalDataset, split: Split, settings: FitSettings
+) -> dict[str, pd.DataFrame]:
+    """The stacked ensemble on one fold: its members (with the hyper-parameters, training
+    settings and seed the benchmark gives each model on this fold), its weights, and its scores
+    on the test fold (all modalities: the robustness conditions are for single networks)."""
+    from polyfuse.evaluation.stack import SCORE, plan_from_options, stack_fold
+    from polyfuse.tasks.objective import TaskObjective
+
+    options = dict(entry.hparams)
+    plan = plan_from_options(data, options, options.pop("member_hparams", {}))
+    start = time.perf_counter()
+    fold = stack_fold(data, split, plan, settings)
+    seconds = time.perf_counter() - start
+    keys = dict(model=entry.name, repeat=split.repeat, fold=split.fold)
+    train, test = data.subset(split.train), data.subset(split.test)
+    spec = data.tasks[plan.task]
+    kind = spec.type
+    objective = TaskObjective(
+        dataclasses.replace(spec, survival_head="cox") if kind == "survival" else spec
+    )
+    scores = {SCORE[kind]: fold.scores}
+    metrics = objective.metrics(scores, test.targets[plan.task], train.targets[plan.task])
+    rows = [
+        dict(keys, family="stack", condition="all", task=plan.task, metric=k, value=v)
+        for k, v in metrics.items()
+    ]
+    weights = [dict(keys, task=plan.task, member=m, weight=w) for m, w in fold.weights.items()]
+    return {
+        "results": pd.DataFrame(rows),
+        "predictions": _predictions({plan.task: scores}, test, keys),
+        "timing": pd.DataFrame([dict(keys, train_seconds=seconds)]),
+        "stack": pd.DataFrame(weights),
     }
 
 
@@ -229,7 +278,10 @@ def _predictions(
 FOLD_TABLES = ("results", "predictions", "contributions", "timing")
 
 
-def _fold_tables(tune: TuneConfig | None) -> tuple[str, ...]:
+def _fold_tables(tune: TuneConfig | None, entry: Entry) -> tuple[str, ...]:
+    """The tables a fold of `entry` writes: the stack is never tuned, and writes its weights."""
+    if entry.model == STACK:  # no one network whose modality contributions to measure
+        return ("results", "predictions", "timing", "stack")
     return FOLD_TABLES + (("tuning",) if tune is not None else ())
 
 
@@ -237,8 +289,9 @@ def _fold_job(job: tuple) -> tuple[Entry, Split]:
     """Run one fold and write its tables to parts/ (results last: the completion marker)."""
     entry, data, split, settings, out, name, tune = job
     study = _part(out, name, entry.name, split, "study", tune).with_suffix(".db")
-    parts = _run_fold(entry, data, split, settings, tune=tune, study=study)
-    for table in _fold_tables(tune)[::-1]:
+    tuned = tune if entry.model != STACK else None
+    parts = _run_fold(entry, data, split, settings, tune=tuned, study=study)
+    for table in _fold_tables(tune, entry)[::-1]:
         _write(_part(out, name, entry.name, split, table, tune), parts[table])
     return entry, split
 
@@ -332,7 +385,8 @@ def benchmark(
 
     out = check_run_dir(Path(out), overwrite=overwrite, resume=resume)
     for model in models or []:
-        model_class(model)  # with a did-you-mean, before any data are read
+        if model != STACK:
+            model_class(model)  # with a did-you-mean, before any data are read
     for item in datasets:
         if isinstance(item, str):
             dataset_info(item)
@@ -395,6 +449,7 @@ def _benchmark(datasets: list[MultimodalDataset], plan: _Plan, progress: bool) -
         final["contributions"],
         time.perf_counter() - start,
         final.get("tuning", pd.DataFrame()),
+        final.get("stack", pd.DataFrame()),
     )
 
 
@@ -415,7 +470,7 @@ def _benchmark_dataset(
     _train_folds(data, name, splits, entries, plan, bar)
     for e in entries:
         for split in splits:
-            for table in _fold_tables(plan.tune):
+            for table in _fold_tables(plan.tune, e):
                 frame = pd.read_csv(_part(plan.out, name, e.name, split, table, plan.tune))
                 tables.setdefault(table, []).append(frame.assign(dataset=name))
     tables["efficiency"] = [_efficiency(data, entries, name, plan.settings.preprocess, bar)]
@@ -433,10 +488,30 @@ def _entries(data: MultimodalDataset, plan: _Plan) -> list[Entry]:
         )
         for e in default_entries(data, plan.models, plan.hparams)
     ]
+    entries = [_stack_entry(data, e, plan) if e.model == STACK else e for e in entries]
+    entries = [e for e in entries if e is not None]
     if plan.tune is not None:
         require("optuna", "tune")
         _check_overrides([e.model for e in entries], plan.tune)
     return entries
+
+
+def _stack_entry(data: MultimodalDataset, entry: Entry, plan: _Plan) -> Entry | None:
+    """The stack's entry, checked before any training: its members take the hyper-parameters
+    given to their models. A suite's stack is left out, with a warning, where the first task is
+    not one a stack combines; a stack asked for by name is an error there."""
+    from polyfuse.errors import ConfigError, FallbackWarning
+    from polyfuse.evaluation.stack import plan_from_options
+
+    members = {k: v for k, v in plan.hparams.items() if k != STACK}
+    try:
+        plan_from_options(data, entry.hparams, members)
+    except ConfigError as exc:
+        if plan.models and STACK in plan.models:
+            raise
+        warnings.warn(f"the benchmark leaves out {STACK}: {exc}", FallbackWarning, stacklevel=2)
+        return None
+    return Entry(entry.name, entry.model, {**entry.hparams, "member_hparams": members})
 
 
 def _train_folds(
@@ -487,8 +562,9 @@ def _final_tables(tables: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFra
             .mean()
         ),
     }
-    if "tuning" in tables:
-        final["tuning"] = pd.concat(tables["tuning"], ignore_index=True)
+    for table in ("tuning", "stack"):
+        if table in tables:
+            final[table] = pd.concat(tables[table], ignore_index=True)
     return final
 
 
@@ -509,6 +585,7 @@ def _report(out: Path, final: dict[str, pd.DataFrame]) -> None:
         comparisons=final["comparisons"],
         predictions=final["predictions"],
         contributions=final["contributions"],
+        stack=final.get("stack"),
     )
 
 
@@ -541,8 +618,11 @@ def _efficiency(
     training, one progress step per model."""
     from polyfuse.evaluation.profile import profile_models
 
-    frames = []
+    frames = [pd.DataFrame(columns=["model", "dataset"])]
     for e in entries:
+        if e.model == STACK:  # several fits, no one network to profile
+            bar.advance()
+            continue
         bar.describe(f"{name}: profiling {e.name} (parameters, FLOPs, latency, memory)")
         row = profile_models([e.model], data, hparams={e.model: e.hparams}, preprocess=preprocess)
         frames.append(row.assign(model=e.name, dataset=name))
@@ -574,7 +654,7 @@ def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
         if best is None:
             log.info("%s · %s: no classical floor was scored; no comparisons", dataset, task)
             continue
-        for model in g[g["family"] == "fusion"]["model"].unique():
+        for model in g[g["family"] != "classical"]["model"].unique():
             stats = paired_comparison(per_fold[model].to_numpy(), per_fold[best].to_numpy())
             rows.append(
                 dict(

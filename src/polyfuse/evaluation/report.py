@@ -170,13 +170,33 @@ def leaderboard_markdown(lb: pd.DataFrame) -> str:
         lines += [f"## {_heading(part)}", ""]
         if note := _floor_note(part):
             lines += [f"Δ: paired difference against the {note}.", ""]
-        cells = [list(table.columns), *table.to_numpy().tolist()]
-        cells = [[str(c).replace("|", "\\|") for c in row] for row in cells]
-        lines.append("| " + " | ".join(cells[0]) + " |")
-        lines.append("|" + "|".join("---" if j < 3 else "---:" for j in range(len(cells[0]))) + "|")
-        lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
-        lines.append("")
+        lines += [*_markdown_table(table, left=3), ""]
     return "\n".join(lines)
+
+
+def _markdown_table(table: pd.DataFrame, left: int) -> list[str]:
+    """A Markdown table, its first `left` columns left-aligned and the rest right-aligned."""
+    cells = [list(table.columns), *table.to_numpy().tolist()]
+    cells = [[str(c).replace("|", "\\|") for c in row] for row in cells]
+    lines = ["| " + " | ".join(cells[0]) + " |"]
+    lines.append("|" + "|".join("---" if j < left else "---:" for j in range(len(cells[0]))) + "|")
+    return lines + ["| " + " | ".join(row) + " |" for row in cells[1:]]
+
+
+def stack_markdown(stack: pd.DataFrame) -> str:
+    """The stacked ensembles' member weights as Markdown (mean ± sd over folds)."""
+    summary = stack_summary(stack)
+    table = pd.DataFrame(
+        {
+            "dataset": summary["dataset"],
+            "task": summary["task"],
+            "member": summary["member"],
+            "weight": [_mean_sd(m, s) for m, s in zip(summary["mean"], summary["sd"], strict=True)],
+            "left out (folds)": summary["left_out"].astype(int),
+        }
+    )
+    title = "## Stacked ensemble: member weights (mean ± sd over folds)"
+    return "\n".join([title, "", *_markdown_table(table, left=3), ""])
 
 
 def _html_table(part: pd.DataFrame) -> str:
@@ -247,6 +267,10 @@ inference. Right: the metric when one modality is absent for every patient; a la
 the model leans on that modality.</li>
 <li><b>Contributions.</b> Mean absolute change of the best fusion model's prediction when a
 modality is removed: what the model uses, not what is causally important.</li>
+<li><b>Stacked ensemble.</b> <code>stack</code> combines its members' scores with
+non-negative weights learnt on inner folds of each training part (out-of-fold scores, z-scored),
+so a weight is per standard deviation of that member's score; it is scored on the outer test
+folds only, like every other model.</li>
 </ul>
 """
 
@@ -259,9 +283,11 @@ def write_report(
     comparisons: pd.DataFrame,
     predictions: pd.DataFrame,
     contributions: pd.DataFrame,
+    stack: pd.DataFrame | None = None,
     title: str = "polyfuse benchmark",
 ) -> dict[str, Path]:
-    """Write `leaderboard.md|csv`, `figures/*.png` and a self-contained `report.html`.
+    """Write `leaderboard.md|csv`, `figures/*.png` and a self-contained `report.html`; with
+    `stack` (the stacked ensemble's weights per fold), `stack_weights.csv` and its figure.
 
     Returns `{relative name: path}` of everything written (e.g. `"figures/km_acc_os.png"`).
     """
@@ -271,7 +297,10 @@ def write_report(
     )
     contributions = contributions.reindex(columns=["dataset", "model", "modality", "task", "value"])
     lb = leaderboard(results, efficiency, comparisons)
-    write_text(out_dir / "leaderboard.md", leaderboard_markdown(lb))
+    markdown = leaderboard_markdown(lb)
+    if stack is not None and not stack.empty:
+        markdown += "\n" + stack_markdown(stack)
+    write_text(out_dir / "leaderboard.md", markdown)
     atomic_write(out_dir / "leaderboard.csv", lambda p: lb.to_csv(p, index=False))
     figures = _Figures(out_dir / "figures")
     figures.written["leaderboard.md"] = out_dir / "leaderboard.md"
@@ -283,6 +312,8 @@ def write_report(
         _pareto_figure(figures, block)
         _robustness_figure(figures, block)
         _contributions_figure(figures, block)
+    if stack is not None and not stack.empty:
+        _stack_weights(figures, stack, out_dir)
     write_text(out_dir / "report.html", _html(title, lb, figures.sections, results))
     figures.written["report.html"] = out_dir / "report.html"
     return figures.written
@@ -295,7 +326,7 @@ class _Figures:
         self.directory = directory
         self.written: dict[str, Path] = {}
         self.sections: dict[str, list[str]] = {
-            k: [] for k in ("km", "roc", "pareto", "robustness", "contributions")
+            k: [] for k in ("km", "roc", "pareto", "robustness", "contributions", "stack")
         }
 
     def add(self, kind: str, path: Path, alt: str, caption: str) -> None:
@@ -461,6 +492,45 @@ def _contributions_figure(figures: _Figures, block: _Block) -> None:
     )
 
 
+def stack_summary(stack: pd.DataFrame) -> pd.DataFrame:
+    """Each stack member's weight over folds: mean, sd, and the folds where it was left out."""
+    g = stack.groupby(["dataset", "model", "task", "member"], sort=False)["weight"]
+    return pd.DataFrame(
+        {"mean": g.mean(), "sd": g.std(ddof=1), "left_out": g.apply(lambda w: w.isna().sum())}
+    ).reset_index()
+
+
+def _stack_weights(figures: _Figures, stack: pd.DataFrame, out_dir: Path) -> None:
+    """The stack's weights: `stack_weights.csv` (per fold), a bar chart and a table per stack."""
+    from polyfuse.figures import figure, save
+
+    atomic_write(out_dir / "stack_weights.csv", lambda p: stack.to_csv(p, index=False))
+    figures.written["stack_weights.csv"] = out_dir / "stack_weights.csv"
+    summary = stack_summary(stack)
+    for (dataset, model, task), part in summary.groupby(["dataset", "model", "task"], sort=False):
+        fig, ax = figure(6.0, 0.8 + 0.4 * len(part))
+        ax.barh(
+            part["member"],
+            part["mean"],
+            xerr=part["sd"].fillna(0),
+            color="0.6",
+            edgecolor="black",
+            capsize=3,
+        )
+        ax.invert_yaxis()
+        ax.set_xlabel("weight per sd of the member's out-of-fold score (mean ± sd over folds)")
+        ax.set_title(f"{model} on {dataset} · {task}")
+        path = save(fig, figures.directory / f"stack_{_slug(dataset, model, task)}.png")
+        text = ", ".join(f"{m} {w:.3f}" for m, w in zip(part["member"], part["mean"], strict=True))
+        figures.add(
+            "stack",
+            path,
+            f"Weights of {model} on {dataset} ({task}): {text}",
+            f"{dataset} · {task}: the meta-learner's non-negative weight of each member; a "
+            "member at 0 adds nothing the others do not already give.",
+        )
+
+
 def _html(
     title: str, lb: pd.DataFrame, sections: dict[str, list[str]], results: pd.DataFrame
 ) -> str:
@@ -478,6 +548,7 @@ def _html(
         "pareto": "Metric versus FLOPs",
         "robustness": "Robustness to missing modalities",
         "contributions": "Modality contributions of the best fusion model",
+        "stack": "Stacked ensemble: member weights",
         "how": "How to read this report",
     }
     empty = {
@@ -486,6 +557,7 @@ def _html(
         "pareto": "",
         "robustness": "No missing-modality conditions were evaluated.",
         "contributions": "No contributions were computed for the best fusion models.",
+        "stack": "No stacked ensemble in this benchmark.",
     }
     board = []
     for part in _blocks(lb):

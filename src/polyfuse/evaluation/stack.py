@@ -1,0 +1,292 @@
+"""`stack`: a stacked ensemble ("super learner") of polyfuse models and classical floors.
+
+On one outer training part, every member's out-of-fold scores are collected over inner folds
+(stratified like every polyfuse split); a meta-learner with non-negative weights is fitted on
+them; every member is refitted on the whole training part and its scores on the outer test fold
+are combined with those weights. Nothing of the outer test fold is seen before it is scored.
+
+The meta-learner reads each member's score z-scored with the mean and sd of its out-of-fold
+scores (a risk for survival, the logit of the probability for a binary task, the prediction
+for regression), so the weights of members on different scales compare:
+
+* survival: a Cox model on the z-scored risks (Breslow's partial likelihood per event), the
+  combined risk is Σ w_j z_j;
+* binary: logistic regression on the z-scored logits with an intercept, the combined
+  probability is σ(b + Σ w_j z_j);
+* regression: non-negative least squares with an intercept (scikit-learn's `positive=True`).
+
+The weights are bounded below by 0 (a member can be ignored, never turned upside down), and
+survival and binary weights carry a ridge penalty `penalty · Σ w_j²` (0.01 by default, on the
+per-event / per-sample loss) that keeps them finite when members agree perfectly. A floor that
+cannot be fitted on an inner or the outer fold (`FloorFailed`) leaves the stack of that fold,
+with a `FallbackWarning`; its weight there is NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from polyfuse.data.dataset import MultimodalDataset
+from polyfuse.data.splits import Split, kfold
+from polyfuse.errors import ConfigError, FallbackWarning
+from polyfuse.training.settings import FitSettings
+
+DEFAULT_MEMBERS: dict[str, tuple[str, ...]] = {
+    "survival": ("late", "coxnet[all]", "rsf[all]", "late-cox"),
+    "binary": ("late", "logreg[all]", "hgb[all]"),
+    "regression": ("late", "early"),
+}
+"""Members when none are named: a fast fusion model and the task type's floors (without a
+tabular modality in memory, which floors need: `late` and `early`)."""
+SCORE = {"survival": "risk", "binary": "prob", "regression": "pred"}
+META = ("fit", "mean")
+"""fit: a weight per member; mean: one weight shared by all (the members' mean z-score)."""
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """What to stack and how: member names (polyfuse models or classical floors such as
+    `coxnet[all]`), the task, the inner folds, the meta-learner's ridge penalty, and each
+    polyfuse member's hyper-parameters."""
+
+    members: tuple[str, ...]
+    task: str
+    inner_folds: int = 3
+    penalty: float = 0.01
+    meta: str = "fit"
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def stack_plan(
+    data: MultimodalDataset,
+    members: Sequence[str] | None = None,
+    *,
+    task: str | None = None,
+    inner_folds: int = 3,
+    penalty: float = 0.01,
+    meta: str = "fit",
+    hparams: dict[str, dict[str, Any]] | None = None,
+) -> StackPlan:
+    """A checked plan: the task is survival, binary or regression, every member is a
+    registered model or a floor serving that task, and there are at least two."""
+    from polyfuse.evaluation.classical import CLASSICAL, resolve_floor
+    from polyfuse.models.registry import model_class
+
+    task = task or next(iter(data.tasks))
+    if task not in data.tasks:
+        raise ConfigError(f"stack: unknown task '{task}'; the data have {list(data.tasks)}")
+    kind = data.tasks[task].type
+    if kind not in DEFAULT_MEMBERS:
+        raise ConfigError(
+            f"stack: task '{task}' is {kind}; stacking combines survival, binary or regression "
+            "scores"
+        )
+    names = tuple(members) if members else _default_members(data, kind)
+    if len(set(names)) < 2:
+        raise ConfigError(f"stack: give at least two different members, not {list(names)}")
+    for name in names:
+        if _floor_name(name) in CLASSICAL:
+            floor, _, display = resolve_floor(name, data)
+            if kind not in floor.task_types:
+                raise ConfigError(f"stack member '{display}' does not serve {kind} tasks")
+        else:
+            model_class(name)  # a did-you-mean for a misspelt model
+    if inner_folds < 2:
+        raise ConfigError(f"stack: inner_folds must be at least 2, not {inner_folds}")
+    if meta not in META:
+        raise ConfigError(f"stack: meta is 'fit' or 'mean', not {meta!r}")
+    return StackPlan(names, task, inner_folds, penalty, meta, dict(hparams or {}))
+
+
+OPTIONS = ("members", "task", "inner_folds", "penalty", "meta")
+"""What a stack's options (`hparams["stack"]` of a benchmark) may say."""
+
+
+def plan_from_options(
+    data: MultimodalDataset, options: dict[str, Any], hparams: dict[str, dict[str, Any]]
+) -> StackPlan:
+    """`stack_plan` from a stack's options, every unknown option refused with a did-you-mean."""
+    from polyfuse.errors import did_you_mean
+
+    for key in options:
+        if key not in OPTIONS:
+            raise ConfigError(
+                f"stack: unknown option '{key}'{did_you_mean(key, OPTIONS)}; options: {OPTIONS}"
+            )
+    return stack_plan(data, hparams=hparams, **options)
+
+
+def _default_members(data: MultimodalDataset, kind: str) -> tuple[str, ...]:
+    from polyfuse.evaluation.classical import tabular_modalities
+
+    if tabular_modalities(data):
+        return DEFAULT_MEMBERS[kind]
+    return ("late", "early")
+
+
+def _floor_name(name: str) -> str:
+    return name.split("[", 1)[0].strip()
+
+
+@dataclass
+class StackFold:
+    """One outer fold: the combined test scores, and each member's weight (NaN: left out)."""
+
+    scores: np.ndarray
+    weights: dict[str, float]
+    intercept: float = 0.0
+
+
+def stack_fold(
+    data: MultimodalDataset, split: Split, plan: StackPlan, settings: FitSettings
+) -> StackFold:
+    """Fit the stack on `split.train` (members' out-of-fold scores on inner folds, then the
+    meta-learner) and combine the members refitted on all of `split.train` on `split.test`."""
+    kind = data.tasks[plan.task].type
+    train = data.subset(split.train)
+    inner = kfold(train, plan.inner_folds, 1, settings.seed)
+    oof = np.full((len(train), len(plan.members)), np.nan)
+    test = np.full((len(split.test), len(plan.members)), np.nan)
+    for j, member in enumerate(plan.members):
+        try:
+            for s in inner:
+                oof[s.test, j] = _member_scores(member, train, s, plan, settings)
+            test[:, j] = _member_scores(member, data, split, plan, settings)
+        except _MemberFailed as exc:
+            warnings.warn(
+                f"stack member '{member}' could not be fitted ({exc}) on repeat {split.repeat}, "
+                f"fold {split.fold}; the stack of that fold goes without it",
+                FallbackWarning,
+                stacklevel=2,
+            )
+            oof[:, j] = np.nan
+    used = ~np.isnan(oof).any(0)
+    if used.sum() == 0:
+        raise ConfigError(f"stack: no member could be fitted on repeat {split.repeat}")
+    y = train.targets[plan.task]
+    known = ~np.isnan(y.reshape(len(y), -1)).any(1)
+    features = _features(oof[:, used], kind)
+    centre, scale = features[known].mean(0), features[known].std(0) + EPS
+    z = (features[known] - centre) / scale
+    if plan.meta == "mean":  # one weight shared by all: only the scale and intercept are fitted
+        shared = fit_meta(kind, z.mean(1, keepdims=True), y[known], plan.penalty)
+        m = z.shape[1]
+        meta = Meta(kind, np.full(m, shared.weights[0] / m), shared.intercept)
+    else:
+        meta = fit_meta(kind, z, y[known], plan.penalty)
+    z = (_features(test[:, used], kind) - centre) / scale
+    weights = dict.fromkeys(plan.members, float("nan"))
+    for name, w in zip(np.asarray(plan.members)[used], meta.weights, strict=True):
+        weights[str(name)] = float(w)
+    return StackFold(meta.combine(z), weights, meta.intercept)
+
+
+class _MemberFailed(Exception):
+    pass
+
+
+def _member_scores(
+    member: str, data: MultimodalDataset, split: Split, plan: StackPlan, settings: FitSettings
+) -> np.ndarray:
+    """A member's scores on `split.test` after fitting on `split.train`."""
+    from polyfuse.evaluation.classical import CLASSICAL, FloorFailed, make_fold, resolve_floor
+    from polyfuse.training.fit import fit_model
+
+    kind = data.tasks[plan.task].type
+    if _floor_name(member) in CLASSICAL:
+        floor, modalities, _ = resolve_floor(member, data)
+        try:
+            scores = floor(make_fold(data, split, plan.task, settings.seed), modalities)
+        except FloorFailed as exc:
+            raise _MemberFailed(str(exc)) from None
+        return np.asarray(scores, dtype=np.float64).reshape(len(split.test))
+    fitted = fit_model(
+        member, data.subset(split.train), settings.replace(hparams=plan.hparams.get(member, {}))
+    )
+    scores = fitted.predict(data.subset(split.test))[plan.task][SCORE[kind]]
+    return np.asarray(scores, dtype=np.float64).reshape(len(split.test))
+
+
+def _features(scores: np.ndarray, kind: str) -> np.ndarray:
+    """What the meta-learner reads: a probability's logit, a risk or prediction as it is."""
+    if kind == "binary":
+        p = np.clip(scores, EPS, 1 - EPS)
+        return np.log(p) - np.log1p(-p)
+    return scores
+
+
+@dataclass
+class Meta:
+    """A fitted meta-learner: non-negative weights, an intercept, and the task type."""
+
+    kind: str
+    weights: np.ndarray
+    intercept: float = 0.0
+
+    def combine(self, z: np.ndarray) -> np.ndarray:
+        """The stack's score from the members' z-scored scores."""
+        linear = self.intercept + z @ self.weights
+        return 1.0 / (1.0 + np.exp(-linear)) if self.kind == "binary" else linear
+
+
+def fit_meta(kind: str, z: np.ndarray, y: np.ndarray, penalty: float = 0.01) -> Meta:
+    """The non-negative meta-learner of a task type on z-scored member scores `z` (n, M)."""
+    if kind == "regression":
+        from sklearn.linear_model import LinearRegression
+
+        model = LinearRegression(positive=True).fit(z, y.reshape(-1))
+        return Meta(kind, model.coef_.astype(np.float64), float(model.intercept_))
+    from scipy.optimize import minimize
+
+    m = z.shape[1]
+    if kind == "survival":
+        loss = _cox_loss(z, y[:, 0], y[:, 1], penalty)
+        start, bounds = np.full(m, 1.0 / m), [(0.0, None)] * m
+    else:
+        loss = _logistic_loss(z, y.reshape(-1), penalty)
+        start, bounds = np.r_[np.full(m, 1.0 / m), 0.0], [(0.0, None)] * m + [(None, None)]
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    if kind == "survival":
+        return Meta(kind, result.x)
+    return Meta(kind, result.x[:m], float(result.x[m]))
+
+
+def _cox_loss(z: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: float):
+    """Breslow's negative log partial likelihood per event + penalty · Σ w², and its gradient."""
+    order = np.argsort(time, kind="stable")
+    z, time, event = z[order], time[order], event[order].astype(bool)
+    # a sample's risk set is every sample with a time >= its own: from the first of its ties
+    first = np.searchsorted(time, time, side="left")
+    events = max(1, int(event.sum()))
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = z @ w
+        shift = eta.max()
+        e = np.exp(eta - shift)
+        denom = np.cumsum(e[::-1])[::-1][first]  # Σ over the risk set
+        weighted = np.cumsum((e[:, None] * z)[::-1], axis=0)[::-1][first]
+        log_lik = np.sum(eta[event] - shift - np.log(denom[event]))
+        grad = (z[event] - weighted[event] / denom[event, None]).sum(0)
+        return (-log_lik / events + penalty * w @ w, -grad / events + 2 * penalty * w)
+
+    return loss
+
+
+def _logistic_loss(z: np.ndarray, y: np.ndarray, penalty: float):
+    """Mean log loss of σ(b + z·w) + penalty · Σ w² (not on b), and its gradient."""
+    m = z.shape[1]
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:m], params[m]
+        linear = b + z @ w
+        value = np.mean(np.logaddexp(0.0, linear) - y * linear) + penalty * w @ w
+        residual = (1.0 / (1.0 + np.exp(-linear)) - y) / len(y)
+        return value, np.r_[z.T @ residual + 2 * penalty * w, residual.sum()]
+
+    return loss

@@ -1,0 +1,186 @@
+"""The stacked ensemble: its meta-learners against scikit-survival and scikit-learn, its
+non-negative weights, and its nesting (nothing of an outer test fold is seen before scoring)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.data.splits import kfold
+from polyfuse.errors import ConfigError
+from polyfuse.evaluation.stack import fit_meta, stack_fold, stack_plan
+from polyfuse.training.settings import FitSettings
+
+RNG = np.random.default_rng(7)
+
+
+def _survival(n: int = 200, m: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    z = RNG.normal(size=(n, m))
+    eta = 1.0 * z[:, 0] + 0.5 * z[:, 1]
+    time = np.round(RNG.exponential(np.exp(-eta)) * 20) + 1  # rounded: ties
+    censor = RNG.exponential(30, n) + 1
+    y = np.stack([np.minimum(time, censor), (time <= censor).astype(float)], 1)
+    return z, y
+
+
+def test_cox_meta_equals_scikit_survival_where_the_weights_are_positive():
+    sksurv = pytest.importorskip("sksurv.linear_model")
+    z, y = _survival()
+    z = z[:, :2]  # both true effects positive: the bound is not active
+    penalty = 0.01
+    meta = fit_meta("survival", z, y, penalty)
+    events = y[:, 1].sum()
+    # sksurv minimises -loglik + alpha/2 · |w|²; ours -loglik/events + penalty · |w|²
+    ref = sksurv.CoxPHSurvivalAnalysis(alpha=2 * penalty * events, ties="breslow")
+    structured = np.array(
+        list(zip(y[:, 1].astype(bool), y[:, 0], strict=True)), dtype=[("e", bool), ("t", float)]
+    )
+    ref.fit(z, structured)
+    assert (meta.weights > 0.3).all()
+    np.testing.assert_allclose(meta.weights, ref.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(meta.combine(z), z @ ref.coef_, rtol=1e-4, atol=1e-5)
+
+
+def test_logistic_meta_equals_scikit_learn_where_the_weights_are_positive():
+    from sklearn.linear_model import LogisticRegression
+
+    z = RNG.normal(size=(300, 2))
+    y = (0.3 + 1.2 * z[:, 0] + 0.6 * z[:, 1] + RNG.logistic(size=300) > 0).astype(float)
+    penalty = 0.01
+    meta = fit_meta("binary", z, y, penalty)
+    # scikit-learn minimises |w|²/2 + C · Σ logloss; ours mean logloss + penalty · |w|²
+    ref = LogisticRegression(C=0.5 / (penalty * len(y)), tol=1e-10, max_iter=1000).fit(z, y)
+    np.testing.assert_allclose(meta.weights, ref.coef_[0], rtol=1e-3, atol=1e-4)
+    assert meta.intercept == pytest.approx(ref.intercept_[0], rel=1e-3, abs=1e-4)
+    np.testing.assert_allclose(meta.combine(z), ref.predict_proba(z)[:, 1], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["survival", "binary", "regression"])
+def test_a_harmful_member_gets_weight_zero_and_a_useless_one_almost(kind):
+    """Column 0 predicts, column 1 is noise, column 2 predicts backwards: non-negative weights
+    keep the first, shrink the noise and never turn the third upside down."""
+    n = 400
+    signal = RNG.normal(size=n)
+    z = np.stack([signal + 0.3 * RNG.normal(size=n), RNG.normal(size=n), -signal], 1)
+    if kind == "survival":
+        time = RNG.exponential(np.exp(-signal)) + 0.01
+        y = np.stack([time, np.ones(n)], 1)
+    elif kind == "binary":
+        y = (signal + 0.5 * RNG.logistic(size=n) > 0).astype(float)
+    else:
+        y = signal + 0.1 * RNG.normal(size=n)
+    w = fit_meta(kind, z, y).weights
+    assert (w >= 0).all()
+    assert w[0] > 0.5 and w[2] == 0.0 and w[1] < 0.1 * w[0]
+
+
+def _cohort(n: int = 90) -> MultimodalDataset:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(n, 4)).astype(np.float32)
+    b = rng.normal(size=(n, 3)).astype(np.float32)
+    eta = 1.5 * a[:, 0] + 1.0 * b[:, 0]
+    time = rng.exponential(np.exp(-eta)) * 100 + 1
+    censor = rng.exponential(200, n) + 1
+    y = np.stack([np.minimum(time, censor), (time <= censor).astype(float)], 1)
+    return MultimodalDataset(
+        [f"p{i}" for i in range(n)],
+        {"a": ModalitySpec("a", "tabular", (4,)), "b": ModalitySpec("b", "tabular", (3,))},
+        {"a": ArraySource(a, np.ones(n, bool)), "b": ArraySource(b, np.ones(n, bool))},
+        {"os": TaskSpec("os", "survival")},
+        {"os": y},
+        name="toy",
+    )
+
+
+def test_plan_checks_members_and_task():
+    data = _cohort()
+    assert stack_plan(data).members == ("late", "coxnet[all]", "rsf[all]", "late-cox")
+    with pytest.raises(ConfigError, match="logreg"):
+        stack_plan(data, ["late", "logreg[all]"])
+    with pytest.raises(ConfigError, match="lat3"):
+        stack_plan(data, ["lat3", "coxnet[a]"])
+    with pytest.raises(ConfigError, match="at least two"):
+        stack_plan(data, ["coxnet[a]"])
+
+
+def test_the_outer_test_fold_is_never_seen_before_it_is_scored(monkeypatch):
+    """Changing the outer test patients' targets changes nothing the stack learns: not the
+    weights, not the scores."""
+    data = _cohort()
+    split = kfold(data, 3, 1, seed=0)[0]
+    plan = stack_plan(data, ["coxnet[a]", "coxnet[b]", "coxnet[all]"])
+    settings = FitSettings.of(seed=0)
+    first = stack_fold(data, split, plan, settings)
+    shuffled = data.targets["os"].copy()
+    shuffled[split.test] = shuffled[split.test][::-1]
+    changed = MultimodalDataset(
+        data.ids, data.specs, data.sources, data.tasks, {"os": shuffled}, name="toy"
+    )
+    second = stack_fold(changed, split, plan, settings)
+    assert first.weights == second.weights
+    np.testing.assert_array_equal(first.scores, second.scores)
+    assert all(w >= 0 for w in first.weights.values())
+    assert sum(first.weights.values()) > 0.2  # the members carry the signal
+
+
+def test_stack_fold_with_a_fusion_member_learns():
+    from polyfuse.tasks.metrics import harrell_c_index
+
+    data = _cohort(120)
+    split = kfold(data, 3, 1, seed=1)[0]
+    plan = stack_plan(data, ["late", "coxnet[all]"], hparams={"late": {"dim": 8}})
+    settings = FitSettings.of(seed=0).replace(
+        training=FitSettings().training.model_copy(update={"epochs": 5, "progress": False})
+    )
+    out = stack_fold(data, split, plan, settings)
+    y = data.targets["os"][split.test]
+    assert harrell_c_index(out.scores, y[:, 0], y[:, 1]) > 0.7
+    assert set(out.weights) == {"late", "coxnet[all]"}
+
+
+def test_benchmark_scores_the_stack_and_reports_its_weights(tmp_path):
+    """`stack` in a benchmark: scored on the outer folds with the others, compared with the best
+    floor, its weights in the tables and the report."""
+    pytest.importorskip("sksurv")
+    from polyfuse.config import TrainingConfig
+    from polyfuse.evaluation.benchmark import benchmark
+
+    data = _cohort(80)
+    result = benchmark(
+        [data],
+        models=["late", "stack"],
+        folds=2,
+        repeats=1,
+        out=tmp_path / "bench",
+        training=TrainingConfig(epochs=3, progress=False),
+        hparams={"late": {"dim": 8}, "stack": {"members": ["late", "coxnet[all]"]}},
+        progress=False,
+    )
+    res = result.results
+    stack = res[(res["model"] == "stack") & (res["metric"] == "c_index")]
+    assert len(stack) == 2 and (stack["family"] == "stack").all() and stack["value"].gt(0.6).all()
+    assert "stack" in set(result.comparisons["model"])
+    weights = result.stack
+    assert set(weights["member"]) == {"late", "coxnet[all]"} and len(weights) == 4
+    assert weights["weight"].ge(0).all() and weights["weight"].gt(0).any()
+    assert "stack" not in set(result.efficiency["model"])  # no one network to profile
+    out = tmp_path / "bench"
+    assert (out / "stack_weights.csv").is_file()
+    assert "Stacked ensemble: member weights" in (out / "leaderboard.md").read_text()
+    assert "Weights of stack on toy" in (out / "report.html").read_text()
+
+
+def test_mean_meta_shares_one_weight_and_unknown_options_are_refused():
+    from polyfuse.evaluation.stack import plan_from_options
+
+    data = _cohort()
+    split = kfold(data, 3, 1, seed=0)[0]
+    plan = plan_from_options(data, {"members": ["coxnet[a]", "coxnet[b]"], "meta": "mean"}, {})
+    weights = stack_fold(data, split, plan, FitSettings.of(seed=0)).weights
+    assert weights["coxnet[a]"] == weights["coxnet[b]"] > 0
+    with pytest.raises(ConfigError, match="did you mean 'inner_folds'"):
+        plan_from_options(data, {"inner_fold": 5}, {})
+    with pytest.raises(ConfigError, match="'fit' or 'mean'"):
+        plan_from_options(data, {"meta": "median"}, {})
