@@ -9,7 +9,7 @@ import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -96,6 +96,19 @@ def _table(title: str, frame) -> Any:
     for idx, row in frame.iterrows():
         label = " / ".join(map(str, idx)) if isinstance(idx, tuple) else str(idx)
         table.add_row(escape(label), *[escape(_cell(v)) for v in row])
+    return table
+
+
+def _rows_table(title: str, header: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> Any:
+    """A table of plain rows (no pandas to import)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[escape(_cell(v)) for v in row])
     return table
 
 
@@ -498,13 +511,14 @@ def _benchmark_inputs(
     before any data are read."""
     from polyfuse.config import load_config
     from polyfuse.datasets import dataset_info
-    from polyfuse.evaluation.suites import suite_models
-    from polyfuse.models.registry import check_hparams, model_class
+    from polyfuse.evaluation.suites import STACK, suite_models
+    from polyfuse.models.registry import check_hparams
 
     experiment = load_config(config) if config is not None else None
     names = suite_models(suite, _names(models))
     for name in names or []:
-        model_class(name)
+        if name != STACK:  # the stacked ensemble is not a network
+            check_hparams(name, {})  # the name; a built-in model is not imported
     for name in _names(datasets) or []:
         dataset_info(name)
     if experiment is None:
@@ -538,11 +552,13 @@ def _print_benchmark(result: Any, tuning: Any) -> None:
 
 
 def _run_benchmark(suite: str, datasets: list[str] | None, config: Path | None, **options: Any):
-    """Read the benchmark's data (the long part before training), then run it."""
-    from polyfuse.evaluation.benchmark import benchmark as run_benchmark
+    """Read the benchmark's data (the long part before training, and before torch is
+    imported), then run it."""
     from polyfuse.evaluation.suites import suite_datasets
 
     chosen, training, preprocess = suite_datasets(suite, datasets, config)
+    from polyfuse.evaluation.benchmark import benchmark as run_benchmark
+
     return run_benchmark(chosen, training=training, preprocess=preprocess, **options)
 
 
@@ -570,14 +586,13 @@ def profile(
     """Parameters, FLOPs, latency and peak memory per model, without training."""
     import pandas as pd
 
-    from polyfuse.evaluation.profile import profile_models
     from polyfuse.evaluation.suites import suite_datasets
-    from polyfuse.models.registry import check_hparams, list_models, model_class
+    from polyfuse.models.registry import check_hparams, list_models
     from polyfuse.progress import Progress
 
     names = _names(models) or list_models()
     for name in names:
-        model_class(name)  # before the data are read
+        check_hparams(name, {})  # the name, before the data are read
     hparams: dict[str, dict[str, Any]] = {}
     if config is not None:
         from polyfuse.config import load_config
@@ -587,6 +602,8 @@ def profile(
         hparams = {cfg.model.name: cfg.model.params}
     chosen, _, _ = suite_datasets("default", None, config)
     data = chosen[0]
+    from polyfuse.evaluation.profile import profile_models  # torch: after the data
+
     rows = []
     with Progress(True) as bar:
         bar.add("profiling", len(names))
@@ -623,29 +640,33 @@ def models(
         typer.Option(help="show the search space `polyfuse tune` uses for this model"),
     ] = None,
 ) -> None:
-    """List the registered models and their hyper-parameters (or one model's search space)."""
-    import pandas as pd
+    """List the registered models and their hyper-parameters (or one model's search space).
 
-    from polyfuse.models.registry import list_models, model_hparams
+    Built-in models are listed from the registry's table, without importing them (or torch);
+    a model an installed package declares (entry point `polyfuse.models`) is imported."""
+    from polyfuse.models.registry import list_models
 
     if space is not None:
         from polyfuse.search_space import describe
         from polyfuse.tuning.space import model_space
 
         dims = describe(model_space(space))
-        frame = pd.DataFrame({"searched over": list(dims.values())}, index=pd.Index(dims))
-        frame.index.name = "parameter"
-        _console().print(_table(f"{space}: search space (narrow it with tune.space)", frame))
+        title = f"{space}: search space (narrow it with tune.space)"
+        _console().print(_rows_table(title, ("parameter", "searched over"), dims.items()))
         return
-
-    frame = pd.DataFrame(
-        {"hyper-parameters (defaults)": [_hparams(model_hparams(m)) for m in list_models()]},
-        index=pd.Index(list_models(), name="model"),
-    )
-    _console().print(_table("models", frame))
+    rows = [(m, _hparams(m)) for m in list_models()]
+    _console().print(_rows_table("models", ("model", "hyper-parameters (defaults)"), rows))
 
 
-def _hparams(params: dict[str, Any]) -> str:
+def _hparams(name: str) -> str:
+    """A model's hyper-parameters with their defaults; a model an installed package declares
+    but that cannot be imported is listed with the reason, not hiding the others."""
+    from polyfuse.models.registry import model_hparams
+
+    try:
+        params = model_hparams(name)
+    except Exception as exc:  # a broken plugin: any error its import raises
+        return f"(cannot be imported: {type(exc).__name__}: {exc})"
     return ", ".join(f"{k}={v!r}" for k, v in params.items())
 
 
@@ -676,7 +697,12 @@ def datasets() -> None:
 
 
 def main() -> None:
-    """Entry point; also makes `python -m polyfuse` work."""
+    """Entry point; also makes `python -m polyfuse` work.
+
+    The current directory is searched for a model named `module:Class` in a config (after the
+    installed packages), as `python -m polyfuse` searches it (before them)."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         app()
     except ConfigError as exc:  # raised while typer parses, outside a command

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from polyfuse.config import TrainingConfig, parse_config
-from polyfuse.data.cohorts import ZipBatchSampler, combine_cohorts
+from polyfuse.data.cohorts import combine_cohorts
 from polyfuse.data.dataset import ArraySource, ListSource, MultimodalDataset
+from polyfuse.data.sampling import ZipBatchSampler
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.data.splits import kfold
 from polyfuse.errors import ConfigError, DataError

@@ -4,7 +4,8 @@ This is how the EHPAL-Net authors trained (``reference/methods.md`` §5.4), and 
 model: :func:`combine_cohorts` stacks the cohorts into one dataset in which each sample has only
 its own cohort's modalities (the others are absent) and only its own cohort's targets (the others
 are unknown, NaN). Because task losses ignore unknown targets, each task head is supervised only
-by the samples of the cohorts that have the task. :class:`ZipBatchSampler` then makes every
+by the samples of the cohorts that have the task. :class:`ZipBatchSampler` (in
+``data/sampling.py``, with the other batch samplers: only batching needs torch) then makes every
 training step see every cohort, cycling the smaller cohorts so that they keep pace with the
 largest (a "zip" of per-cohort loaders).
 
@@ -15,14 +16,11 @@ have the same spec in each; ``prefix=True`` keeps every cohort's names apart ins
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
-import torch
 
 from polyfuse.data.dataset import ArraySource, FileSource, ListSource, MultimodalDataset, Source
-from polyfuse.data.sampling import rank_share
 from polyfuse.data.specs import TaskSpec
 from polyfuse.errors import DataError
 
@@ -119,37 +117,3 @@ def _concat(parts: list[Source | None], sizes: list[int], modality: str) -> Sour
         raise DataError(f"modality '{modality}' reads files as {sorted(file_kinds)} across cohorts")
     paths = [v for p, n in zip(parts, sizes, strict=True) for v in (p.paths if p else [None] * n)]
     return FileSource(paths, file_kinds.pop())
-
-
-class ZipBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """Batches holding ``batch_size`` samples of *every* cohort.
-
-    An epoch has as many steps as the largest cohort needs; a smaller cohort is reshuffled and
-    cycled when it runs out, so all cohorts are seen at every step (each step's batch is the
-    union of one mini-batch per cohort). ``cohort`` gives each dataset row's cohort.
-    """
-
-    def __init__(self, cohort: np.ndarray, batch_size: int, *, seed: int = 0) -> None:
-        self.groups = [np.flatnonzero(cohort == c) for c in dict.fromkeys(cohort.tolist())]
-        self.batch_size = batch_size
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Each epoch's order depends on (seed, epoch) alone, so a resumed fit repeats it."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(max(len(g) for g in self.groups) / self.batch_size)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng((self.seed, self.epoch))
-        largest = max(range(len(self.groups)), key=lambda k: len(self.groups[k]))
-        queues = [rng.permutation(g) for g in self.groups]
-        for _ in range(len(self)):
-            batch: list[int] = []
-            for k, group in enumerate(self.groups):
-                while k != largest and len(queues[k]) < self.batch_size:
-                    queues[k] = np.concatenate([queues[k], rng.permutation(group)])
-                batch += queues[k][: self.batch_size].tolist()
-                queues[k] = queues[k][self.batch_size :]
-            yield rank_share(batch)

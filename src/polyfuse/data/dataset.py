@@ -4,6 +4,10 @@ A `MultimodalDataset` keeps one *source* per modality. A source knows, for every
 the modality is present and how to produce its value; `collate_modality` turns the values of a
 batch into the canonical layout of DESIGN §2 (absent rows zero-filled, padding masked).
 Small cohorts stay as in-memory arrays and are batched by slicing, never sample by sample.
+
+Only batching needs torch, so it is imported there: reading and checking data (and every
+error they report) stays free of it, and the `polyfuse` command answers before torch loads.
+A `DataLoader` takes a `MultimodalDataset` as it is (a map-style dataset needs no base class).
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import Tensor
 
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 MAX_TEXT_TOKENS = 512
 
@@ -171,6 +177,8 @@ def tokenize(text: str, vocab_size: int) -> np.ndarray:
 
 def _pad(arrays: list[np.ndarray], width: tuple[int, ...], dtype: Any) -> tuple[Tensor, Tensor]:
     """Stack variable-length arrays `(n_i, *width)` into `(B, N, *width)` and a `(B, N)` mask."""
+    import torch
+
     n = max([len(a) for a in arrays] + [1])
     out = np.zeros((len(arrays), n, *width), dtype=dtype)
     mask = np.zeros((len(arrays), n), dtype=bool)
@@ -182,6 +190,8 @@ def _pad(arrays: list[np.ndarray], width: tuple[int, ...], dtype: Any) -> tuple[
 
 def collate_modality(spec: ModalitySpec, items: list[Any]) -> ModalityBatch:
     """Batch one modality's per-sample values (None = absent) into its canonical layout."""
+    import torch
+
     present = torch.tensor([v is not None for v in items], dtype=torch.bool)
     if spec.kind in ("tabular", "image"):
         zero = np.zeros(spec.shape, dtype=np.float32)
@@ -211,7 +221,7 @@ def collate_modality(spec: ModalitySpec, items: list[Any]) -> ModalityBatch:
 # --------------------------------------------------------------------------------- dataset
 
 
-class MultimodalDataset(torch.utils.data.Dataset):
+class MultimodalDataset:
     """Samples with any subset of modalities present, and targets for one or several tasks.
 
     Indexing with a list of rows returns a whole `Batch`, so a `DataLoader` over a
@@ -262,6 +272,8 @@ class MultimodalDataset(torch.utils.data.Dataset):
 
     def batch(self, idx: np.ndarray) -> Batch:
         """Collate rows `idx` into a `Batch` (dense sources by slicing)."""
+        import torch
+
         inputs = {}
         for m, spec in self.specs.items():
             src = self.sources[m]

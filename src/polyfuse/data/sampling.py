@@ -3,6 +3,7 @@ processes of a distributed run."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -37,3 +38,37 @@ class ShuffledBatches(torch.utils.data.Sampler[list[int]]):
         order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
         for start in range(0, self.n, self.batch_size):
             yield rank_share(order[start : start + self.batch_size].tolist())
+
+
+class ZipBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches holding ``batch_size`` samples of *every* cohort.
+
+    An epoch has as many steps as the largest cohort needs; a smaller cohort is reshuffled and
+    cycled when it runs out, so all cohorts are seen at every step (each step's batch is the
+    union of one mini-batch per cohort). ``cohort`` gives each dataset row's cohort.
+    """
+
+    def __init__(self, cohort: np.ndarray, batch_size: int, *, seed: int = 0) -> None:
+        self.groups = [np.flatnonzero(cohort == c) for c in dict.fromkeys(cohort.tolist())]
+        self.batch_size = batch_size
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Each epoch's order depends on (seed, epoch) alone, so a resumed fit repeats it."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(max(len(g) for g in self.groups) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        largest = max(range(len(self.groups)), key=lambda k: len(self.groups[k]))
+        queues = [rng.permutation(g) for g in self.groups]
+        for _ in range(len(self)):
+            batch: list[int] = []
+            for k, group in enumerate(self.groups):
+                while k != largest and len(queues[k]) < self.batch_size:
+                    queues[k] = np.concatenate([queues[k], rng.permutation(group)])
+                batch += queues[k][: self.batch_size].tolist()
+                queues[k] = queues[k][self.batch_size :]
+            yield rank_share(batch)

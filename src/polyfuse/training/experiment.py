@@ -1,18 +1,26 @@
-"""Config-driven runs: a run directory holding the resolved config, model and results."""
+"""Config-driven runs: a run directory holding the resolved config, model and results.
+
+The config, the model and its hyper-parameters, the run directory and then the data are all
+checked before torch is imported (the training modules are imported once the data are read),
+so that a mistake is reported at once.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polyfuse.config import ExperimentConfig, dump_config
 from polyfuse.data.splits import kfold
 from polyfuse.errors import ConfigError
 from polyfuse.interrupt import Interrupted
 from polyfuse.io import check_run_dir, prepare_run_dir, undo_on_failure, write_text
-from polyfuse.training.cv import CVResult, cross_validate_splits
-from polyfuse.training.fit import FittedModel, fit_model
 from polyfuse.training.settings import FitSettings
 from polyfuse.training.weight_history import weight_frame, write_task_weights
+
+if TYPE_CHECKING:
+    from polyfuse.training.cv import CVResult
+    from polyfuse.training.fit import FittedModel
 
 
 def check_experiment(
@@ -26,7 +34,9 @@ def check_experiment(
     """Everything that can be checked before the data are read: the model name and its
     hyper-parameters (`model` instead of the configured one: its defaults), the bundled cohorts
     named, and the run directory (free unless `overwrite`/`resume`, writable, the same
-    experiment when resumed). Nothing is created. Returns the run directory."""
+    experiment when resumed). Nothing is created, and nothing imports torch (a built-in
+    model's hyper-parameters are known without importing it; a model of the user's own is
+    imported). Returns the run directory."""
     from polyfuse.datasets import check_names
     from polyfuse.models.registry import check_hparams
 
@@ -54,6 +64,7 @@ def run_fit(
 
     run = check_experiment(config, "fit", overwrite=overwrite, resume=resume)
     data = from_config(config.data)
+    from polyfuse.training.fit import fit_model  # torch: after the checks and the data
 
     def keep(exc: BaseException) -> bool:
         interrupted = isinstance(exc, Interrupted | KeyboardInterrupt)
@@ -91,6 +102,9 @@ def run_cv(
 
     run = check_experiment(config, "cv", overwrite=overwrite, resume=resume)
     data = from_config(config.data)
+    splits = kfold(data, config.cv.folds, config.cv.repeats, config.seed)  # too few samples?
+    from polyfuse.training.cv import cross_validate_splits  # torch: after the checks and data
+
     with undo_on_failure(run, lambda exc: any((run / "parts").glob("*_metrics.parquet"))):
         prepare_run_dir(run, overwrite=overwrite, resume=resume)
         if overwrite:  # the old folds belong to the old results
@@ -100,7 +114,7 @@ def run_cv(
         result = cross_validate_splits(
             config.model.name,
             data,
-            kfold(data, config.cv.folds, config.cv.repeats, config.seed),
+            splits,
             FitSettings.from_config(config),
             progress=config.training.progress,
             parts=run / "parts",

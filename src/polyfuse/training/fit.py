@@ -61,7 +61,7 @@ def make_loader(
 
     cohorts = dataset.cohort
     if shuffle and cohorts is not None and len(set(cohorts.tolist())) > 1:
-        from polyfuse.data.cohorts import ZipBatchSampler
+        from polyfuse.data.sampling import ZipBatchSampler
 
         batches: Any = ZipBatchSampler(cohorts, batch_size, seed=seed)
     elif shuffle:
