@@ -618,9 +618,10 @@ def _efficiency(
     training, one progress step per model."""
     from polyfuse.evaluation.profile import profile_models
 
-    frames = [pd.DataFrame(columns=["model", "dataset"])]
+    frames = []
     for e in entries:
-        if e.model == STACK:  # several fits, no one network to profile
+        if e.model == STACK:  # several fits, no one network to profile: its time only
+            frames.append(pd.DataFrame([{"model": e.name, "dataset": name}]))
             bar.advance()
             continue
         bar.describe(f"{name}: profiling {e.name} (parameters, FLOPs, latency, memory)")
