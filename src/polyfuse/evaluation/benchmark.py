@@ -380,7 +380,7 @@ def benchmark(
     """
     import lightning  # noqa: F401  (imported before timing, so fold 1 does not pay for it)
 
-    from polyfuse.datasets import dataset_info, load
+    from polyfuse.datasets import dataset_info, load_honest
     from polyfuse.models.registry import model_class
 
     out = check_run_dir(Path(out), overwrite=overwrite, resume=resume)
@@ -390,7 +390,7 @@ def benchmark(
     for item in datasets:
         if isinstance(item, str):
             dataset_info(item)
-    loaded = [load(item) if isinstance(item, str) else item for item in datasets]
+    loaded = [load_honest(item) if isinstance(item, str) else item for item in datasets]
     with undo_on_failure(out, lambda exc: any(out.rglob("*.results.csv"))):
         plan = _Plan(
             models=models,

@@ -32,10 +32,11 @@ def suite_datasets(
 ) -> tuple[list[MultimodalDataset], TrainingConfig | None, PreprocessConfig | None]:
     """Datasets to benchmark, with the config's training settings when one is given.
 
-    "default" is TCGA-ACC; "full" adds every other cohort whose extra is installed. A config's
+    "default" is TCGA-ACC; "full" adds every other cohort whose extra is installed. Bundled
+    cohorts come without their train-only modalities (`datasets.load_honest`). A config's
     data are named after the experiment (its `name`), which titles the leaderboard.
     """
-    from polyfuse.datasets import DATASETS, load
+    from polyfuse.datasets import DATASETS, load_honest
 
     if config is not None:
         from polyfuse.config import load_config
@@ -44,15 +45,15 @@ def suite_datasets(
         cfg = load_config(config)
         return [from_config(cfg.data).replace(name=cfg.name)], cfg.training, cfg.preprocess
     if datasets:
-        return [load(d) for d in datasets], None, None
+        return [load_honest(d) for d in datasets], None, None
     if suite not in SUITES:
         raise ConfigError(f"unknown suite '{suite}'; use one of {SUITES}")
     if suite == "default":
-        return [load("tcga-acc")], None, None
+        return [load_honest("tcga-acc")], None, None
     chosen = []
-    for name, info in DATASETS.items():
+    for name in DATASETS:
         try:
-            chosen.append(info.load())
+            chosen.append(load_honest(name))
         except MissingDependencyError as exc:
             warnings.warn(
                 f"the full suite skips cohort '{name}': {exc}", FallbackWarning, stacklevel=2
