@@ -17,7 +17,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/engine_overhead.py
+	$(PY) benchmarks/engine_vs_fusilli.py
 	$(PY) benchmarks/healnet_step.py
 
 lint: $(STAMP)

@@ -463,6 +463,7 @@ def _run_trainer(
     (-1 without a validation part, where the last weights are kept)."""
     import lightning as L
 
+    from polyfuse.training.callbacks import NoProfiler
     from polyfuse.training.checkpoint import SafeCheckpointIO
 
     has_val = len(parts.val) > 0
@@ -486,6 +487,7 @@ def _run_trainer(
             deterministic=True,
             use_distributed_sampler=False,
             plugins=[SafeCheckpointIO()],
+            profiler=NoProfiler(),
         )
         trainer.fit(
             module,
@@ -504,7 +506,8 @@ def _callbacks(
     training: TrainingConfig, has_val: bool, checkpoint_dir: Path | None
 ) -> tuple[list[Any], Any]:
     """The fit's callbacks, and the one that keeps the best weights (unused without a
-    validation part)."""
+    validation part). Only what the run needs: the random state matters only to a checkpoint,
+    so `RandomState` comes with checkpointing (each callback costs every hook of every step)."""
     from polyfuse.training.callbacks import (
         AveragedWeights,
         BestWeights,
@@ -515,7 +518,7 @@ def _callbacks(
 
     watched, mode = ("val_metric", "max") if training.monitor == "metric" else ("val_loss", "min")
     best = BestWeights(watched, mode)
-    callbacks: list[Any] = [RandomState()]
+    callbacks: list[Any] = [RandomState()] if checkpoint_dir is not None else []
     if has_val:
         stopping = ResumableEarlyStopping(watched, mode=mode, patience=training.patience)
         callbacks += [best, stopping]
