@@ -75,6 +75,16 @@ over that modality's tokens, (B, cross_heads, num_latents, tokens), per head (no
 softmax probabilities after temperature and before dropout; rows sum to 1 over real tokens, are
 0 on padding, and are all 0 for a sample whose update was skipped.
 
+Speed (issue 17; `benchmarks/healnet_reference.py`). Every layer's cross-attention over a
+modality normalises the same tokens, so x̂ (LayerNorm without its affine map) is computed once
+and each layer's γ, β are folded into its key/value weights (to_kv(x̂ ⊙ γ + β) =
+x̂ (W diag γ)ᵀ + W β), all layers in one product. A bag is never normalised as a tensor: per
+token mean and 1/std are computed from the bag as it is and applied inside that product, so
+the feature-dims tokens are never transposed, padded or concatenated with their Fourier
+channels. Outputs and gradients stay within 1e-5 of the plain computation
+(`tests/models/test_healnet_speedups.py`); a bag whose tokens have |mean| > 4·std, where that
+rounding would grow, and a graph being captured for export take the plain path.
+
 Defaults: the settings shared by the four tuned configs of §1(f) (one cross head, no
 self-attention, SELU gates, K = 2 bands with max_freq 2, untied weights) at a size near the tuned
 BRCA/UCEC ones. `preset=` loads a tuned cohort ("blca", "brca", "kirp", "ucec") or "reference",
@@ -227,6 +237,113 @@ def _check_token_options(
             f"healnet: wsi_tokens='feature_dims' needs max_instances >= 1 (the number of "
             f"instances every bag is padded to) for bag modalities {bags}"
         )
+
+
+# instances (rows of a bag) per block when summing squares: a block stays in the CPU's cache
+_SQUARES_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class _Normalised:
+    """A modality's tokens (B, N, D) layer-normalised without an affine map: x̂."""
+
+    xhat: Tensor
+
+    @property
+    def tokens(self) -> int:
+        return self.xhat.shape[1]
+
+    def project(self, weight: Tensor, bias: Tensor) -> Tensor:
+        """`x̂ Wᵀ + b`, (B, N, out)."""
+        return torch.nn.functional.linear(self.xhat, weight, bias)
+
+
+@dataclass(frozen=True)
+class _FeatureDimsNormalised:
+    """x̂ of the feature-dims layout, read from the bag (B, P, D) as it is: never transposed,
+    padded or concatenated with its Fourier channels.
+
+    Token d of sample b has the channels v = [data[b, :, d], 0 × (limit − P), pos[d]], n in
+    all; LayerNorm gives x̂ = (v − μ)·r with μ, r = 1/√(var + ε) over those n channels, so
+    x̂ Wᵀ = r·(W_data data[b, :, d] + W_pos pos[d] − μ·W 1): one matrix product over the
+    bag's own layout. Equal to normalising the materialised tokens up to rounding (the
+    variance is E[v²] − μ², whose rounding grows with a token's |mean| / std).
+    """
+
+    data: Tensor  # (B, P, D), absent samples and padded instances already zero
+    pos: Tensor | None  # (D, F) Fourier channels of the D tokens
+    limit: int  # channels the instances fill, zero-padded (max_instances)
+    mean: Tensor  # (B, D, 1)
+    rstd: Tensor  # (B, D, 1)
+
+    @classmethod
+    def of(cls, data: Tensor, pos: Tensor | None, limit: int) -> _FeatureDimsNormalised:
+        total = (data.new_ones(1, data.shape[1]) @ data).squeeze(1)  # (B, D)
+        squares = data.new_zeros(data.shape[0], data.shape[2])
+        for start in range(0, data.shape[1], _SQUARES_BLOCK):
+            block = data[:, start : start + _SQUARES_BLOCK]
+            squares = squares + (block * block).sum(dim=1)
+        channels = limit
+        if pos is not None:
+            total, squares = total + pos.sum(dim=-1), squares + (pos * pos).sum(dim=-1)
+            channels += pos.shape[-1]
+        mean = total / channels
+        var = (squares / channels - mean * mean).clamp_min(0.0)
+        return cls(data, pos, limit, mean[..., None], torch.rsqrt(var + _LN_EPS)[..., None])
+
+    @property
+    def tokens(self) -> int:
+        return self.data.shape[2]
+
+    def project(self, weight: Tensor, bias: Tensor) -> Tensor:
+        """`x̂ Wᵀ + b`, (B, D, out), from `weight (out, limit + F)`."""
+        # one product per sample: the batched product's backward copies the bag transposed
+        own = weight[:, : self.data.shape[1]]
+        out = torch.stack([own @ sample for sample in self.data]).transpose(1, 2)
+        if self.pos is not None:
+            out = out + self.pos @ weight[:, self.limit :].T
+        return (out - self.mean * weight.sum(dim=1)) * self.rstd + bias
+
+
+@dataclass(frozen=True)
+class _PatchesNormalised:
+    """x̂ of a bag whose instances are tokens (B, N, D), never materialised: with μ and
+    r = 1/√(var + ε) over each token's D channels, x̂ Wᵀ = r·(x Wᵀ − μ·W 1). The same
+    rounding as `_FeatureDimsNormalised`."""
+
+    data: Tensor  # (B, N, D), absent samples and padded instances already zero
+    mean: Tensor  # (B, N, 1)
+    rstd: Tensor  # (B, N, 1)
+
+    @classmethod
+    def of(cls, data: Tensor) -> _PatchesNormalised:
+        squares = torch.cat(
+            [(block * block).sum(dim=-1) for block in data.split(_SQUARES_BLOCK, dim=1)],
+            dim=1,
+        )
+        mean = data.mean(dim=-1)
+        var = (squares / data.shape[-1] - mean * mean).clamp_min(0.0)
+        return cls(data, mean[..., None], torch.rsqrt(var + _LN_EPS)[..., None])
+
+    @property
+    def tokens(self) -> int:
+        return self.data.shape[1]
+
+    def project(self, weight: Tensor, bias: Tensor) -> Tensor:
+        out = torch.nn.functional.linear(self.data, weight)
+        return (out - self.mean * weight.sum(dim=1)) * self.rstd + bias
+
+
+def _precise(mean: Tensor, rstd: Tensor) -> bool:
+    """Whether normalising inside the product stays within about 1e-6 of LayerNorm: the
+    rounding of x Wᵀ − μ·W 1 grows with a token's |mean| / std, which must stay ≤ 4 (features
+    of a pretrained encoder lie far below; a bag of large offsets takes the plain path)."""
+    return not mean.numel() or bool((mean.abs() * rstd).max() <= _MAX_OFFSET)
+
+
+_MAX_OFFSET = 4.0
+_Context = _Normalised | _FeatureDimsNormalised | _PatchesNormalised
+_LN_EPS = 1e-5  # nn.LayerNorm's default, that of every context norm
 
 
 def _mask_and_use(batch: ModalityBatch) -> tuple[Tensor, Tensor]:
@@ -493,7 +610,7 @@ class HEALNet(MultimodalModel):
             mask, use = _mask_and_use(batch)
             if self.wsi_tokens == "patches":
                 return data, mask, use
-            return self._feature_dim_tokens(m, data), None, use
+            return self._check_instances(m, data), None, use
         if spec.kind == "sequence":
             mask, use = _mask_and_use(batch)
             times = positions(mask) if batch.times is None else batch.times
@@ -505,16 +622,42 @@ class HEALNet(MultimodalModel):
             return self._with_time(x, positions(mask).to(x.dtype)), mask, use
         raise unknown_kind("healnet", spec)
 
-    def _feature_dim_tokens(self, m: str, data: Tensor) -> Tensor:
-        """The code's WSI layout: (B, P, D) zero-padded to P = max_instances → D tokens of P."""
+    def _check_instances(self, m: str, data: Tensor) -> Tensor:
+        """The bag of the code's WSI layout, checked against max_instances."""
         limit = int(self.max_instances or 0)
         if data.shape[1] > limit:
             raise DataError(
                 f"modality '{m}': a bag has {data.shape[1]} instances but max_instances is "
                 f"{limit}; raise max_instances or use wsi_tokens='patches'"
             )
-        data = torch.nn.functional.pad(data, (0, 0, 0, limit - data.shape[1]))
-        return self._with_fourier(rearrange(data, "b p d -> b d p"))
+        return data
+
+    def _normalised(self, m: str, x: Tensor) -> _Context:
+        """Modality m's tokens, layer-normalised without an affine map (`_tokens` gives x).
+
+        A bag is normalised from its own tensor: only statistics per token are computed, and
+        the normalisation is applied inside the key/value product. In the code's WSI layout
+        (bag (B, P, D) → D tokens of [P instances zero-padded to max_instances, Fourier
+        channels]) that also spares transposing, padding and concatenating. While a graph is
+        captured, the tokens are built and normalised as plain tensors.
+        """
+        bag = self.specs[m].kind == "bag"
+        feature_dims = bag and self.wsi_tokens == "feature_dims"
+        limit = int(self.max_instances or 0)
+        if bag and not capturing_graph():
+            fast = self._bag_normalised(x, limit) if feature_dims else _PatchesNormalised.of(x)
+            if _precise(fast.mean, fast.rstd):
+                return fast
+        if feature_dims:
+            x = torch.nn.functional.pad(x, (0, 0, 0, limit - x.shape[1]))
+            x = self._with_fourier(rearrange(x, "b p d -> b d p"))
+        return _Normalised(torch.nn.functional.layer_norm(x, x.shape[-1:], eps=_LN_EPS))
+
+    def _bag_normalised(self, x: Tensor, limit: int) -> _FeatureDimsNormalised:
+        pos = None
+        if self.fourier is not None:
+            pos = self.fourier((x.shape[2],), device=x.device, dtype=x.dtype)
+        return _FeatureDimsNormalised.of(x, pos, limit)
 
     # ----------------------------------------------------------------------------- fusion
 
@@ -529,25 +672,60 @@ class HEALNet(MultimodalModel):
                 s = where_present(use, s + ff(s), s)
         return s
 
+    def _projections(self, m: str, context: _Context) -> dict[int, Tensor]:
+        """Keys and values of every layer's cross-attention over modality m, by layer index.
+
+        LN_m(x) = x̂ ⊙ γ + β, so to_kv(LN_m(x)) = x̂ (W diag γ)ᵀ + W β: one product of x̂ with
+        the folded weights of all layers, and no LN_m(x) is materialised (nor, backwards, its
+        gradient). Padded tokens are zero, so their x̂ is 0 and their keys, which attention
+        masks out, are W β instead of 0.
+        """
+        indices = sorted(set(self.layer_order))
+        weights, biases = [], []
+        for index in indices:
+            cross = self.layers[index]["cross"][m]
+            kv, norm = cross.fn.to_kv.weight, cross.norm_context
+            weights.append(kv * norm.weight)
+            biases.append(kv @ norm.bias)
+        kvs = context.project(torch.cat(weights), torch.cat(biases))
+        return dict(zip(indices, kvs.split([w.shape[0] for w in weights], dim=-1), strict=True))
+
+    def _contexts(self, inputs: dict[str, ModalityBatch]) -> dict[str, tuple]:
+        """Per modality: `(tokens, mask, use, keys and values by layer or None if unused)`."""
+        contexts = {}
+        for m in self.specs:
+            x, mask, use = self._tokens(m, inputs[m])
+            if not self.per_sample_missing:
+                use = use.any().expand_as(use)
+            context = self._normalised(m, x)
+            used = capturing_graph() or bool(use.any())
+            contexts[m] = (
+                context.tokens,
+                mask,
+                use,
+                self._projections(m, context) if used else None,
+            )
+        return contexts
+
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
-        tokens = {m: self._tokens(m, inputs[m]) for m in self.specs}
+        contexts = self._contexts(inputs)
         size = next(iter(inputs.values())).present.shape[0]
         s = repeat(self.latents, "l d -> b l d", b=size)
         aux: dict[str, Tensor] = {}
         for i, index in enumerate(self.layer_order):
             layer = self.layers[index]
-            for m, (x, mask, use) in tokens.items():
-                if not self.per_sample_missing:
-                    use = use.any().expand_as(use)
+            for m, (tokens, mask, use, kvs) in contexts.items():
                 cross, weights = layer["cross"][m], None
-                if capturing_graph() or use.any():
-                    delta, weights = cross(s, x, mask=mask, return_weights=self.return_attention)
+                if kvs is not None:
+                    delta, weights = cross.fn.attend_projected(
+                        cross.norm(s), kvs[index], mask=mask, return_weights=self.return_attention
+                    )
                     s = where_present(use, s + delta, s)
                     ff = layer["shared_ff"] if "shared_ff" in layer else layer["cross_ff"][m]
                     s = where_present(use, s + ff(s), s)
                 if self.return_attention:
                     if weights is None:  # skipped for the whole batch: no sample attended
-                        weights = s.new_zeros(size, cross.fn.heads, s.shape[1], x.shape[1])
+                        weights = s.new_zeros(size, cross.fn.heads, s.shape[1], tokens)
                     aux[f"attention/layer{i}/{m}"] = zero_absent(use, weights)
                 if self.self_attn_per_modality:
                     s = self._latent_blocks(layer, s, None if self.self_attn_on_missing else use)

@@ -56,10 +56,20 @@ def prepare_inputs(
         _check_layout(m, spec, b, size)
         mask = None if b.token_mask is None else b.token_mask & b.present[:, None]
         # rows of absent samples, and padded tokens of present ones, become exactly zero
-        data = zero_absent(b.present if mask is None else mask, b.data)
+        keep = b.present if mask is None else mask
+        if _all_kept(keep):  # nothing to clear: the caller's tensors, not full-size copies
+            out[m] = ModalityBatch(b.data, b.present, mask, b.times)
+            continue
+        data = zero_absent(keep, b.data)
         times = None if b.times is None else zero_absent(mask, b.times)
         out[m] = ModalityBatch(data, b.present, mask, times)
     return out
+
+
+def _all_kept(keep: Tensor) -> bool:
+    """Whether a presence or token mask keeps everything, so that zeroing would copy the data
+    unchanged. Always False while a graph is captured (the graph must not branch on values)."""
+    return not capturing_graph() and bool(keep.all())
 
 
 def capturing_graph() -> bool:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from polyfuse.errors import ConfigError
 from polyfuse.models.blocks.masking import zero_absent
+from polyfuse.models.model import capturing_graph
 
 
 def attend(
@@ -65,6 +66,12 @@ def attend(
     keys = keys | ~has_key
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=dropout, scale=scale)
     return zero_absent(has_key, out), None
+
+
+def _keeps_all(mask: Tensor) -> bool:
+    """Whether a key mask keeps every token, so that clearing padding would only copy the
+    context. Always False while a graph is captured (no branch on values there)."""
+    return not capturing_graph() and bool(mask.all())
 
 
 class Attention(nn.Module):
@@ -122,11 +129,21 @@ class Attention(nn.Module):
         Returns `(out (B, N, dim), weights (B, heads, N, M) or None)`.
         """
         context = x if context is None else context
-        if mask is not None:
+        if mask is not None and not _keeps_all(mask):
             # Padded tokens may hold anything: clear them before they reach a product.
             context = zero_absent(mask, context)
+        return self.attend_projected(
+            x, self.to_kv(context), mask=mask, return_weights=return_weights
+        )
+
+    def attend_projected(
+        self, x: Tensor, kv: Tensor, *, mask: Tensor | None = None, return_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """`forward` from keys and values already projected: `kv (B, M, 2·heads·dim_head)`, what
+        `to_kv` gives (a caller that projects one context for several attentions computes it
+        once). Padded rows of `kv` must be finite; their keys are masked out."""
         q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.heads)
-        k, v = rearrange(self.to_kv(context), "b m (two h e) -> two b h m e", two=2, h=self.heads)
+        k, v = rearrange(kv, "b m (two h e) -> two b h m e", two=2, h=self.heads)
         dropout = self.dropout if self.training else 0.0
         out, weights = attend(
             q, k, v, key_mask=mask, scale=self.scale, dropout=dropout, return_weights=return_weights
