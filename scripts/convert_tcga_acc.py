@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +42,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from debian_rdata import (
+    attrs,
+    deb_field,
+    deref,
+    extract_rdata,
+    fetch_deb,
+    numbers,
+    package_version,
+    pairlist,
+    sha256,
+    strings,
+)
 from rdata import parser
 from rdata.parser import RObject
 from rdata.parser import RObjectType as RT
@@ -94,63 +103,7 @@ PARQUET_OPTS: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- fetching the source
-def fetch_deb(workdir: Path, skip_update: bool) -> Path:
-    """Download the Debian package with apt (no root needed for download, no R installed)."""
-    if not skip_update:
-        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "download", DEB_PACKAGE], check=True, cwd=workdir)
-    debs = sorted(workdir.glob(f"{DEB_PACKAGE}_*.deb"))
-    if len(debs) != 1:
-        raise SystemExit(f"expected one {DEB_PACKAGE} .deb in {workdir}, found {debs}")
-    return debs[0]
-
-
-def deb_field(deb: Path, field: str) -> str:
-    """One control field of a .deb (Version, Package), for the provenance record."""
-    out = subprocess.run(["dpkg-deb", "-f", str(deb), field], check=True, capture_output=True)
-    return out.stdout.decode().strip()
-
-
-def extract_rdata(deb: Path, workdir: Path) -> Path:
-    """Unpack the .deb and return the path of miniACC.RData inside it."""
-    root = workdir / "extracted"
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-    path = root / RDATA_PATH
-    if not path.is_file():
-        raise SystemExit(f"{RDATA_PATH} not found in {deb.name}")
-    return path
-
-
 # --------------------------------------------------------------------------- walking the R tree
-def deref(obj: RObject) -> RObject:
-    """Follow REF nodes: R serialises repeated symbols/environments as back-references."""
-    while obj.info.type == RT.REF:
-        obj = obj.referenced_object
-    return obj
-
-
-def symbol_name(tag: RObject) -> str:
-    """Text of a pairlist tag (a SYM wrapping a CHAR)."""
-    tag = deref(tag)
-    if tag.info.type == RT.SYM:
-        tag = deref(tag.value)
-    return tag.value.decode()
-
-
-def pairlist(obj: RObject | None) -> Iterator[tuple[str | None, RObject]]:
-    """Iterate (tag, value) over an R pairlist (attributes, S4 slots, environment frames)."""
-    node = deref(obj) if obj is not None else None
-    while node is not None and node.info.type in (RT.LIST, RT.ATTRLIST):
-        car, cdr = node.value
-        yield (symbol_name(node.tag) if node.tag is not None else None), deref(car)
-        node = deref(cdr) if cdr is not None else None
-
-
-def attrs(obj: RObject) -> dict[str, RObject]:
-    """Attributes of an object; for S4 objects these are its slots."""
-    return {name: value for name, value in pairlist(deref(obj).attributes) if name is not None}
-
-
 def slot(obj: RObject, *names: str) -> RObject:
     """Follow a chain of S4 slots / attributes, failing loudly with the path if one is absent."""
     for i, name in enumerate(names):
@@ -159,29 +112,6 @@ def slot(obj: RObject, *names: str) -> RObject:
             raise KeyError(f"slot {'@'.join(names[: i + 1])} not found (have {sorted(found)})")
         obj = found[name]
     return obj
-
-
-def strings(obj: RObject) -> list[str | None]:
-    """A character vector; NA_character_ becomes None."""
-    obj = deref(obj)
-    if obj.info.type != RT.STR:
-        raise TypeError(f"expected a character vector, got {obj.info.type.name}")
-    return [None if deref(c).value is None else deref(c).value.decode() for c in obj.value]
-
-
-def numbers(obj: RObject) -> np.ndarray:
-    """An integer/logical/double vector as float64 with NaN for NA (the mask is honoured)."""
-    obj = deref(obj)
-    if obj.info.type not in (RT.INT, RT.LGL, RT.REAL):
-        raise TypeError(f"expected a numeric vector, got {obj.info.type.name}")
-    value = obj.value
-    if np.ma.isMaskedArray(value):
-        return np.ma.filled(value.astype(np.float64), np.nan)
-    # an unmasked integer/logical array must not hide R's NA sentinel (INT_MIN)
-    is_int = obj.info.type in (RT.INT, RT.LGL)
-    if is_int and np.any(np.asarray(value) == np.iinfo(np.int32).min):
-        raise ValueError("integer vector holds NA_integer_ but came back unmasked")
-    return np.asarray(value, dtype=np.float64)
 
 
 def column(obj: RObject) -> list[str | None] | np.ndarray:
@@ -344,15 +274,6 @@ def build_tables(rdata_file: Path) -> tuple[dict[str, pd.DataFrame], dict[str, A
 
 
 # --------------------------------------------------------------------------- writing
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """zstd Parquet; the index is stored as column ``patient`` and restored by pandas on read.
 
@@ -432,7 +353,7 @@ def convert(deb: Path, rdata_file: Path, out_dir: Path) -> dict[str, Any]:
         "converter": "scripts/convert_tcga_acc.py",
         "software": {
             "python": sys.version.split()[0],
-            "rdata": _version("rdata"),
+            "rdata": package_version("rdata"),
             "pandas": pd.__version__,
             "pyarrow": pa.__version__,
         },
@@ -472,13 +393,6 @@ def convert(deb: Path, rdata_file: Path, out_dir: Path) -> dict[str, Any]:
     return provenance
 
 
-def _version(dist: str) -> str:
-    """Installed version of a distribution, for the provenance record."""
-    from importlib.metadata import version
-
-    return version(dist)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Fetch (or take) the .deb, convert, and print a short summary."""
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -488,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = args.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="tcga_acc_"))
     try:
-        deb = opts.deb.resolve() if opts.deb else fetch_deb(workdir, opts.skip_update)
-        rdata_file = extract_rdata(deb, workdir)
+        deb = opts.deb.resolve() if opts.deb else fetch_deb(DEB_PACKAGE, workdir, opts.skip_update)
+        rdata_file = extract_rdata(deb, workdir, RDATA_PATH)
         provenance = convert(deb, rdata_file, opts.out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
