@@ -20,12 +20,12 @@ import polyfuse as pf
 from polyfuse.datasets.glaucoma import (
     CSV_FILE,
     HRT_COLUMNS,
-    PROVENANCE_FILE,
     TRAIN_ONLY,
     data_dir,
     read_glaucoma_mvf_table,
     verify_glaucoma_mvf_checksum,
 )
+from polyfuse.datasets.provenance import PROVENANCE_FILE
 from polyfuse.errors import DataError
 
 RDA = Path("/tmp/ipred/x/usr/lib/R/site-library/ipred/data/GlaucomaMVF.rda")

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from polyfuse.datasets.provenance import PROVENANCE_FILE
 from polyfuse.datasets.tcga_acc_files import (
     MODALITY_FILES,
-    PROVENANCE_FILE,
     TARGETS_FILE,
     data_dir,
     read_tcga_acc_tables,

@@ -43,8 +43,6 @@ As for TCGA-ACC, the shipped file's sha256 is not checked on every load;
 
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -55,12 +53,12 @@ from polyfuse.config import ModalityConfig, TaskConfig
 from polyfuse.data.checks import check_dataset
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.manifest import load_frame
+from polyfuse.datasets.provenance import verify_provenance
 from polyfuse.errors import DataError
 
 NAME = "glaucoma-mvf"
 DATA_DIR_PARTS = ("datasets", "data", "glaucoma_mvf")
 CSV_FILE = "glaucoma_mvf.csv"
-PROVENANCE_FILE = "PROVENANCE.json"
 
 # Heidelberg Retina Tomograph features, columns 1-62 of GlaucomaMVF in R's order; the last
 # letter is the sector: global, temporal, superior, nasal, inferior.
@@ -124,28 +122,10 @@ def read_glaucoma_mvf_table(directory: Traversable | None = None) -> pd.DataFram
 
 
 def verify_glaucoma_mvf_checksum(directory: Traversable | None = None) -> list[str]:
-    """Check the files listed in PROVENANCE.json against their sha256; return their names.
-
-    Raises DataError naming the file that is missing or differs (a corrupted install or a
-    hand-edited table would otherwise change results silently).
-    """
+    """Check the shipped files against their sha256 in PROVENANCE.json; return their names
+    (a DataError names the file that is missing or differs)."""
     directory = data_dir() if directory is None else directory
-    try:
-        provenance = json.loads((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
-        expected = {name: info["sha256"] for name, info in provenance["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DataError(f"cannot read GlaucomaMVF {PROVENANCE_FILE}: {exc}") from exc
-    for name, want in sorted(expected.items()):
-        try:
-            got = hashlib.sha256((directory / name).read_bytes()).hexdigest()
-        except OSError as exc:
-            raise DataError(f"GlaucomaMVF file {name} is missing or unreadable: {exc}") from exc
-        if got != want:
-            raise DataError(
-                f"GlaucomaMVF file {name} does not match {PROVENANCE_FILE} (sha256 {got}, "
-                f"expected {want}); reinstall polyfuse or rerun scripts/convert_glaucoma_mvf.py"
-            )
-    return sorted(expected)
+    return verify_provenance(directory, "GlaucomaMVF", "scripts/convert_glaucoma_mvf.py")
 
 
 def load_glaucoma_mvf() -> MultimodalDataset:

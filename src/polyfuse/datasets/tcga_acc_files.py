@@ -8,13 +8,12 @@ to them). This module only reads them back, untouched, so that the loader that e
 
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 import pandas as pd
 
+from polyfuse.datasets.provenance import verify_provenance
 from polyfuse.errors import DataError
 
 DATA_DIR_PARTS = ("datasets", "data", "tcga_acc")
@@ -28,7 +27,6 @@ MODALITY_FILES: dict[str, str] = {
     "rppa": "RPPAArray.parquet",
 }
 TARGETS_FILE = "targets.parquet"
-PROVENANCE_FILE = "PROVENANCE.json"
 
 
 def data_dir() -> Traversable:
@@ -66,25 +64,7 @@ def read_tcga_acc_tables(
 
 
 def verify_checksums(directory: Traversable | None = None) -> list[str]:
-    """Check every file listed in PROVENANCE.json against its sha256; return the names checked.
-
-    Guards against a corrupted install or a hand-edited table silently changing benchmark
-    numbers. Raises DataError naming the first file that is missing or differs.
-    """
+    """Check the shipped files against their sha256 in PROVENANCE.json; return their names
+    (a DataError names the file that is missing or differs)."""
     directory = data_dir() if directory is None else directory
-    try:
-        provenance = json.loads((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
-        expected = {name: info["sha256"] for name, info in provenance["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"cannot read TCGA-ACC {PROVENANCE_FILE}: {exc}") from exc
-    for name, want in sorted(expected.items()):
-        try:
-            got = hashlib.sha256((directory / name).read_bytes()).hexdigest()
-        except OSError as exc:
-            raise DataError(f"TCGA-ACC file {name} is missing or unreadable: {exc}") from exc
-        if got != want:
-            raise DataError(
-                f"TCGA-ACC file {name} does not match PROVENANCE.json (sha256 {got}, "
-                f"expected {want}); reinstall polyfuse or rerun scripts/convert_tcga_acc.py"
-            )
-    return sorted(expected)
+    return verify_provenance(directory, "TCGA-ACC", "scripts/convert_tcga_acc.py")
