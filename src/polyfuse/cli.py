@@ -582,6 +582,21 @@ def profile(
         list[str] | None,
         typer.Option("--models", "-m", help="models: -m early,late or -m early -m late"),
     ] = None,
+    curves: Annotated[
+        bool,
+        typer.Option(
+            "--curves",
+            help="cost curves instead: step time and peak memory against modalities and "
+            "tokens per modality, on synthetic bags (cost_curves.csv and PNGs in --out)",
+        ),
+    ] = False,
+    modalities: Annotated[
+        str, typer.Option(help="--curves: modality counts, comma-separated")
+    ] = "2,4,8,16",
+    tokens: Annotated[
+        str, typer.Option(help="--curves: tokens per modality, comma-separated")
+    ] = "16,64,256",
+    out: Annotated[Path, typer.Option(help="--curves: output folder")] = Path("runs/profile"),
 ) -> None:
     """Parameters, FLOPs, latency and peak memory per model, without training."""
     import pandas as pd
@@ -600,6 +615,9 @@ def profile(
         cfg = load_config(config)
         check_hparams(cfg.model.name, cfg.model.params)
         hparams = {cfg.model.name: cfg.model.params}
+    if curves:
+        sizes = (_counts(modalities, "--modalities"), _counts(tokens, "--tokens"))
+        return _profile_curves(names, hparams, *sizes, out)
     chosen, _, _ = suite_datasets("default", None, config)
     data = chosen[0]
     from polyfuse.evaluation.profile import profile_models  # torch: after the data
@@ -613,6 +631,47 @@ def profile(
             rows.append(profile_models([name], data, hparams=own))
             bar.advance()
     _console().print(_table(f"profile on {data.name}", pd.concat(rows)))
+
+
+def _counts(text: str, option: str) -> tuple[int, ...]:
+    """Positive integers from a comma list: "2,4,8" → (2, 4, 8)."""
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise ConfigError(f"{option} takes positive integers separated by commas, got {text!r}")
+    return counts
+
+
+def _profile_curves(
+    names: list[str],
+    hparams: dict[str, dict[str, Any]],
+    modalities: tuple[int, ...],
+    tokens: tuple[int, ...],
+    out: Path,
+) -> None:
+    """`profile --curves`: measure every size of every model, write the CSV and the figures."""
+    from polyfuse.evaluation.cost_curves import cost_curve, plot_cost_curves, sizes
+    from polyfuse.io import atomic_write
+    from polyfuse.progress import Progress
+
+    points = sizes(modalities, tokens)
+    with Progress(True) as bar:
+        bar.add("cost curves", len(names) * len(points))
+
+        def step(name: str, m: int, t: int) -> None:
+            bar.describe(f"{name}: {m} modalities × {t} tokens")
+            bar.advance()
+
+        frame = cost_curve(names, modalities, tokens, hparams=hparams, on_size=step)
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / "cost_curves.csv"
+    atomic_write(csv, lambda p: frame.to_csv(p, index=False))
+    figures = plot_cost_curves(frame, out / "cost_curves.png")
+    _console().print(_table("cost curves (synthetic bags, batch 8)", frame.set_index("model")))
+    for path in [csv, *figures]:
+        typer.echo(f"wrote {path}")
 
 
 @app.command()
