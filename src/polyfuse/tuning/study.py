@@ -10,6 +10,7 @@ failed with a non-finite score) are counted; a trial cut off by an interruption 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ def sqlite_storage(path: Path) -> Any:
 
     optuna = require("optuna", "tune")
     path = Path(path).resolve()
+    _no_last_resort("sqlalchemy")
 
     def connect() -> sqlite3.Connection:
         con = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
@@ -53,6 +55,17 @@ def close_storage(storage: Any) -> None:
     engine = getattr(storage, "engine", None)
     if engine is not None:
         engine.dispose()
+
+
+def _no_last_resort(name: str) -> None:
+    """Give logger `name` a NullHandler, so that Python's last-resort handler does not print
+    its records to stderr when the user configured no logging. An interrupt (Ctrl+C, SIGTERM)
+    that lands inside a database fetch makes SQLAlchemy log an "Error closing cursor"
+    traceback, which would otherwise appear above polyfuse's one-line message on what was
+    kept. The records still propagate to any handler the user configures (`polyfuse -v`)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
 
 
 @contextmanager
