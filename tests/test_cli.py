@@ -43,6 +43,8 @@ def test_models_and_datasets_listings():
     assert "early" in run("models").output
     listing = run("datasets").output
     assert "tcga-acc" in listing and "rppa" in listing and "50% missing" in listing
+    marked = [line for line in listing.splitlines() if "train only" in line]
+    assert len(marked) == 2 and "perimetry" in marked[0] and "fundus" in marked[1]
 
 
 def test_models_shows_a_search_space():

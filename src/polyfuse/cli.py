@@ -732,7 +732,8 @@ def _hparams(name: str) -> str:
 @app.command()
 @_friendly
 def datasets() -> None:
-    """List the bundled cohorts: size, modalities and missingness per modality."""
+    """List the bundled cohorts: size, modalities and missingness per modality (and which
+    modalities are for training only: the label was defined from them)."""
     import pandas as pd
 
     from polyfuse.datasets import DATASETS
@@ -747,7 +748,9 @@ def datasets() -> None:
             continue
         desc = data.describe()
         mods = "\n".join(
-            f"{m}: {r['kind']} {r['shape']}, {r['missing']:.0%} missing" for m, r in desc.iterrows()
+            f"{m}: {r['kind']} {r['shape']}, {r['missing']:.0%} missing"
+            + (" (train only: defines the label)" if m in info.train_only else "")
+            for m, r in desc.iterrows()
         )
         tasks = ", ".join(f"{t}:{s.type}" for t, s in data.tasks.items())
         rows.append(dict(dataset=name, samples=str(len(data)), modalities=mods, tasks=tasks))
