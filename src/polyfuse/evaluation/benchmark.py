@@ -16,7 +16,6 @@ both sides. A time budget is not used: equal time would favour the models that t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -213,8 +212,8 @@ def _run_stack_fold(
     """The stacked ensemble on one fold: its members (with the hyper-parameters, training
     settings and seed the benchmark gives each model on this fold), its weights, and its scores
     on the test fold (all modalities: the robustness conditions are for single networks)."""
+    from polyfuse.evaluation.classical import score_objective
     from polyfuse.evaluation.stack import SCORE, plan_from_options, stack_fold
-    from polyfuse.tasks.objective import TaskObjective
 
     options = dict(entry.hparams)
     plan = plan_from_options(data, options, options.pop("member_hparams", {}))
@@ -224,12 +223,10 @@ def _run_stack_fold(
     keys = dict(model=entry.name, repeat=split.repeat, fold=split.fold)
     train, test = data.subset(split.train), data.subset(split.test)
     spec = data.tasks[plan.task]
-    kind = spec.type
-    objective = TaskObjective(
-        dataclasses.replace(spec, survival_head="cox") if kind == "survival" else spec
+    scores = {SCORE[spec.type]: fold.scores}
+    metrics = score_objective(spec).metrics(
+        scores, test.targets[plan.task], train.targets[plan.task]
     )
-    scores = {SCORE[kind]: fold.scores}
-    metrics = objective.metrics(scores, test.targets[plan.task], train.targets[plan.task])
     rows = [
         dict(keys, family="stack", condition="all", task=plan.task, metric=k, value=v)
         for k, v in metrics.items()

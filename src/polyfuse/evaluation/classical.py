@@ -48,15 +48,19 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
+from polyfuse.data.specs import TaskSpec
 from polyfuse.data.splits import Split
 from polyfuse.errors import ConfigError, DataError, FallbackWarning, did_you_mean, require
+
+if TYPE_CHECKING:
+    from polyfuse.tasks.objective import TaskObjective
 
 # Coxnet: elastic net half-way between ridge and lasso (stable with correlated omics, still
 # sparse), a short path (30 penalties) for speed, the penalty picked by inner CV.
@@ -514,7 +518,6 @@ def run_floors(
     floor that cannot be fitted on a fold gives one row there: the primary metric, NaN, and
     `status` "failed: <reason>" (with a `FallbackWarning`).
     """
-    from polyfuse.tasks.objective import TaskObjective
 
     task = _task(data, task)
     spec = data.tasks[task]
@@ -525,11 +528,7 @@ def run_floors(
                 f"classical floor '{display}' serves {list(floor.task_types)} tasks; "
                 f"task '{task}' is {spec.type}"
             )
-    # the metric computation of every fusion model; risks only, so no discrete-time curve/IBS
-    metric_spec = (
-        dataclasses.replace(spec, survival_head="cox") if spec.type == "survival" else spec
-    )
-    objective = TaskObjective(metric_spec)
+    objective = score_objective(spec)
     rows: dict[str, list[dict[str, Any]]] = {display: [] for _, _, display in resolved}
     for split in splits:
         fold = make_fold(data, split, task, seed)
@@ -539,6 +538,16 @@ def run_floors(
             rows[display] += [keys | r for r in scored]
     flat = [r for display in rows for r in rows[display]]
     return pd.DataFrame(flat, columns=COLUMNS)
+
+
+def score_objective(spec: TaskSpec) -> TaskObjective:
+    """The metrics of every fusion model for a task's scores that are a risk, not a survival
+    curve (a floor's, a stack's): a survival task is scored as a Cox head (no IBS)."""
+    from polyfuse.tasks.objective import TaskObjective
+
+    return TaskObjective(
+        dataclasses.replace(spec, survival_head="cox") if spec.type == "survival" else spec
+    )
 
 
 def _score(

@@ -24,8 +24,9 @@ with a `FallbackWarning`; its weight there is NaN.
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,14 @@ import numpy as np
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.errors import ConfigError, FallbackWarning
+from polyfuse.evaluation.classical import (
+    CLASSICAL,
+    FloorFailed,
+    FoldData,
+    make_fold,
+    resolve_floor,
+    tabular_modalities,
+)
 from polyfuse.training.settings import FitSettings
 
 DEFAULT_MEMBERS: dict[str, tuple[str, ...]] = {
@@ -75,7 +84,6 @@ def stack_plan(
 ) -> StackPlan:
     """A checked plan: the task is survival, binary or regression, every member is a
     registered model or a floor serving that task, and there are at least two."""
-    from polyfuse.evaluation.classical import CLASSICAL, resolve_floor
     from polyfuse.models.registry import model_class
 
     task = task or next(iter(data.tasks))
@@ -123,8 +131,6 @@ def plan_from_options(
 
 
 def _default_members(data: MultimodalDataset, kind: str) -> tuple[str, ...]:
-    from polyfuse.evaluation.classical import tabular_modalities
-
     if tabular_modalities(data):
         return DEFAULT_MEMBERS[kind]
     return ("late", "early")
@@ -153,20 +159,26 @@ def stack_fold(
     inner = kfold(train, plan.inner_folds, 1, settings.seed)
     oof = np.full((len(train), len(plan.members)), np.nan)
     test = np.full((len(split.test), len(plan.members)), np.nan)
-    for j, member in enumerate(plan.members):
-        try:
-            for s in inner:
-                oof[s.test, j] = _member_scores(member, train, s, plan, settings)
-            test[:, j] = _member_scores(member, data, split, plan, settings)
-        except _MemberFailed as exc:
-            warnings.warn(
-                f"stack member '{member}' could not be fitted ({exc}) on repeat {split.repeat}, "
-                f"fold {split.fold}; the stack of that fold goes without it",
-                FallbackWarning,
-                stacklevel=2,
-            )
-            oof[:, j] = np.nan
-    used = ~np.isnan(oof).any(0)
+    failed: dict[str, str] = {}
+    jobs = [(train, s, oof, s.test) for s in inner] + [(data, split, test, slice(None))]
+    for source, part, out, rows in jobs:
+        # the floors of one split share its preprocessing and per-modality Cox fits
+        fold = functools.cache(functools.partial(make_fold, source, part, plan.task, settings.seed))
+        for j, member in enumerate(plan.members):
+            if member in failed:
+                continue
+            try:
+                out[rows, j] = _member_scores(member, source, part, plan, settings, fold)
+            except FloorFailed as exc:
+                failed[member] = str(exc)
+    for member, why in failed.items():
+        warnings.warn(
+            f"stack member '{member}' could not be fitted ({why}) on repeat {split.repeat}, "
+            f"fold {split.fold}; the stack of that fold goes without it",
+            FallbackWarning,
+            stacklevel=2,
+        )
+    used = np.array([m not in failed for m in plan.members])
     if used.sum() == 0:
         raise ConfigError(f"stack: no member could be fitted on repeat {split.repeat}")
     y = train.targets[plan.task]
@@ -187,29 +199,26 @@ def stack_fold(
     return StackFold(meta.combine(z), weights, meta.intercept)
 
 
-class _MemberFailed(Exception):
-    pass
-
-
 def _member_scores(
-    member: str, data: MultimodalDataset, split: Split, plan: StackPlan, settings: FitSettings
+    member: str,
+    data: MultimodalDataset,
+    split: Split,
+    plan: StackPlan,
+    settings: FitSettings,
+    fold: Callable[[], FoldData],
 ) -> np.ndarray:
-    """A member's scores on `split.test` after fitting on `split.train`."""
-    from polyfuse.evaluation.classical import CLASSICAL, FloorFailed, make_fold, resolve_floor
+    """A member's scores on `split.test` after fitting on `split.train` (`fold`: the split as
+    the floors see it, made on first use)."""
     from polyfuse.training.fit import fit_model
 
-    kind = data.tasks[plan.task].type
     if _floor_name(member) in CLASSICAL:
         floor, modalities, _ = resolve_floor(member, data)
-        try:
-            scores = floor(make_fold(data, split, plan.task, settings.seed), modalities)
-        except FloorFailed as exc:
-            raise _MemberFailed(str(exc)) from None
-        return np.asarray(scores, dtype=np.float64).reshape(len(split.test))
-    fitted = fit_model(
-        member, data.subset(split.train), settings.replace(hparams=plan.hparams.get(member, {}))
-    )
-    scores = fitted.predict(data.subset(split.test))[plan.task][SCORE[kind]]
+        scores = floor(fold(), modalities)
+    else:
+        settings = settings.replace(hparams=plan.hparams.get(member, {}))
+        fitted = fit_model(member, data.subset(split.train), settings)
+        kind = data.tasks[plan.task].type
+        scores = fitted.predict(data.subset(split.test))[plan.task][SCORE[kind]]
     return np.asarray(scores, dtype=np.float64).reshape(len(split.test))
 
 
