@@ -159,7 +159,6 @@ class FittedModel:
         meta = {
             "model": self.model_name,
             "hparams": self.hparams,
-            "best_epoch": self.best_epoch,
             "members": len(self.members),
             "best_epochs": self.best_epochs,
             "objectives": {t: o.options() for t, o in self.objectives.items()},
@@ -202,7 +201,7 @@ class FittedModel:
             members,
             objectives,
             contract,
-            meta.get("best_epochs", [meta["best_epoch"]]),
+            meta.get("best_epochs", [meta.get("best_epoch", -1)]),  # older runs: one model
             meta.get("weight_history", []),
         )
 
