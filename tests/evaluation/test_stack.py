@@ -185,3 +185,22 @@ def test_mean_meta_shares_one_weight_and_unknown_options_are_refused():
         plan_from_options(data, {"inner_fold": 5}, {})
     with pytest.raises(ConfigError, match="'fit' or 'mean'"):
         plan_from_options(data, {"meta": "median"}, {})
+
+
+def test_a_floor_that_cannot_be_fitted_leaves_the_stack_of_that_fold():
+    """Five events in 90 patients: a Coxnet cannot choose its penalty by inner CV on the stack's
+    inner folds; the fold's stack goes on with the forest, says so, and weighs Coxnet NaN."""
+    pytest.importorskip("sksurv")
+    from polyfuse.errors import FallbackWarning
+
+    data = _cohort()
+    y = data.targets["os"].copy()
+    y[:, 1] = 0.0
+    y[np.argsort(y[:, 0])[:5], 1] = 1.0
+    data = data.replace(targets={"os": y})
+    split = kfold(data, 3, 1, seed=0)[0]
+    plan = stack_plan(data, ["coxnet[a]", "rsf[all]"])
+    with pytest.warns(FallbackWarning, match=r"stack member 'coxnet\[a\]'"):
+        fold = stack_fold(data, split, plan, FitSettings.of(seed=0))
+    assert np.isnan(fold.weights["coxnet[a]"]) and fold.weights["rsf[all]"] >= 0
+    assert np.isfinite(fold.scores).all() and len(fold.scores) == len(split.test)
