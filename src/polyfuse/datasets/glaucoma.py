@@ -53,6 +53,7 @@ from polyfuse.config import ModalityConfig, TaskConfig
 from polyfuse.data.checks import check_dataset
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.manifest import load_frame
+from polyfuse.datasets import dataset_info
 from polyfuse.datasets.provenance import verify_provenance
 from polyfuse.errors import DataError
 
@@ -84,7 +85,7 @@ MODALITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "perimetry": ("clv", "cs"),
     "fundus": ("lora",),
 }
-TRAIN_ONLY = ("perimetry", "fundus")
+TRAIN_ONLY = dataset_info(NAME).train_only  # the registry says which (the benchmark reads it)
 """The label was defined from these: use them in training, hide them at inference."""
 CLASS_COLUMN = "Class"
 CLASSES = ("normal", "glaucoma")  # index 1 = positive class
