@@ -30,20 +30,17 @@ The sizes measured are the union of both sweeps (their shared point once). Per m
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from polyfuse.data.dataset import ListSource, ModalityBatch, MultimodalDataset
+from polyfuse.data.dataset import ListSource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError
-from polyfuse.evaluation.profile import _sync, _train_step, measure_peak_memory
+from polyfuse.evaluation.profile import measure_peak_memory, measure_step
 
 COLUMNS = ["model", "modalities", "tokens", "step_ms", "peak_mb", "params", "status"]
 
@@ -87,27 +84,6 @@ def bag_cohort(
     )
 
 
-def time_step(
-    model: nn.Module, inputs: dict[str, ModalityBatch], *, repeats: int = 5, warmup: int = 2
-) -> float:
-    """Median milliseconds of one training step (forward + backward, gradients from empty)."""
-    device = next(iter(model.parameters())).device
-    model.train()
-    times = []
-    for i in range(warmup + repeats):
-        for p in model.parameters():
-            p.grad = None
-        _sync(device)
-        start = time.perf_counter()
-        _train_step(model, inputs)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    for p in model.parameters():
-        p.grad = None
-    return 1000 * statistics.median(times)
-
-
 def measure_size(
     name: str,
     modalities: int,
@@ -132,7 +108,7 @@ def measure_size(
             inputs = {m: b.to(device) for m, b in data.batch(np.arange(batch)).inputs.items()}
             params = {id(p): p for p in model.parameters()}.values()
             peak, _ = measure_peak_memory(model, inputs)
-            step = time_step(model, inputs, repeats=repeats, warmup=warmup)
+            step = measure_step(model, inputs, repeats=repeats, warmup=warmup)
     except Exception as e:  # a size that fails is a result, not a crash
         message = " ".join(str(e).split())[:160]
         failed = f"{type(e).__name__}: {message}"

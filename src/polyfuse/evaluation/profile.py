@@ -265,22 +265,52 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _median_ms(
+    run: Callable[[], Any],
+    device: torch.device,
+    *,
+    repeats: int,
+    warmup: int,
+    before: Callable[[], None] = lambda: None,
+) -> float:
+    """Median milliseconds of `run()` after `warmup` untimed calls (`before()` untimed too)."""
+    times = []
+    for i in range(warmup + repeats):
+        before()
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def measure_latency(
     model: nn.Module, inputs: dict[str, ModalityBatch], *, repeats: int = 20, warmup: int = 3
 ) -> float:
     """Median milliseconds of one forward pass (eval mode, no_grad, inputs already in place)."""
-    device = _model_device(model)
-    times = []
     with _isolated(model), torch.no_grad():
         model.eval()
-        for i in range(warmup + repeats):
-            _sync(device)
-            start = time.perf_counter()
-            model(inputs)
-            _sync(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        return _median_ms(
+            lambda: model(inputs), _model_device(model), repeats=repeats, warmup=warmup
+        )
+
+
+def measure_step(
+    model: nn.Module, inputs: dict[str, ModalityBatch], *, repeats: int = 5, warmup: int = 2
+) -> float:
+    """Median milliseconds of one training step (forward + backward, gradients from empty);
+    the model and its gradients are left as they were."""
+    with _isolated(model):
+        model.train()
+        return _median_ms(
+            lambda: _train_step(model, inputs),
+            _model_device(model),
+            repeats=repeats,
+            warmup=warmup,
+            before=lambda: _clear_grads(model),
+        )
 
 
 class _LiveStorages(TorchDispatchMode):
