@@ -183,3 +183,39 @@ def test_sigterm_stops_tune_keeps_its_trials_and_resume_finishes(root, tmp_path)
     assert "study.db" in line and "--resume" in line
     _ok(polyfuse_command("tune", config, "--resume"))
     assert len(pd.read_csv(run / "chosen.csv")) == 2  # both outer folds searched
+
+
+def test_an_interrupt_buried_under_lightnings_teardown_error_still_ends_the_run_as_one():
+    """A signal while Lightning sets up the fit loop (CI caught one, in `cv`'s second fold):
+    its teardown fails on the loader never iterated, and that RuntimeError would end the run
+    with exit 1 and a traceback instead of 143 and the one line."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from polyfuse.interrupt import Interrupted, interruptible
+
+    class Linear(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, index):
+            return self.layer(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), 0.1)
+
+    class SignalledWhileStarting(DataLoader):
+        def __iter__(self):
+            raise Interrupted(signal.SIGTERM)
+
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False
+    )
+    loader = SignalledWhileStarting(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    with pytest.raises(Interrupted) as caught, interruptible():
+        trainer.fit(Linear(), loader)
+    assert caught.value.exit_code == 143
+    with pytest.raises(ValueError, match="its own"), interruptible():  # other errors pass
+        raise ValueError("its own")

@@ -5,8 +5,11 @@ then shuts down "gracefully" and returns or exits 1; SIGTERM makes Lightning fin
 and raise a `SystemExit` whose exit code is 0. Neither tells the caller what happened. Inside
 `interruptible()` both signals raise `Interrupted` instead: not a KeyboardInterrupt (Lightning
 lets it through, after its own clean-up) nor an `Exception` (no `except Exception` swallows
-it). The finished parts of a run are written atomically as they finish, so whatever was done
-is kept, and `--resume` continues from there.
+it). A library's clean-up can bury the interrupt under an error of its own (Lightning's
+teardown, reached while a fit was still being set up, fails on a data loader never iterated);
+`interruptible()` digs it out, so the run still ends as interrupted. The finished parts of a
+run are written atomically as they finish, so whatever was done is kept, and `--resume`
+continues from there.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 @contextmanager
 def interruptible() -> Iterator[None]:
     """SIGINT and SIGTERM raise `Interrupted` in the body (main thread only; elsewhere the
-    body runs unchanged). The previous handlers are restored afterwards."""
+    body runs unchanged); an error raised while an `Interrupted` unwound is replaced by that
+    `Interrupted`. The previous handlers are restored afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -57,9 +61,26 @@ def interruptible() -> Iterator[None]:
         signal.signal(sig, _raise)
     try:
         yield
+    except Exception as exc:
+        buried = _buried_interrupt(exc)
+        if buried is None:
+            raise
+        raise buried from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _buried_interrupt(exc: BaseException) -> Interrupted | None:
+    """The `Interrupted` during whose handling `exc` was raised, if any."""
+    seen: set[int] = set()
+    cause = exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, Interrupted):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None
 
 
 def kept(run: Path) -> str | None:
