@@ -218,14 +218,25 @@ def cv(
 ) -> None:
     """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to
     <output>/<name>/cv/."""
+    from polyfuse.config import STACK
+
     experiment = _load_with_hardware(config, locals())
     with _stoppable("cv", lambda: experiment.run_dir("cv")):
-        from polyfuse.training.experiment import run_cv
+        if experiment.model.name == STACK:
+            from polyfuse.evaluation.stack import run_stack_cv as run_cv
+        else:
+            from polyfuse.training.experiment import run_cv
 
         run, result = run_cv(experiment, overwrite=overwrite, resume=resume)
     summary = result.summary()[["text", "n"]].rename(columns={"text": "mean ± sd"})
     console = _console()
     console.print(_table(f"{result.model}: cross-validation", summary))
+    if not result.members.empty:
+        from polyfuse.evaluation.stack import weight_summary
+
+        weights = weight_summary(result.members).set_index("member").drop(columns="task")
+        weights["left_out"] = weights["left_out"].map(str)  # a count of folds, not a float
+        console.print(_table("stack: member weights over folds", weights))
     console.print(f"{result.seconds:.1f} s; per-fold metrics in {run}")
 
 
@@ -509,9 +520,9 @@ def _benchmark_inputs(
 ) -> tuple[Any, list[str] | None, dict[str, dict[str, Any]] | None]:
     """(experiment config or None, model names, per-model hyper-parameters), every name checked
     before any data are read."""
-    from polyfuse.config import load_config
+    from polyfuse.config import STACK, load_config
     from polyfuse.datasets import dataset_info
-    from polyfuse.evaluation.suites import STACK, suite_models
+    from polyfuse.evaluation.suites import suite_models
     from polyfuse.models.registry import check_hparams
 
     experiment = load_config(config) if config is not None else None
@@ -524,7 +535,12 @@ def _benchmark_inputs(
     if experiment is None:
         return None, names, None
     own = experiment.model
-    check_hparams(own.name, own.params)
+    if own.name == STACK:
+        from polyfuse.evaluation.stack import check_options
+
+        check_options(own.params)
+    else:
+        check_hparams(own.name, own.params)
     if own.params and names is not None and own.name not in names:
         _console().print(
             f"note: {config}'s model.params are for '{own.name}', which this benchmark does "

@@ -133,8 +133,14 @@ class PreprocessConfig(_Section):
     missing_indicator: bool = False
 
 
+STACK = "stack"
+"""The stacked ensemble (`evaluation/stack.py`): a model name that is not a network; its
+`params` are the stack's options, checked by the stack."""
+
+
 class ModelConfig(_Section):
-    """A registered model name and its hyper-parameters (checked against the model)."""
+    """A registered model name and its hyper-parameters (checked against the model), or
+    `stack` and its options."""
 
     name: str = "early"
     params: dict[str, Any] = Field(default_factory=dict)

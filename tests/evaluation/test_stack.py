@@ -178,13 +178,13 @@ def test_mean_meta_shares_one_weight_and_unknown_options_are_refused():
 
     data = _cohort()
     split = kfold(data, 3, 1, seed=0)[0]
-    plan = plan_from_options(data, {"members": ["coxnet[a]", "coxnet[b]"], "meta": "mean"}, {})
+    plan = plan_from_options(data, {"members": ["coxnet[a]", "coxnet[b]"], "meta": "mean"})
     weights = stack_fold(data, split, plan, FitSettings.of(seed=0)).weights
     assert weights["coxnet[a]"] == weights["coxnet[b]"] > 0
     with pytest.raises(ConfigError, match="did you mean 'inner_folds'"):
-        plan_from_options(data, {"inner_fold": 5}, {})
+        plan_from_options(data, {"inner_fold": 5})
     with pytest.raises(ConfigError, match="'fit' or 'mean'"):
-        plan_from_options(data, {"meta": "median"}, {})
+        plan_from_options(data, {"meta": "median"})
 
 
 def test_a_floor_that_cannot_be_fitted_leaves_the_stack_of_that_fold():

@@ -183,7 +183,7 @@ def test_resume_with_a_changed_config_is_refused(config):
     experiment = load_config(_with_output(config, "changed"))
     experiment.training.epochs = 1
     run, _ = run_cv(experiment)
-    assert len(list((run / "parts").glob("*.parquet"))) == 3 * 3  # 3 folds × 3 files
+    assert len(list((run / "parts").glob("*.parquet"))) == 3 * 4  # 3 folds × 4 files
     changed = experiment.model_copy(deep=True)
     changed.training.lr = 0.01
     with pytest.raises(ConfigError, match="differs from this config"):

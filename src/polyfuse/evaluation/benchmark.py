@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polyfuse.config import PreprocessConfig, TrainingConfig, TuneConfig
+from polyfuse.config import STACK, PreprocessConfig, TrainingConfig, TuneConfig
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.errors import require
 from polyfuse.evaluation.robustness import conditions
-from polyfuse.evaluation.suites import STACK
 from polyfuse.io import atomic_write, check_run_dir, prepare_run_dir, undo_on_failure
 from polyfuse.progress import Progress
 from polyfuse.training.settings import FitSettings
@@ -212,30 +211,21 @@ def _run_stack_fold(
     """The stacked ensemble on one fold: its members (with the hyper-parameters, training
     settings and seed the benchmark gives each model on this fold), its weights, and its scores
     on the test fold (all modalities: the robustness conditions are for single networks)."""
-    from polyfuse.evaluation.classical import score_objective
-    from polyfuse.evaluation.stack import SCORE, plan_from_options, stack_fold
+    from polyfuse.evaluation.stack import plan_from_options, score_stack_fold
 
-    options = dict(entry.hparams)
-    plan = plan_from_options(data, options, options.pop("member_hparams", {}))
-    start = time.perf_counter()
-    fold = stack_fold(data, split, plan, settings)
-    seconds = time.perf_counter() - start
+    plan = plan_from_options(data, entry.hparams)
+    scored = score_stack_fold(data, split, plan, settings)
     keys = dict(model=entry.name, repeat=split.repeat, fold=split.fold)
-    train, test = data.subset(split.train), data.subset(split.test)
-    spec = data.tasks[plan.task]
-    scores = {SCORE[spec.type]: fold.scores}
-    metrics = score_objective(spec).metrics(
-        scores, test.targets[plan.task], train.targets[plan.task]
-    )
     rows = [
         dict(keys, family="stack", condition="all", task=plan.task, metric=k, value=v)
-        for k, v in metrics.items()
+        for k, v in scored.metrics.items()
     ]
-    weights = [dict(keys, task=plan.task, member=m, weight=w) for m, w in fold.weights.items()]
+    weights = [dict(keys, task=plan.task, member=m, weight=w) for m, w in scored.weights.items()]
+    test = data.subset(split.test)
     return {
         "results": pd.DataFrame(rows),
-        "predictions": _predictions({plan.task: scores}, test, keys),
-        "timing": pd.DataFrame([dict(keys, train_seconds=seconds)]),
+        "predictions": _predictions({plan.task: scored.scores}, test, keys),
+        "timing": pd.DataFrame([dict(keys, train_seconds=scored.seconds)]),
         "stack": pd.DataFrame(weights),
     }
 
@@ -500,15 +490,19 @@ def _stack_entry(data: MultimodalDataset, entry: Entry, plan: _Plan) -> Entry | 
     from polyfuse.errors import ConfigError, FallbackWarning
     from polyfuse.evaluation.stack import plan_from_options
 
-    members = {k: v for k, v in plan.hparams.items() if k != STACK}
+    given = entry.hparams.get("member_hparams", {})
     try:
-        plan_from_options(data, entry.hparams, members)
+        members = plan_from_options(data, entry.hparams).members  # the stack's own options
+        models = {k: v for k, v in plan.hparams.items() if k in members}
+        hparams = {k: models.get(k, {}) | given.get(k, {}) for k in {*models, *given}}
+        options = {**entry.hparams, "member_hparams": hparams}
+        plan_from_options(data, options)  # the models' hyper-parameters, as members'
     except ConfigError as exc:
         if plan.models and STACK in plan.models:
             raise
         warnings.warn(f"the benchmark leaves out {STACK}: {exc}", FallbackWarning, stacklevel=2)
         return None
-    return Entry(entry.name, entry.model, {**entry.hparams, "member_hparams": members})
+    return Entry(entry.name, entry.model, options)
 
 
 def _train_folds(
@@ -553,16 +547,20 @@ def _final_tables(tables: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFra
         "efficiency": _with_train_time(pd.concat(tables["efficiency"], ignore_index=True), timing),
         "comparisons": _comparisons(results),
         "predictions": pd.concat(tables["predictions"], ignore_index=True),
-        "contributions": (
-            pd.concat(tables["contributions"], ignore_index=True)
-            .groupby(["dataset", "model", "modality", "task"], as_index=False)["value"]
-            .mean()
-        ),
+        "contributions": _mean_contributions(tables.get("contributions", [])),
     }
     for table in ("tuning", "stack"):
         if table in tables:
             final[table] = pd.concat(tables[table], ignore_index=True)
     return final
+
+
+def _mean_contributions(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Each network's modality contributions, averaged over folds (none: only the stack ran)."""
+    keys = ["dataset", "model", "modality", "task"]
+    if not frames:
+        return pd.DataFrame(columns=[*keys, "value"])
+    return pd.concat(frames, ignore_index=True).groupby(keys, as_index=False)["value"].mean()
 
 
 def _with_status(results: pd.DataFrame) -> pd.DataFrame:

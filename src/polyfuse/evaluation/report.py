@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from polyfuse.errors import DataError, MissingDependencyError
+from polyfuse.evaluation.stack import weight_summary
 from polyfuse.io import atomic_write, write_text
 from polyfuse.tasks.metric_facts import higher_is_better, primary_metric
 
@@ -185,7 +186,7 @@ def _markdown_table(table: pd.DataFrame, left: int) -> list[str]:
 
 def stack_markdown(stack: pd.DataFrame) -> str:
     """The stacked ensembles' member weights as Markdown (mean ± sd over folds)."""
-    summary = stack_summary(stack)
+    summary = weight_summary(stack)
     table = pd.DataFrame(
         {
             "dataset": summary["dataset"],
@@ -492,21 +493,13 @@ def _contributions_figure(figures: _Figures, block: _Block) -> None:
     )
 
 
-def stack_summary(stack: pd.DataFrame) -> pd.DataFrame:
-    """Each stack member's weight over folds: mean, sd, and the folds where it was left out."""
-    g = stack.groupby(["dataset", "model", "task", "member"], sort=False)["weight"]
-    return pd.DataFrame(
-        {"mean": g.mean(), "sd": g.std(ddof=1), "left_out": g.apply(lambda w: w.isna().sum())}
-    ).reset_index()
-
-
 def _stack_weights(figures: _Figures, stack: pd.DataFrame, out_dir: Path) -> None:
     """The stack's weights: `stack_weights.csv` (per fold), a bar chart and a table per stack."""
     from polyfuse.figures import figure, save
 
     atomic_write(out_dir / "stack_weights.csv", lambda p: stack.to_csv(p, index=False))
     figures.written["stack_weights.csv"] = out_dir / "stack_weights.csv"
-    summary = stack_summary(stack)
+    summary = weight_summary(stack)
     for (dataset, model, task), part in summary.groupby(["dataset", "model", "task"], sort=False):
         fig, ax = figure(6.0, 0.8 + 0.4 * len(part))
         ax.barh(

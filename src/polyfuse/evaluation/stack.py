@@ -20,6 +20,9 @@ survival and binary weights carry a ridge penalty `penalty · Σ w_j²` (0.01 by
 per-event / per-sample loss) that keeps them finite when members agree perfectly. A floor that
 cannot be fitted on an inner or the outer fold (`FloorFailed`) leaves the stack of that fold,
 with a `FallbackWarning`; its weight there is NaN.
+
+The stack runs in `polyfuse benchmark` (an entry of the default suite) and in `polyfuse cv`
+(`model: {name: stack, params: <options>}`, `run_stack_cv`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
@@ -44,6 +49,10 @@ from polyfuse.evaluation.classical import (
     tabular_modalities,
 )
 from polyfuse.training.settings import FitSettings
+
+if TYPE_CHECKING:
+    from polyfuse.config import ExperimentConfig
+    from polyfuse.training.cv import CVResult, FoldFitter, FoldResult
 
 DEFAULT_MEMBERS: dict[str, tuple[str, ...]] = {
     "survival": ("late", "coxnet[all]", "rsf[all]", "late-cox"),
@@ -83,8 +92,9 @@ def stack_plan(
     hparams: dict[str, dict[str, Any]] | None = None,
 ) -> StackPlan:
     """A checked plan: the task is survival, binary or regression, every member is a
-    registered model or a floor serving that task, and there are at least two."""
-    from polyfuse.models.registry import model_class
+    registered model or a floor serving that task, there are at least two, and `hparams` name
+    network members and their hyper-parameters."""
+    from polyfuse.models.registry import check_hparams
 
     task = task or next(iter(data.tasks))
     if task not in data.tasks:
@@ -103,8 +113,14 @@ def stack_plan(
             floor, _, display = resolve_floor(name, data)
             if kind not in floor.task_types:
                 raise ConfigError(f"stack member '{display}' does not serve {kind} tasks")
-        else:
-            model_class(name)  # a did-you-mean for a misspelt model
+        else:  # a did-you-mean for a misspelt model or hyper-parameter
+            check_hparams(name, (hparams or {}).get(name, {}))
+    for name in hparams or {}:
+        if name not in names or _floor_name(name) in CLASSICAL:
+            raise ConfigError(
+                f"stack: member_hparams name '{name}', which is not a network member of the "
+                f"stack; its members are {list(names)}"
+            )
     if inner_folds < 2:
         raise ConfigError(f"stack: inner_folds must be at least 2, not {inner_folds}")
     if meta not in META:
@@ -112,14 +128,13 @@ def stack_plan(
     return StackPlan(names, task, inner_folds, penalty, meta, dict(hparams or {}))
 
 
-OPTIONS = ("members", "task", "inner_folds", "penalty", "meta")
-"""What a stack's options (`hparams["stack"]` of a benchmark) may say."""
+OPTIONS = ("members", "task", "inner_folds", "penalty", "meta", "member_hparams")
+"""What a stack's options (`model.params` of `cv`, `hparams["stack"]` of a benchmark) may
+say; `member_hparams` maps a network member to its hyper-parameters."""
 
 
-def plan_from_options(
-    data: MultimodalDataset, options: dict[str, Any], hparams: dict[str, dict[str, Any]]
-) -> StackPlan:
-    """`stack_plan` from a stack's options, every unknown option refused with a did-you-mean."""
+def check_options(options: dict[str, Any]) -> None:
+    """Every option a stack knows, with a did-you-mean; needs no data and imports nothing."""
     from polyfuse.errors import did_you_mean
 
     for key in options:
@@ -127,7 +142,19 @@ def plan_from_options(
             raise ConfigError(
                 f"stack: unknown option '{key}'{did_you_mean(key, OPTIONS)}; options: {OPTIONS}"
             )
-    return stack_plan(data, hparams=hparams, **options)
+    hparams = options.get("member_hparams", {})
+    if not isinstance(hparams, dict) or not all(isinstance(v, dict) for v in hparams.values()):
+        raise ConfigError(
+            "stack: member_hparams maps each network member to its hyper-parameters, e.g. "
+            f"{{late: {{dim: 32}}}}, not {hparams!r}"
+        )
+
+
+def plan_from_options(data: MultimodalDataset, options: dict[str, Any]) -> StackPlan:
+    """`stack_plan` from a stack's options, every unknown option refused with a did-you-mean."""
+    check_options(options)
+    rest = {k: v for k, v in options.items() if k != "member_hparams"}
+    return stack_plan(data, hparams=options.get("member_hparams"), **rest)
 
 
 def _default_members(data: MultimodalDataset, kind: str) -> tuple[str, ...]:
@@ -197,6 +224,80 @@ def stack_fold(
     for name, w in zip(np.asarray(plan.members)[used], meta.weights, strict=True):
         weights[str(name)] = float(w)
     return StackFold(meta.combine(z), weights, meta.intercept)
+
+
+@dataclass
+class ScoredStackFold:
+    """The stack on one outer fold: its scores on the test part (under the task type's score
+    name), their metrics, the members' weights, and the seconds it took."""
+
+    scores: dict[str, np.ndarray]
+    metrics: dict[str, float]
+    weights: dict[str, float]
+    seconds: float
+
+
+def score_stack_fold(
+    data: MultimodalDataset, split: Split, plan: StackPlan, settings: FitSettings
+) -> ScoredStackFold:
+    """`stack_fold`, scored on the test part with the task's metrics."""
+    import time
+
+    from polyfuse.evaluation.classical import score_objective
+
+    start = time.perf_counter()
+    fold = stack_fold(data, split, plan, settings)
+    seconds = time.perf_counter() - start
+    spec = data.tasks[plan.task]
+    scores = {SCORE[spec.type]: fold.scores}
+    truth = data.targets[plan.task]
+    metrics = score_objective(spec).metrics(scores, truth[split.test], truth[split.train])
+    return ScoredStackFold(scores, metrics, fold.weights, seconds)
+
+
+def fold_fitter(data: MultimodalDataset, options: dict[str, Any]) -> FoldFitter:
+    """What `cross_validate_splits` fits each fold with to cross-validate a stack of
+    `options`, checked on `data` before any training."""
+    plan = plan_from_options(data, options)
+
+    def fit(data: MultimodalDataset, split: Split, settings: FitSettings) -> FoldResult:
+        from polyfuse.training.cv import FoldResult, prediction_frame
+
+        scored = score_stack_fold(data, split, plan, settings)
+        keys = dict(repeat=split.repeat, fold=split.fold, task=plan.task)
+        metrics = [dict(keys, metric=k, value=v) for k, v in scored.metrics.items()]
+        weights = [dict(keys, member=m, weight=w) for m, w in scored.weights.items()]
+        predictions = prediction_frame(data.subset(split.test), split, plan.task, scored.scores)
+        return FoldResult(pd.DataFrame(metrics), predictions, pd.DataFrame(), pd.DataFrame(weights))
+
+    return fit
+
+
+def run_stack_cv(
+    config: ExperimentConfig, *, overwrite: bool = False, resume: bool = False
+) -> tuple[Path, CVResult]:
+    """`polyfuse cv` of a stack (`model: {name: stack, params: <options>}`): `run_cv` with its
+    run directory, resume and clean-up, each fold fitted by the stack; `stack_weights.csv`
+    beside the folds."""
+    from polyfuse.training.experiment import run_cv
+
+    check_options(config.model.params)  # before the data are read
+    return run_cv(
+        config,
+        overwrite=overwrite,
+        resume=resume,
+        fold_fitter=lambda data: fold_fitter(data, config.model.params),
+    )
+
+
+def weight_summary(weights: pd.DataFrame) -> pd.DataFrame:
+    """Each member's weight over folds: mean, sd, and the folds where it was left out; per
+    dataset, model and task where `weights` has those columns."""
+    keys = [k for k in ("dataset", "model", "task") if k in weights.columns] + ["member"]
+    g = weights.groupby(keys, sort=False)["weight"]
+    return pd.DataFrame(
+        {"mean": g.mean(), "sd": g.std(ddof=1), "left_out": g.apply(lambda w: w.isna().sum())}
+    ).reset_index()
 
 
 def _member_scores(

@@ -5,13 +5,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from polyfuse.config import PreprocessConfig, TrainingConfig
+from polyfuse.config import STACK, PreprocessConfig, TrainingConfig
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.errors import ConfigError, FallbackWarning, MissingDependencyError
 
 SUITES = ("default", "full")
-STACK = "stack"
-"""The stacked ensemble's name among a benchmark's models (`evaluation/stack.py`)."""
 # The default suite's models: the baselines and the core methods that train a TCGA-ACC fold in
 # seconds on one CPU thread, and the stacked ensemble of `late` and the floors (~5 s a fold).
 # `ehpal` (~85 s per fold on one thread) and the catalogue join with suite "full" or `--models`.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ class CVResult:
     hparams: dict[str, Any] = field(default_factory=dict)
     weights: pd.DataFrame = field(default_factory=pd.DataFrame)
     """Loss-balancing weights per fit and epoch: repeat, fold, epoch, term, weight."""
+    members: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """A stacked ensemble's member weights per fold: repeat, fold, task, member, weight."""
 
     def summary(self) -> pd.DataFrame:
         """Mean, standard deviation and count of each metric over all folds and repeats."""
@@ -43,8 +47,9 @@ class CVResult:
         return out
 
     def save(self, directory: Path) -> None:
-        """folds.csv, summary.csv, predictions.csv and the balancing weights (balancing.csv,
-        balancing.png with several tasks), each written atomically."""
+        """folds.csv, summary.csv, predictions.csv, the balancing weights (balancing.csv,
+        balancing.png with several tasks) and a stack's member weights (stack_weights.csv),
+        each written atomically."""
         for name, frame in (
             ("folds.csv", self.folds),
             ("summary.csv", self.summary()),
@@ -52,6 +57,9 @@ class CVResult:
         ):
             atomic_write(directory / name, lambda p, f=frame: f.to_csv(p))
         write_task_weights(self.weights, directory)
+        if not self.members.empty:
+            path = directory / "stack_weights.csv"
+            atomic_write(path, lambda p: self.members.to_csv(p, index=False))
 
 
 def cross_validate(
@@ -90,6 +98,22 @@ def cross_validate(
     return cross_validate_splits(model, data, splits, settings, progress=progress, parts=parts)
 
 
+@dataclass
+class FoldResult:
+    """One fold's results: metrics (repeat, fold, task, metric, value), test-fold predictions,
+    balancing weights, and a stacked ensemble's member weights."""
+
+    metrics: pd.DataFrame
+    predictions: pd.DataFrame
+    weights: pd.DataFrame
+    members: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+FoldFitter = Callable[[MultimodalDataset, Split, FitSettings], FoldResult]
+"""Fits one split and scores its test part: a registered network by default, the stacked
+ensemble of `evaluation/stack.py` (which the training layer cannot import) when given."""
+
+
 def cross_validate_splits(
     model: str,
     data: MultimodalDataset,
@@ -98,17 +122,21 @@ def cross_validate_splits(
     *,
     progress: bool = True,
     parts: Path | None = None,
+    fit_fold: FoldFitter | None = None,
 ) -> CVResult:
-    """`cross_validate` on given splits; split `i` is fitted with seed `settings.seed + i`."""
+    """`cross_validate` on given splits; split `i` is fitted with seed `settings.seed + i`, by
+    `fit_fold` when given (named `model` in the results), else by training the registered
+    network `model`."""
     settings = settings.quiet()
-    folds: list[_Fold] = []
+    fit_fold = fit_fold or functools.partial(_fit_fold, model)
+    folds: list[FoldResult] = []
     start = time.perf_counter()
     with Progress(progress) as bar:
         bar.add(f"cv {model}", len(splits))
         for i, split in enumerate(splits):
             fold = _read_part(parts, split)
             if fold is None:
-                fold = _fit_fold(model, data, split, settings.replace(seed=settings.seed + i))
+                fold = fit_fold(data, split, settings.replace(seed=settings.seed + i))
                 if parts is not None:
                     _write_part(parts, split, fold)
             else:
@@ -128,20 +156,13 @@ def cross_validate_splits(
         time.perf_counter() - start,
         dict(settings.hparams),
         _concat([f.weights for f in folds]),
+        _concat([f.members for f in folds]),
     )
 
 
-@dataclass
-class _Fold:
-    """One fold's results: metrics (repeat, fold, task, metric, value), test-fold predictions
-    and balancing weights."""
-
-    metrics: pd.DataFrame
-    predictions: pd.DataFrame
-    weights: pd.DataFrame
-
-
-def _fit_fold(model: str, data: MultimodalDataset, split: Split, settings: FitSettings) -> _Fold:
+def _fit_fold(
+    model: str, data: MultimodalDataset, split: Split, settings: FitSettings
+) -> FoldResult:
     """Train on the split's training part; score and predict its test part."""
     train, test = data.subset(split.train), data.subset(split.test)
     fitted = fit_model(model, train, settings)
@@ -155,7 +176,7 @@ def _fit_fold(model: str, data: MultimodalDataset, split: Split, settings: FitSe
         ]
         preds.append(prediction_frame(test, split, task, scores[task]))
     log.info("cv %s: fold %d of repeat %d done", model, split.fold, split.repeat)
-    return _Fold(
+    return FoldResult(
         pd.DataFrame(rows),
         _concat(preds),
         weight_frame(fitted.weight_history, repeat=split.repeat, fold=split.fold),
@@ -166,7 +187,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-PART_FILES = ("metrics", "predictions", "weights")
+PART_FILES = ("metrics", "predictions", "weights", "members")
 
 
 def _part_paths(parts: Path, split: Split) -> list[Path]:
@@ -174,22 +195,22 @@ def _part_paths(parts: Path, split: Split) -> list[Path]:
     return [parts / f"{stem}_{kind}.parquet" for kind in PART_FILES]
 
 
-def _write_part(parts: Path, split: Split, fold: _Fold) -> None:
+def _write_part(parts: Path, split: Split, fold: FoldResult) -> None:
     """One fold's results; the metrics file is written last, so it marks the fold as done."""
-    frames = [fold.metrics, fold.predictions, fold.weights]
+    frames = [fold.metrics, fold.predictions, fold.weights, fold.members]
     paths = _part_paths(parts, split)
     for path, frame in list(zip(paths, frames, strict=True))[::-1]:
         atomic_write(path, lambda p, f=frame: f.to_parquet(p, index=False))
     log.debug("cv fold %d of repeat %d written to %s", split.fold, split.repeat, parts)
 
 
-def _read_part(parts: Path | None, split: Split) -> _Fold | None:
+def _read_part(parts: Path | None, split: Split) -> FoldResult | None:
     if parts is None:
         return None
     paths = _part_paths(parts, split)
     if not all(p.is_file() for p in paths):
         return None
-    return _Fold(*(pd.read_parquet(p) for p in paths))
+    return FoldResult(*(pd.read_parquet(p) for p in paths))
 
 
 def prediction_frame(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polyfuse.config import ExperimentConfig, dump_config
+from polyfuse.config import STACK, ExperimentConfig, dump_config
 from polyfuse.data.splits import kfold
 from polyfuse.errors import ConfigError
 from polyfuse.interrupt import Interrupted
@@ -19,7 +19,10 @@ from polyfuse.training.settings import FitSettings
 from polyfuse.training.weight_history import weight_frame, write_task_weights
 
 if TYPE_CHECKING:
-    from polyfuse.training.cv import CVResult
+    from collections.abc import Callable
+
+    from polyfuse.data.dataset import MultimodalDataset
+    from polyfuse.training.cv import CVResult, FoldFitter
     from polyfuse.training.fit import FittedModel
 
 
@@ -30,20 +33,27 @@ def check_experiment(
     overwrite: bool = False,
     resume: bool = False,
     model: str | None = None,
+    network: bool = True,
 ) -> Path:
     """Everything that can be checked before the data are read: the model name and its
-    hyper-parameters (`model` instead of the configured one: its defaults), the bundled cohorts
-    named, and the run directory (free unless `overwrite`/`resume`, writable, the same
-    experiment when resumed). Nothing is created, and nothing imports torch (a built-in
-    model's hyper-parameters are known without importing it; a model of the user's own is
-    imported). Returns the run directory."""
+    hyper-parameters (`model` instead of the configured one: its defaults; `network=False`:
+    the configured model is the stacked ensemble, whose caller checks its options), the
+    bundled cohorts named, and the run directory (free unless `overwrite`/`resume`, writable,
+    the same experiment when resumed). Nothing is created, and nothing imports torch (a
+    built-in model's hyper-parameters are known without importing it; a model of the user's
+    own is imported). Returns the run directory."""
     from polyfuse.datasets import check_names
     from polyfuse.models.registry import check_hparams
 
-    if model is None or model == config.model.name:
-        check_hparams(config.model.name, config.model.params)
-    else:
-        check_hparams(model, {})
+    name = model or config.model.name
+    if name == STACK and network:
+        raise ConfigError(
+            f"model '{STACK}' (the stacked ensemble) is cross-validated by `polyfuse cv` and "
+            f"compared by `polyfuse benchmark`; `polyfuse {command}` takes a registered model "
+            "(a fitted stack cannot be saved for predict or serve yet)"
+        )
+    if network:
+        check_hparams(name, config.model.params if name == config.model.name else {})
     check_names(config.data)
     run = check_run_dir(config.run_dir(command), overwrite=overwrite, resume=resume)
     if command in ("fit", "cv"):
@@ -90,19 +100,28 @@ def run_fit(
 
 
 def run_cv(
-    config: ExperimentConfig, *, overwrite: bool = False, resume: bool = False
+    config: ExperimentConfig,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    fold_fitter: Callable[[MultimodalDataset], FoldFitter] | None = None,
 ) -> tuple[Path, CVResult]:
     """Repeated k-fold CV of the configured model; per-fold metrics and summary in the run dir,
     `<output>/<name>/cv/`.
 
     Each finished fold is kept in `parts/`; `resume` skips those folds (a changed config is
     refused, so a resumed CV never mixes two experiments). Checked and cleaned up like
-    `run_fit`: a CV that stops before its first fold is finished leaves no directory."""
+    `run_fit`: a CV that stops before its first fold is finished leaves no directory.
+    `fold_fitter` makes, from the data, what fits each fold instead of the configured network
+    (the stacked ensemble: `evaluation.stack.run_stack_cv`)."""
     from polyfuse.datasets import from_config
 
-    run = check_experiment(config, "cv", overwrite=overwrite, resume=resume)
+    run = check_experiment(
+        config, "cv", overwrite=overwrite, resume=resume, network=fold_fitter is None
+    )
     data = from_config(config.data)
     splits = kfold(data, config.cv.folds, config.cv.repeats, config.seed)  # too few samples?
+    fit_fold = fold_fitter(data) if fold_fitter is not None else None  # checked: no training
     from polyfuse.training.cv import cross_validate_splits  # torch: after the checks and data
 
     with undo_on_failure(run, lambda exc: any((run / "parts").glob("*_metrics.parquet"))):
@@ -118,6 +137,7 @@ def run_cv(
             FitSettings.from_config(config),
             progress=config.training.progress,
             parts=run / "parts",
+            fit_fold=fit_fold,
         )
         result.save(run)
     return run, result
