@@ -46,6 +46,7 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     comp = first.comparisons
     assert set(comp["model"]) == {"early", "unimodal[a]", "unimodal[b]"}
     assert comp["baseline"].nunique() == 1 and comp["baseline"].iloc[0] in set(res["model"])
+    assert (comp["n"] == 2).all() and (comp["verdict"] == "too few folds").all()
     # unimodal[a] never reads b: dropping b changes nothing
     ua = fusion[(fusion["model"] == "unimodal[a]") & (fusion["metric"] == "c_index")]
     assert np.allclose(
@@ -57,7 +58,9 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     assert (eff["train_seconds"] > 0).all()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "early" in html
-    assert (out / "leaderboard.md").read_text().count("unimodal[") == 2
+    board = (out / "leaderboard.md").read_text()
+    assert board.count("unimodal[") == 2 and board.count("too few folds") == 3
+    assert "With fewer than 5 paired folds no difference can be supported" in board
 
     # interrupted: one fold's results are lost; resume recomputes only that fold
     lost = out / "parts" / "toy" / "early" / "r0f1.results.csv"

@@ -104,9 +104,11 @@ def tables() -> dict[str, pd.DataFrame]:
     comparisons = pd.DataFrame(
         [
             dict(dataset="toy", model="fusion_a", task="os", metric="c_index", baseline="coxnet",
-                 mean_diff=0.06, ci_low=0.01, ci_high=0.11, p_value=0.02),
+                 mean_diff=0.06, ci_low=0.01, ci_high=0.11, p_value=0.02,
+                 verdict="better"),
             dict(dataset="toy", model="fusion_b", task="os", metric="c_index", baseline="coxnet",
-                 mean_diff=-0.03, ci_low=-0.08, ci_high=0.02, p_value=0.4),
+                 mean_diff=-0.03, ci_low=-0.08, ci_high=0.02, p_value=0.4,
+                 verdict="inconclusive"),
         ]
     )  # fmt: skip
     predictions = pd.concat(

@@ -632,10 +632,12 @@ def _with_train_time(efficiency: pd.DataFrame, timing: pd.DataFrame) -> pd.DataF
 
 
 def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
-    """Each fusion model vs the best classical floor, paired over folds, primary metric. The
-    best floor is chosen among those with a score: a floor that failed on every fold is none."""
-    from polyfuse.evaluation.stats import paired_comparison
-    from polyfuse.tasks.metric_facts import PRIMARY
+    """Each fusion model vs the best classical floor, paired over folds, primary metric, by the
+    corrected resampled t-test (`stats.py`; n_test / n_train = 1 / (k − 1) with k folds per
+    repeat) and its verdict. The best floor is chosen among those with a score: a floor that
+    failed on every fold is none."""
+    from polyfuse.evaluation.stats import paired_comparison, verdict
+    from polyfuse.tasks.metric_facts import PRIMARY, higher_is_better
 
     rows = []
     base = results[results["condition"] == "all"]
@@ -650,8 +652,11 @@ def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
         if best is None:
             log.info("%s · %s: no classical floor was scored; no comparisons", dataset, task)
             continue
+        ratio = 1.0 / max(g["fold"].nunique() - 1, 1)
         for model in g[g["family"] != "classical"]["model"].unique():
-            stats = paired_comparison(per_fold[model].to_numpy(), per_fold[best].to_numpy())
+            stats = paired_comparison(
+                per_fold[model].to_numpy(), per_fold[best].to_numpy(), test_train_ratio=ratio
+            )
             rows.append(
                 dict(
                     dataset=dataset,
@@ -659,7 +664,8 @@ def _comparisons(results: pd.DataFrame) -> pd.DataFrame:
                     task=task,
                     metric=metric,
                     baseline=best,
-                    **{k: stats[k] for k in ("mean_diff", "ci_low", "ci_high", "p_value")},
+                    **{k: stats[k] for k in ("n", "mean_diff", "ci_low", "ci_high", "p_value")},
+                    verdict=verdict(stats, higher_is_better(metric)),
                 )
             )
     return pd.DataFrame(rows)

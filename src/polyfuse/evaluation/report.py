@@ -65,7 +65,7 @@ def leaderboard(
         raise DataError("no results with condition 'all' to rank")
     lb = pd.concat(rows, ignore_index=True)
 
-    comp_cols = ["diff_vs_floor", "ci_low", "ci_high", "p_value", "baseline"]
+    comp_cols = ["diff_vs_floor", "ci_low", "ci_high", "p_value", "verdict", "baseline"]
     comp = comparisons.rename(columns={"mean_diff": "diff_vs_floor"})
     # reindex: a benchmark without floors passes a comparisons table with no columns at all.
     comp = comp.reindex(columns=["dataset", "model", "task", "metric", *comp_cols])
@@ -132,6 +132,7 @@ def _formatted(part: pd.DataFrame) -> pd.DataFrame:
             ],
             "Δ vs best floor [CI]": [diff(r) for r in part.itertuples()],
             "p": [_p(p) for p in part["p_value"]],
+            "vs floor": [v if isinstance(v, str) else "—" for v in part["verdict"]],
             "params": [_si(x) for x in part["params"]],
             "FLOPs/sample": [_si(x) for x in part["flops_per_sample"]],
             "train s": [_num(x, 1) for x in part["train_seconds"]],
@@ -149,8 +150,24 @@ def _heading(part: pd.DataFrame) -> str:
 
 
 def _floor_note(part: pd.DataFrame) -> str:
+    """What Δ, its interval, p and "vs floor" are; a warning when the folds are too few."""
     floors = part["baseline"].dropna().unique()
-    return f"best classical floor: {', '.join(map(str, floors))}" if len(floors) else ""
+    if not len(floors):
+        return ""
+    from polyfuse.evaluation.stats import MIN_PAIRS
+
+    note = (
+        f"Δ: paired difference against the best classical floor ({', '.join(map(str, floors))})"
+        " on the same folds, with the 95% interval and p of the corrected resampled t-test "
+        "(Nadeau–Bengio), which allows for the overlap of training sets; 'vs floor' says what "
+        "that test supports."
+    )
+    if (part["verdict"] == "too few folds").any():
+        note += (
+            f" With fewer than {MIN_PAIRS} paired folds no difference can be supported: run "
+            "more folds or repeats."
+        )
+    return note
 
 
 def _blocks(lb: pd.DataFrame):
@@ -170,7 +187,7 @@ def leaderboard_markdown(lb: pd.DataFrame) -> str:
         table = _formatted(part)
         lines += [f"## {_heading(part)}", ""]
         if note := _floor_note(part):
-            lines += [f"Δ: paired difference against the {note}.", ""]
+            lines += [note, ""]
         lines += [*_markdown_table(table, left=3), ""]
     return "\n".join(lines)
 
@@ -254,8 +271,12 @@ HOW_TO_READ = """
 <li><b>Leaderboard.</b> Each row is a model's primary metric over every repeat × fold of the
 same cross-validation splits (mean ± sample sd), with all modalities available at test time.
 Rank 1 (bold) is best. Δ is the paired difference against the best classical floor on the same
-folds, with its confidence interval and p-value; an interval that excludes 0 means a difference
-the splits support. Efficiency columns are per fusion model; classical floors are not profiled.</li>
+folds, with the 95% interval and p-value of the corrected resampled t-test (Nadeau and Bengio,
+2003, in Bouckaert and Frank's form for repeated k-fold CV): folds share training patients, so
+their differences are not independent, and the test widens the interval accordingly. "vs floor"
+is better or worse only where that test supports it (p &lt; 0.05), inconclusive otherwise, and
+"too few folds" below 5 paired folds. Efficiency columns are per fusion model; classical floors
+are not profiled.</li>
 <li><b>Kaplan–Meier.</b> Patients are split into thirds of the best fusion model's predicted risk
 (cut within each test fold, one repeat pooled, so each patient counts once). Well-separated
 curves and a small log-rank p mean the risk score stratifies outcome.</li>
@@ -556,7 +577,7 @@ def _html(
     for part in _blocks(lb):
         board.append(f"<h3>{html.escape(_heading(part))}</h3>")
         if note := _floor_note(part):
-            board.append(f"<p>Δ: paired difference against the {html.escape(note)}.</p>")
+            board.append(f"<p>{html.escape(note)}</p>")
         board.append(_html_table(part))
     body = {"leaderboard": board, **sections, "how": [HOW_TO_READ]}
     nav = "".join(f'<li><a href="#{k}">{html.escape(v)}</a></li>' for k, v in titles.items())
