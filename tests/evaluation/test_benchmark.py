@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,6 +60,11 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     assert (eff["train_seconds"] > 0).all()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "early" in html
+    record = json.loads((out / "run_record.json").read_text())
+    assert record["datasets"][0]["fingerprint_sha256"] == cohort.fingerprint()
+    assert record["settings"]["folds"] == 2 and record["packages"]["torch"]
+    assert "How this report was made" in html and cohort.fingerprint() in html
+    assert record["settings_sha256"] in html and "TRIPOD+AI" in html
     board = (out / "leaderboard.md").read_text()
     assert board.count("unimodal[") == 2 and board.count("too few folds") == 3
     assert "With fewer than 5 paired folds no difference can be supported" in board

@@ -12,6 +12,7 @@ A `DataLoader` takes a `MultimodalDataset` as it is (a map-style dataset needs n
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import zlib
@@ -99,6 +100,10 @@ class Source:
         """The same samples with the modality made absent where `remove` is True."""
         raise NotImplementedError
 
+    def digest(self, h: Any) -> None:
+        """Feed every sample's presence and value into the hash `h` (`hashlib`)."""
+        raise NotImplementedError
+
 
 class ArraySource(Source):
     """A dense in-memory array `(N, *shape)`: tabular features or small images.
@@ -122,6 +127,11 @@ class ArraySource(Source):
     def hide(self, remove: np.ndarray) -> ArraySource:
         return ArraySource(self.values, self.present & ~remove)
 
+    def digest(self, h: Any) -> None:
+        h.update(repr(self.values.shape).encode())
+        h.update(self.present.tobytes())
+        h.update(np.ascontiguousarray(self.values).tobytes())
+
 
 class ListSource(Source):
     """Per-sample objects held in memory: bags `(N_i, D)`, sequences `((T_i, C), (T_i,))`, text."""
@@ -138,6 +148,17 @@ class ListSource(Source):
 
     def hide(self, remove: np.ndarray) -> ListSource:
         return ListSource([None if r else v for v, r in zip(self.values, remove, strict=True)])
+
+    def digest(self, h: Any) -> None:
+        for value in self.values:
+            parts = value if isinstance(value, tuple) else (value,)  # a sequence's (x, t)
+            for part in parts:
+                if part is None or isinstance(part, str):
+                    h.update(b"\x00" if part is None else part.encode())
+                else:
+                    array = np.ascontiguousarray(part)
+                    h.update(repr(array.shape).encode() + array.tobytes())
+            h.update(b"\x1e")
 
 
 class FileSource(Source):
@@ -164,6 +185,13 @@ class FileSource(Source):
     def hide(self, remove: np.ndarray) -> FileSource:
         paths = [None if r else p for p, r in zip(self.paths, remove, strict=True)]
         return FileSource(paths, self.kind)
+
+    def digest(self, h: Any) -> None:
+        """Each file's path and size, not its content: a cohort of slides is not read to be
+        hashed (a file rewritten in place at the same size goes unnoticed)."""
+        for path in self.paths:
+            size = os.path.getsize(path) if path is not None and os.path.exists(path) else -1
+            h.update(f"{path}\x1f{size}\x1e".encode())
 
 
 # --------------------------------------------------------------------------------- collate
@@ -266,6 +294,19 @@ class MultimodalDataset:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what the models see and must predict: the ids, each modality's spec and
+        values (files by path and size), and the targets. Two runs whose data have the same
+        fingerprint saw the same data."""
+        h = hashlib.sha256("\x1e".join(self.ids).encode())
+        for name in sorted(self.specs):
+            h.update(repr(self.specs[name]).encode())
+            self.sources[name].digest(h)
+        for task in sorted(self.tasks):
+            h.update(repr(self.tasks[task]).encode())
+            h.update(np.ascontiguousarray(self.targets[task]).tobytes())
+        return h.hexdigest()
 
     def __getitem__(self, idx: int | Sequence[int] | np.ndarray) -> Batch:
         return self.batch(np.atleast_1d(np.asarray(idx, dtype=np.int64)))

@@ -33,7 +33,13 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.errors import require
 from polyfuse.evaluation.robustness import conditions
-from polyfuse.io import atomic_write, check_run_dir, prepare_run_dir, undo_on_failure
+from polyfuse.io import (
+    atomic_write,
+    check_run_dir,
+    prepare_run_dir,
+    undo_on_failure,
+    write_text,
+)
 from polyfuse.progress import Progress
 from polyfuse.training.settings import FitSettings
 
@@ -412,7 +418,19 @@ class _Plan:
 
 
 def _benchmark(datasets: list[MultimodalDataset], plan: _Plan, progress: bool) -> BenchmarkResult:
+    from polyfuse.evaluation.record import run_record
+
     start = time.perf_counter()
+    record = run_record(
+        datasets,
+        models=plan.models,
+        hparams=plan.hparams,
+        folds=plan.folds,
+        repeats=plan.repeats,
+        settings=plan.settings,
+        tune=plan.tune,
+        resumed=plan.resume,
+    )
     tables: dict[str, list[pd.DataFrame]] = {}
     with Progress(progress) as bar:
         for data in datasets:
@@ -425,7 +443,8 @@ def _benchmark(datasets: list[MultimodalDataset], plan: _Plan, progress: bool) -
             _write(plan.out / f"{table}.csv", frame)
         log.info("benchmark tables written to %s", plan.out)
         bar.describe(f"writing the report → {plan.out / 'report.html'}")
-        _report(plan.out, final)
+        write_text(plan.out / "run_record.json", json.dumps(record, indent=1, default=str))
+        _report(plan.out, final, record)
         bar.advance()
     return BenchmarkResult(
         plan.out,
@@ -570,7 +589,7 @@ def _with_status(results: pd.DataFrame) -> pd.DataFrame:
     return results.assign(status=status.fillna("ok"))
 
 
-def _report(out: Path, final: dict[str, pd.DataFrame]) -> None:
+def _report(out: Path, final: dict[str, pd.DataFrame], record: dict[str, Any]) -> None:
     from polyfuse.evaluation.report import write_report
 
     write_report(
@@ -581,6 +600,7 @@ def _report(out: Path, final: dict[str, pd.DataFrame]) -> None:
         predictions=final["predictions"],
         contributions=final["contributions"],
         stack=final.get("stack"),
+        record=record,
     )
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -306,10 +308,12 @@ def write_report(
     predictions: pd.DataFrame,
     contributions: pd.DataFrame,
     stack: pd.DataFrame | None = None,
+    record: dict[str, Any] | None = None,
     title: str = "polyfuse benchmark",
 ) -> dict[str, Path]:
     """Write `leaderboard.md|csv`, `figures/*.png` and a self-contained `report.html`; with
-    `stack` (the stacked ensemble's weights per fold), `stack_weights.csv` and its figure.
+    `stack` (the stacked ensemble's weights per fold), `stack_weights.csv` and its figure;
+    with `record` (`record.run_record`), how the benchmark was made and the TRIPOD+AI items.
 
     Returns `{relative name: path}` of everything written (e.g. `"figures/km_acc_os.png"`).
     """
@@ -336,6 +340,8 @@ def write_report(
         _contributions_figure(figures, block)
     if stack is not None and not stack.empty:
         _stack_weights(figures, stack, out_dir)
+    figures.sections["made"] = _record_html(record) if record is not None else []
+    figures.sections["tripod"] = [_tripod_html()]
     write_text(out_dir / "report.html", _html(title, lb, figures.sections, results))
     figures.written["report.html"] = out_dir / "report.html"
     return figures.written
@@ -545,6 +551,55 @@ def _stack_weights(figures: _Figures, stack: pd.DataFrame, out_dir: Path) -> Non
         )
 
 
+def _record_html(record: dict[str, Any]) -> list[str]:
+    """The run record as tables: the run, the settings, the data."""
+    settings = record["settings"]
+    run = {
+        "date (UTC)": record["date"],
+        "command": record["command"] + (" (resumed)" if record["resumed"] else ""),
+        "python, platform": f"{record['python']}, {record['platform']}",
+        **{f"{name} version": version for name, version in record["packages"].items()},
+        "seed": settings["seed"],
+        "folds × repeats": f"{settings['folds']} × {settings['repeats']}",
+        "settings SHA-256": record["settings_sha256"],
+    }
+    rows = [
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in run.items()
+    ]
+    data = [
+        "<tr><th>dataset</th><th>samples</th><th>modalities (samples with each)</th>"
+        "<th>tasks</th><th>fingerprint (SHA-256)</th></tr>"
+    ]
+    for d in record["datasets"]:
+        modalities = ", ".join(f"{m} ({n})" for m, n in d["modalities"].items())
+        tasks = ", ".join(f"{t} ({kind})" for t, kind in d["tasks"].items())
+        cells = (d["name"], d["samples"], modalities, tasks, d["fingerprint_sha256"])
+        data.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    detail = html.escape(json.dumps(settings, indent=1, sort_keys=True, default=str))
+    return [
+        f"<div class=scroll><table>{''.join(rows)}</table></div>",
+        f"<div class=scroll><table>{''.join(data)}</table></div>",
+        f"<details><summary>every setting (run_record.json)</summary><pre>{detail}</pre></details>",
+    ]
+
+
+def _tripod_html() -> str:
+    """The TRIPOD+AI items and where this report covers each."""
+    from polyfuse.evaluation.record import TRIPOD_AI
+
+    head = "<tr><th>TRIPOD+AI item</th><th>topic</th><th>where</th></tr>"
+    rows = "".join(
+        f"<tr><td>{html.escape(i)}</td><td>{html.escape(t)}</td><td>{html.escape(w)}</td></tr>"
+        for i, t, w in TRIPOD_AI
+    )
+    return (
+        "<p>Items of the TRIPOD+AI checklist (Collins et al., BMJ 2024) that a benchmark can "
+        "speak to, and where this report does; the study's design, setting, ethics and "
+        f"interpretation are its author's to report.</p><div class=scroll><table>{head}{rows}"
+        "</table></div>"
+    )
+
+
 def _html(
     title: str, lb: pd.DataFrame, sections: dict[str, list[str]], results: pd.DataFrame
 ) -> str:
@@ -563,6 +618,8 @@ def _html(
         "robustness": "Robustness to missing modalities",
         "contributions": "Modality contributions of the best fusion model",
         "stack": "Stacked ensemble: member weights",
+        "made": "How this report was made",
+        "tripod": "Reporting checklist (TRIPOD+AI)",
         "how": "How to read this report",
     }
     empty = {
@@ -572,6 +629,7 @@ def _html(
         "robustness": "No missing-modality conditions were evaluated.",
         "contributions": "No contributions were computed for the best fusion models.",
         "stack": "No stacked ensemble in this benchmark.",
+        "made": "No record of the run was given to the report.",
     }
     board = []
     for part in _blocks(lb):
