@@ -24,14 +24,15 @@ def style(i: int) -> dict[str, Any]:
     return dict(linestyle=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)])
 
 
-def figure(width: float = 6.0, height: float = 4.0) -> tuple[Any, Any]:
-    """A new (figure, axes) on the headless Agg backend, laid out to fit its labels."""
+def figure(width: float = 6.0, height: float = 4.0, **grid: Any) -> tuple[Any, Any]:
+    """A new (figure, axes) on the headless Agg backend, laid out to fit its labels; `grid`
+    (nrows, height_ratios, sharex, ...) goes to `plt.subplots` for a figure of several axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height), layout="constrained")
+    return plt.subplots(figsize=(width, height), layout="constrained", **grid)
 
 
 def save(fig: Any, path: Path) -> Path:

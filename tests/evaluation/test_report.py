@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polyfuse.evaluation.plots import pareto_front, plot_km_tertiles, risk_tertiles
+from polyfuse.evaluation.plots import TERTILES, pareto_front, plot_km_tertiles, risk_tertiles
 from polyfuse.evaluation.report import leaderboard, leaderboard_markdown, write_report
 from polyfuse.tasks.metric_facts import PRIMARY, higher_is_better
 
@@ -317,3 +317,34 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert int(found.group(1)) == n_figures
     assert int(found.group(2)) == 0
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_numbers_at_risk_by_hand():
+    from polyfuse.evaluation.plots import numbers_at_risk
+
+    time = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    group = np.array([0, 0, 1, 1, 2, 2])
+    table = numbers_at_risk(time, group, [0.0, 2.0, 4.5, 6.0])
+    assert list(table.index) == ["low risk", "intermediate risk", "high risk"]
+    assert table.to_numpy().tolist() == [[2, 1, 0, 0], [2, 2, 0, 0], [2, 2, 2, 1]]
+
+
+def test_km_figure_carries_the_time_unit_and_the_numbers_at_risk(tmp_path, monkeypatch):
+    """The figure's axes as drawn: the unit on the time axis, the table under the curves, a
+    95% band around each curve that contains it."""
+    import matplotlib.figure
+    from matplotlib.collections import PolyCollection
+
+    drawn = {}
+    monkeypatch.setattr(
+        "polyfuse.evaluation.plots.save", lambda fig, path: drawn.setdefault("fig", fig) and path
+    )
+    plot_km_tertiles(_survival_predictions("m", n=120), tmp_path / "km.png", time_unit="days")
+    fig = drawn["fig"]
+    assert isinstance(fig, matplotlib.figure.Figure)
+    curves, table = fig.axes
+    assert table.get_xlabel() == "time (days)" and table.get_title(loc="left") == "number at risk"
+    numbers = [int(t.get_text()) for t in table.texts]
+    assert max(numbers) == 40 and min(numbers) >= 0  # 40 patients a tertile at time 0
+    bands = [c for c in curves.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == len(TERTILES)  # one confidence band per tertile

@@ -53,10 +53,27 @@ def risk_tertiles(pred: pd.DataFrame) -> pd.Series:
     return out.astype(int)
 
 
+def numbers_at_risk(time: np.ndarray, group: np.ndarray, ticks: Sequence[float]) -> pd.DataFrame:
+    """Patients still at risk (time ≥ t) in each risk tertile at each tick: the table printed
+    under a Kaplan–Meier figure, rows the tertiles, columns the ticks."""
+    time, group = np.asarray(time, dtype=float), np.asarray(group)
+    return pd.DataFrame(
+        [[int(np.sum(time[group == g] >= t)) for t in ticks] for g in range(len(TERTILES))],
+        index=list(TERTILES),
+        columns=list(ticks),
+    )
+
+
 def plot_km_tertiles(
-    pred: pd.DataFrame, path: Path, *, repeat: int | None = None, title: str | None = None
+    pred: pd.DataFrame,
+    path: Path,
+    *,
+    repeat: int | None = None,
+    title: str | None = None,
+    time_unit: str | None = None,
 ) -> tuple[Path, float]:
-    """Kaplan–Meier curves of predicted-risk tertiles with a log-rank p-value.
+    """Kaplan–Meier curves of predicted-risk tertiles, with 95% log-log confidence bands, the
+    numbers at risk beneath, the time unit on the axis, and a log-rank p-value.
 
     `pred`: one model's survival predictions (`score` = risk, `time`, `event`, and optionally
     `repeat`, `fold`). Tertiles are cut within each test fold, then one repeat is pooled.
@@ -69,46 +86,23 @@ def plot_km_tertiles(
     data = _one_repeat(pred, repeat).dropna(subset=["score", "time", "event"])
     if data.empty:
         raise DataError("no survival predictions with score, time and event to plot")
-    group = risk_tertiles(data)
+    group = risk_tertiles(data).to_numpy()
     event = data["event"].astype(bool).to_numpy()
     time = data["time"].astype(float).to_numpy()
 
     p_value = float("nan")
-    if group.nunique() > 1 and event.any():
+    if len(np.unique(group)) > 1 and event.any():
         y = util.Surv.from_arrays(event=event, time=time)
-        _, p_value = compare.compare_survival(y, group.to_numpy())
+        _, p_value = compare.compare_survival(y, group)
         p_value = float(p_value)
 
-    fig, ax = figure(6.5, 4.5)
+    fig, (ax, table) = figure(6.5, 5.6, nrows=2, height_ratios=[4, 1.1], sharex=True)
     for g, label in enumerate(TERTILES):
-        mask = (group == g).to_numpy()
-        if not mask.any():
-            continue
-        t, s = nonparametric.kaplan_meier_estimator(event[mask], time[mask])
-        t = np.concatenate([[0.0], t])
-        s = np.concatenate([[1.0], s])
-        ax.step(
-            t,
-            s,
-            where="post",
-            color="black",
-            linestyle=LINESTYLES[g],
-            linewidth=1.8,
-            label=f"{label} (n={mask.sum()}, events={event[mask].sum()})",
-        )
-        # Censoring ticks, on the curve of their group.
-        censored = time[mask][~event[mask]]
-        ax.plot(
-            censored,
-            s[np.searchsorted(t, censored, side="right") - 1],
-            linestyle="none",
-            marker="|",
-            color="black",
-            markersize=7,
-        )
+        mask = group == g
+        if mask.any():
+            _km_curve(ax, nonparametric, time[mask], event[mask], g, label)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("time")
+    ax.set_xlim(0, time.max() * 1.02)
     ax.set_ylabel("survival probability")
     p_text = "n/a" if np.isnan(p_value) else f"{p_value:.2g}"
     ax.set_title(title or "Kaplan–Meier by predicted-risk tertile")
@@ -116,10 +110,53 @@ def plot_km_tertiles(
     ax.legend(
         loc="upper right",
         fontsize="small",
-        title=f"log-rank p = {p_text}   (| censored)",
+        title=f"log-rank p = {p_text}   (| censored; bands: 95% CI)",
         title_fontsize="small",
     )
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= time.max()]
+    _risk_table(table, numbers_at_risk(time, group, ticks))
+    table.set_xlabel(f"time ({time_unit})" if time_unit else "time (unit not given)")
     return save(fig, Path(path)), p_value
+
+
+def _km_curve(ax, nonparametric, time: np.ndarray, event: np.ndarray, g: int, label: str) -> None:
+    """One tertile's curve, its 95% log-log band and censoring ticks."""
+    t, s, (low, high) = nonparametric.kaplan_meier_estimator(event, time, conf_type="log-log")
+    t, s = np.r_[0.0, t], np.r_[1.0, s]
+    low, high = np.r_[1.0, low], np.r_[1.0, high]
+    ax.fill_between(t, low, high, step="post", color="0.5", alpha=0.12, linewidth=0)
+    ax.step(
+        t,
+        s,
+        where="post",
+        color="black",
+        linestyle=LINESTYLES[g],
+        linewidth=1.8,
+        label=f"{label} (n={len(time)}, events={int(event.sum())})",
+    )
+    censored = time[~event]
+    ax.plot(
+        censored,
+        s[np.searchsorted(t, censored, side="right") - 1],
+        linestyle="none",
+        marker="|",
+        color="black",
+        markersize=7,
+    )
+
+
+def _risk_table(ax, at_risk: pd.DataFrame) -> None:
+    """The numbers at risk as text under the curves, one row per tertile."""
+    rows = list(at_risk.index)
+    for i, label in enumerate(rows):
+        for t, n in at_risk.loc[label].items():
+            ax.text(t, len(rows) - 1 - i, str(n), ha="center", va="center", fontsize="small")
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_yticks(range(len(rows)), rows[::-1], fontsize="small")
+    ax.tick_params(axis="y", length=0, pad=16)  # clear of the counts at time 0
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title("number at risk", fontsize="small", loc="left")
 
 
 def plot_roc(

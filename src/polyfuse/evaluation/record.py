@@ -87,12 +87,15 @@ def _sha256(value: Any) -> str:
 
 
 def _dataset(data: MultimodalDataset) -> dict[str, Any]:
-    """A dataset's size, modalities (with how many samples have each), tasks, fingerprint."""
+    """A dataset's size, modalities (with how many samples have each), tasks (type and time
+    unit), fingerprint."""
     return {
         "name": data.name,
         "samples": len(data),
         "modalities": {m: int(src.present.sum()) for m, src in data.sources.items()},
-        "tasks": {t: spec.type for t, spec in data.tasks.items()},
+        "tasks": {
+            t: {"type": spec.type, "time_unit": spec.time_unit} for t, spec in data.tasks.items()
+        },
         "fingerprint_sha256": data.fingerprint(),
     }
 

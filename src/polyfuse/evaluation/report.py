@@ -280,8 +280,10 @@ is better or worse only where that test supports it (p &lt; 0.05), inconclusive 
 "too few folds" below 5 paired folds. Efficiency columns are per fusion model; classical floors
 are not profiled.</li>
 <li><b>Kaplan–Meier.</b> Patients are split into thirds of the best fusion model's predicted risk
-(cut within each test fold, one repeat pooled, so each patient counts once). Well-separated
-curves and a small log-rank p mean the risk score stratifies outcome.</li>
+(cut within each test fold, one repeat pooled, so each patient counts once), with 95%
+confidence bands (Greenwood, log-log) and the numbers still at risk beneath; times are in the
+unit the data name. Well-separated curves and a small log-rank p mean the risk score stratifies
+outcome; where few patients remain at risk, the curves say little.</li>
 <li><b>ROC.</b> Pooled test-fold probabilities; the AUC of the pooled curve can differ slightly
 from the fold mean in the leaderboard. The dotted diagonal is chance.</li>
 <li><b>Metric vs FLOPs.</b> Stars joined by a line are Pareto-optimal: no other model is both
@@ -331,9 +333,10 @@ def write_report(
     figures = _Figures(out_dir / "figures")
     figures.written["leaderboard.md"] = out_dir / "leaderboard.md"
     figures.written["leaderboard.csv"] = out_dir / "leaderboard.csv"
+    units = _time_units(record)
     for part in _blocks(lb):
         block = _Block.of(part, results, predictions, contributions)
-        _km_figure(figures, block)
+        _km_figure(figures, block, units.get((block.dataset, block.task)))
         _roc_figure(figures, block)
         _pareto_figure(figures, block)
         _robustness_figure(figures, block)
@@ -410,7 +413,19 @@ class _Block:
         return f"{kind}_{_slug(self.dataset, self.task)}.png"
 
 
-def _km_figure(figures: _Figures, block: _Block) -> None:
+def _time_units(record: dict[str, Any] | None) -> dict[tuple[str, str], str]:
+    """(dataset, task) → the unit of its survival times, where the data name one."""
+    if record is None:
+        return {}
+    return {
+        (d["name"], task): spec["time_unit"]
+        for d in record["datasets"]
+        for task, spec in d["tasks"].items()
+        if spec.get("time_unit")
+    }
+
+
+def _km_figure(figures: _Figures, block: _Block, time_unit: str | None) -> None:
     """Kaplan–Meier curves by tertile of the best fusion model's risk (survival tasks)."""
     if block.metric != "c_index" or block.best is None:
         return
@@ -422,7 +437,9 @@ def _km_figure(figures: _Figures, block: _Block) -> None:
         return
     title = f"{block.label}: {block.best}, risk tertiles"
     try:
-        path, p = plot_km_tertiles(rows, figures.directory / block.file("km"), title=title)
+        path, p = plot_km_tertiles(
+            rows, figures.directory / block.file("km"), title=title, time_unit=time_unit
+        )
     except MissingDependencyError as exc:
         figures.note("km", str(exc))
         return
@@ -572,7 +589,9 @@ def _record_html(record: dict[str, Any]) -> list[str]:
     ]
     for d in record["datasets"]:
         modalities = ", ".join(f"{m} ({n})" for m, n in d["modalities"].items())
-        tasks = ", ".join(f"{t} ({kind})" for t, kind in d["tasks"].items())
+        tasks = ", ".join(
+            f"{t} ({', '.join(v for v in spec.values() if v)})" for t, spec in d["tasks"].items()
+        )
         cells = (d["name"], d["samples"], modalities, tasks, d["fingerprint_sha256"])
         data.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     detail = html.escape(json.dumps(settings, indent=1, sort_keys=True, default=str))
