@@ -209,7 +209,9 @@ def test_report_embeds_every_figure_as_valid_png(report):
     html = (out / "report.html").read_text()
     figures = sorted(k for k in written if k.startswith("figures/"))
     kinds = {Path(k).name.split("_")[0] for k in figures}
-    assert kinds == {"km", "roc", "pareto", "robustness", "contributions"}
+    assert kinds == {
+        "km", "roc", "reliability", "decision", "pareto", "robustness", "contributions"
+    }  # fmt: skip
     assert html.count('<img src="data:image/png;base64,') == len(figures)
     embedded = IMG.findall(html)
     assert len(embedded) == len(figures)
@@ -348,3 +350,29 @@ def test_km_figure_carries_the_time_unit_and_the_numbers_at_risk(tmp_path, monke
     assert max(numbers) == 40 and min(numbers) >= 0  # 40 patients a tertile at time 0
     bands = [c for c in curves.collections if isinstance(c, PolyCollection)]
     assert len(bands) == len(TERTILES)  # one confidence band per tertile
+
+
+def test_calibration_section_states_each_models_calibration(report, tables):
+    """The table's Brier, intercept and slope are those of the pooled test-fold probabilities,
+    computed independently: scikit-learn's Brier and an unpenalised logistic fit's slope."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import brier_score_loss
+
+    out, _ = report
+    html = (out / "report.html").read_text()
+    section = html[html.index('<section id="calibration">') :]
+    section = section[: section.index("</section>")]
+    for model in ("fusion_a", "logreg"):
+        rows = tables["predictions"].query("task == 'grade' and model == @model")
+        p, y = rows["score"].to_numpy(), rows["label"].to_numpy()
+        logit = np.log(p / (1 - p))[:, None]
+        slope = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10_000).fit(logit, y).coef_[0, 0]
+        cells = re.search(
+            rf"<td>{model}</td><td class=num>(\d+)</td>" + r"<td class=num>([-\d.]+)</td>" * 3,
+            section,
+        )
+        assert cells is not None, section[:2000]
+        assert int(cells[1]) == len(y)
+        assert float(cells[2]) == pytest.approx(brier_score_loss(y, p), abs=5e-4)
+        assert float(cells[4]) == pytest.approx(slope, abs=5e-4)
+    assert section.count("<img") == 2 and "treat all" in section

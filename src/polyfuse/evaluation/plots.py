@@ -24,7 +24,7 @@ from polyfuse.tasks.metric_facts import higher_is_better, primary_metric
 TERTILES = ("low risk", "intermediate risk", "high risk")
 
 
-def _one_repeat(pred: pd.DataFrame, repeat: int | None) -> pd.DataFrame:
+def one_repeat(pred: pd.DataFrame, repeat: int | None) -> pd.DataFrame:
     """Rows of one repeat (the smallest repeat id unless given) so each patient counts once."""
     if "repeat" not in pred.columns or pred["repeat"].isna().all():
         return pred
@@ -83,7 +83,7 @@ def plot_km_tertiles(
     compare = require("sksurv.compare", "bench")
     util = require("sksurv.util", "bench")
 
-    data = _one_repeat(pred, repeat).dropna(subset=["score", "time", "event"])
+    data = one_repeat(pred, repeat).dropna(subset=["score", "time", "event"])
     if data.empty:
         raise DataError("no survival predictions with score, time and event to plot")
     group = risk_tertiles(data).to_numpy()
@@ -185,7 +185,7 @@ def plot_roc(
     fig, ax = figure(6.0, 5.0)
     ax.plot([0, 1], [0, 1], color="0.6", linestyle=(0, (1, 3)), label="chance")
     for i, name in enumerate(names):
-        rows = _one_repeat(data[data["model"] == name], repeat)
+        rows = one_repeat(data[data["model"] == name], repeat)
         if rows.empty:
             continue
         y = rows["label"].astype(int).to_numpy()

@@ -286,6 +286,14 @@ unit the data name. Well-separated curves and a small log-rank p mean the risk s
 outcome; where few patients remain at risk, the curves say little.</li>
 <li><b>ROC.</b> Pooled test-fold probabilities; the AUC of the pooled curve can differ slightly
 from the fold mean in the leaderboard. The dotted diagonal is chance.</li>
+<li><b>Calibration.</b> The reliability diagram bins patients by predicted probability and
+shows the fraction that had the outcome (Wilson 95% intervals); points on the diagonal mean the
+probabilities can be taken at face value. The Brier score is the mean squared error of the
+probabilities (lower is better); the calibration intercept (ideal 0) says whether risks are too
+high or too low overall, the slope (ideal 1) whether they are too extreme (below 1) or too timid.
+The decision curve gives the net benefit (true positives minus false positives weighted by the
+odds of the threshold, per patient) of acting on the model at each threshold probability, beside
+treating everyone and no one (Vickers and Elkin, 2006).</li>
 <li><b>Metric vs FLOPs.</b> Stars joined by a line are Pareto-optimal: no other model is both
 cheaper and better. Horizontal dashed lines are classical floors (no FLOPs counted).</li>
 <li><b>Robustness.</b> Left: how the metric degrades as modalities go missing at random at
@@ -338,6 +346,7 @@ def write_report(
         block = _Block.of(part, results, predictions, contributions)
         _km_figure(figures, block, units.get((block.dataset, block.task)))
         _roc_figure(figures, block)
+        _calibration_figures(figures, block)
         _pareto_figure(figures, block)
         _robustness_figure(figures, block)
         _contributions_figure(figures, block)
@@ -357,7 +366,8 @@ class _Figures:
         self.directory = directory
         self.written: dict[str, Path] = {}
         self.sections: dict[str, list[str]] = {
-            k: [] for k in ("km", "roc", "pareto", "robustness", "contributions", "stack")
+            k: []
+            for k in ("km", "roc", "calibration", "pareto", "robustness", "contributions", "stack")
         }
 
     def add(self, kind: str, path: Path, alt: str, caption: str) -> None:
@@ -472,6 +482,62 @@ def _roc_figure(figures: _Figures, block: _Block) -> None:
         path,
         f"ROC curves for {block.label} of the top {len(models)} models: " + ", ".join(models),
         f"{block.label}: the {len(models)} best-ranked models with predictions.",
+    )
+
+
+CALIBRATED_MODELS = 3  # reliability and decision curves: more would be unreadable in grey
+
+
+def _calibration_figures(figures: _Figures, block: _Block) -> None:
+    """Binary tasks: every model's Brier score and calibration intercept and slope, and the
+    reliability diagram and decision curve of the best-ranked models."""
+    pred = block.predictions
+    if block.metric != "auroc" or len(pred["label"].dropna().unique()) != 2:
+        return
+    from polyfuse.evaluation.calibration_plots import (
+        calibration_summary,
+        plot_decision_curve,
+        plot_reliability,
+    )
+
+    models = [m for m in block.part["model"] if m in set(pred["model"])]
+    summary = calibration_summary(pred, models)
+    shown = models[:CALIBRATED_MODELS]
+    path = plot_reliability(
+        pred, figures.directory / block.file("reliability"), models=shown, title=block.label
+    )
+    figures.add(
+        "calibration",
+        path,
+        f"Reliability diagram for {block.label} of {', '.join(shown)}",
+        f"{block.label}: observed against predicted probability, quantile bins, Wilson 95% "
+        "intervals; on the diagonal, a predicted risk means what it says.",
+    )
+    path = plot_decision_curve(
+        pred, figures.directory / block.file("decision"), models=shown, title=block.label
+    )
+    figures.add(
+        "calibration",
+        path,
+        f"Decision curve for {block.label} of {', '.join(shown)}, treat all and treat none",
+        f"{block.label}: net benefit of acting on each model's risk at each threshold; a model "
+        "helps where its curve lies above both treat all and treat none.",
+    )
+    figures.sections["calibration"].append(_calibration_table(block.label, summary))
+
+
+def _calibration_table(label: str, summary: pd.DataFrame) -> str:
+    head = "<tr><th>model</th><th>n</th><th>Brier</th><th>intercept</th><th>slope</th></tr>"
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r.model))}</td><td class=num>{r.n}</td>"
+        + "".join(f"<td class=num>{_num(v)}</td>" for v in (r.brier, r.intercept, r.slope))
+        + "</tr>"
+        for r in summary.itertuples()
+    )
+    return (
+        f"<p>{html.escape(label)}: calibration of the pooled test-fold probabilities (one "
+        "repeat). Intercept 0 and slope 1 are perfect; a slope below 1 means predictions too "
+        f"extreme, above 1 too timid.</p><div class=scroll><table>{head}{rows}</table></div>"
     )
 
 
@@ -633,6 +699,7 @@ def _html(
         "leaderboard": "Leaderboard",
         "km": "Kaplan–Meier curves by predicted-risk tertile",
         "roc": "ROC curves",
+        "calibration": "Calibration and decision curves",
         "pareto": "Metric versus FLOPs",
         "robustness": "Robustness to missing modalities",
         "contributions": "Modality contributions of the best fusion model",
@@ -644,6 +711,7 @@ def _html(
     empty = {
         "km": "No survival task in this benchmark.",
         "roc": "No classification task in this benchmark.",
+        "calibration": "No binary task in this benchmark.",
         "pareto": "",
         "robustness": "No missing-modality conditions were evaluated.",
         "contributions": "No contributions were computed for the best fusion models.",
