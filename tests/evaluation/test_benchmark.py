@@ -60,6 +60,14 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     assert (eff["train_seconds"] > 0).all()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "early" in html
+    # absolute risks at the cohort's median event time, monotone in each fold's risk score
+    pred = first.predictions
+    y = cohort.targets["os"]
+    assert (pred["horizon"] == np.median(y[y[:, 1] == 1, 0])).all()
+    assert pred["surv_h"].between(0, 1).all()
+    for _, fold in pred.groupby(["model", "fold"]):
+        assert fold["score"].rank().corr(fold["surv_h"].rank()) == pytest.approx(-1.0)
+    assert "Survival calibration for toy · os" in html and "Decision curve for toy" in html
     record = json.loads((out / "run_record.json").read_text())
     assert record["datasets"][0]["fingerprint_sha256"] == cohort.fingerprint()
     assert record["settings"]["folds"] == 2 and record["packages"]["torch"]

@@ -254,3 +254,26 @@ def test_nobody_treated_gives_zero_survival_net_benefit() -> None:
 def test_invalid_inputs_name_the_argument(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_cox_slope_and_survival_at_horizon_match_scikit_survival() -> None:
+    """A score that is half the true linear predictor gets slope ≈ 2 × sksurv's coefficient of
+    the score, and the survival at the horizon is sksurv's Cox model on the score."""
+    sksurv = pytest.importorskip("sksurv.linear_model")
+    from sksurv.util import Surv
+
+    from polyfuse.evaluation.calibration import cox_slope, survival_at_horizon
+
+    x, time, event = censored_cohort(400, seed=5)
+    score = x @ np.array([0.8, -0.5, 0.3]) / 2
+    train, test = slice(0, 300), slice(300, 400)
+    reference = sksurv.CoxPHSurvivalAnalysis(ties="breslow")
+    reference.fit(score[train, None], Surv.from_arrays(event[train], time[train]))
+    assert cox_slope(score[train], time[train], event[train]) == pytest.approx(
+        reference.coef_[0], abs=1e-4
+    )
+    horizon = float(np.median(time[train][event[train]]))
+    ours = survival_at_horizon(score[train], time[train], event[train], score[test], horizon)
+    theirs = [f(horizon) for f in reference.predict_survival_function(score[test, None])]
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert 1.5 < reference.coef_[0] < 2.6  # the score is the truth halved

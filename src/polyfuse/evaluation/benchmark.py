@@ -202,9 +202,12 @@ def _run_fold(
         for task, metrics in fitted.evaluate(view, train.targets).items()
         for k, v in metrics.items()
     ]
+    scores = fitted.predict(test)
     return {
         "results": pd.DataFrame(rows),
-        "predictions": _predictions(fitted.predict(test), test, keys),
+        "predictions": _predictions(
+            scores, test, keys, _survival_at_horizons(data, train, fitted.predict(train), scores)
+        ),
         "contributions": _contributions(fitted, test, keys),
         "timing": pd.DataFrame([dict(keys, train_seconds=seconds)]),
         **parts,
@@ -248,16 +251,54 @@ def _contributions(fitted: Any, test: MultimodalDataset, keys: dict[str, Any]) -
     return contrib.assign(**keys)
 
 
+def _survival_at_horizons(
+    data: MultimodalDataset,
+    train: MultimodalDataset,
+    train_scores: dict[str, dict[str, np.ndarray]],
+    scores: dict[str, dict[str, np.ndarray]],
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Survival tasks: (horizon, each test patient's predicted survival past it), the horizon
+    the median event time of the whole cohort (an evaluation point, the same for every fold
+    and model) and the survival from the training part's risks (`survival_at_horizon`)."""
+    from polyfuse.evaluation.calibration import survival_at_horizon
+
+    out = {}
+    for task, spec in data.tasks.items():
+        y, ours = train.targets[task], train_scores.get(task)
+        if spec.type != "survival" or ours is None:
+            continue
+        everyone = data.targets[task]
+        events = everyone[everyone[:, 1] == 1, 0]
+        known = ~np.isnan(y).any(1)
+        if not len(events):
+            continue
+        horizon = float(np.median(events))
+        try:
+            at = survival_at_horizon(
+                ours["risk"][known], y[known, 0], y[known, 1], scores[task]["risk"], horizon
+            )
+        except ValueError:  # no training event, a constant risk, a horizon past follow-up
+            continue
+        out[task] = (horizon, at)
+    return out
+
+
 def _predictions(
-    scores: dict[str, dict[str, np.ndarray]], test: MultimodalDataset, keys: dict[str, Any]
+    scores: dict[str, dict[str, np.ndarray]],
+    test: MultimodalDataset,
+    keys: dict[str, Any],
+    at_horizon: dict[str, tuple[float, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
-    """One row per test sample and task: the main score and the observed target."""
+    """One row per test sample and task: the main score and the observed target; for survival
+    tasks, with `at_horizon`, the predicted survival past the horizon (`surv_h`)."""
     frames = []
     for task, d in scores.items():
         spec, y = test.tasks[task], test.targets[task]
         cols: dict[str, Any] = dict(keys, id=test.ids, task=task)
         if spec.type == "survival":
             cols |= dict(score=d["risk"], time=y[:, 0], event=y[:, 1])
+            if at_horizon and task in at_horizon:
+                cols |= dict(horizon=at_horizon[task][0], surv_h=at_horizon[task][1])
         elif spec.type == "binary":
             cols |= dict(score=d["prob"], label=y)
         elif spec.type == "regression":

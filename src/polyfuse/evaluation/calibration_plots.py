@@ -1,10 +1,12 @@
-"""The report's calibration and decision-curve figures for binary tasks (#18 item 1).
+"""The report's calibration and decision-curve figures (#18 item 1).
 
 A good AUROC says a model ranks patients well, not that a predicted 30 % means 30 %: the
 reliability diagram shows whether the probabilities can be taken at face value, and the
 decision curve whether acting on them at a threshold does more good than treating everyone or
-no one. As for the ROC and Kaplan–Meier figures, the test-fold predictions of one repeat are
-pooled, so each patient counts once; every number comes from `calibration.py`.
+no one. For survival tasks both are read at a horizon: the predicted survival past it
+(`surv_h`, from `calibration.survival_at_horizon` on each training part) against Kaplan–Meier
+by risk group. As for the ROC and Kaplan–Meier figures, the test-fold predictions of one repeat
+are pooled, so each patient counts once; every number comes from `calibration.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from polyfuse.evaluation.calibration import (
     calibration_intercept_slope,
     net_benefit,
     reliability_curve,
+    survival_calibration,
+    survival_net_benefit,
 )
 from polyfuse.evaluation.plots import one_repeat
 from polyfuse.figures import LINESTYLES, figure, save, style
@@ -106,27 +110,124 @@ def plot_decision_curve(
     repeat: int | None = None,
     title: str | None = None,
 ) -> Path:
-    """Net benefit against the decision threshold for each model, beside treating everyone and
-    treating no one (Vickers & Elkin 2006); a model is useful where its curve lies above both."""
-    fig, ax = figure(6.5, 4.5)
-    treat_all, top = None, 0.1  # net benefit is at most the prevalence
-    for i, model in enumerate(models):
+    """Net benefit against the decision threshold for each binary model, beside treating
+    everyone and no one (Vickers & Elkin 2006); a model helps where its curve lies above both."""
+    curves = {}
+    for model in models:
         prob, y = _binary(pred, model, repeat)
-        if not len(y):
-            continue
-        curve = net_benefit(prob, y, thresholds)
+        if len(y):
+            curves[model] = net_benefit(prob, y, thresholds)
+    return _decision_figure(curves, path, title or "Decision curve (pooled test folds)")
+
+
+def _survival(pred: pd.DataFrame, model: str, repeat: int | None) -> pd.DataFrame:
+    rows = pred[pred["model"] == model].dropna(subset=["surv_h", "time", "event"])
+    return one_repeat(rows, repeat)
+
+
+def plot_survival_decision_curve(
+    pred: pd.DataFrame,
+    path: Path,
+    *,
+    models: Sequence[str],
+    thresholds: Sequence[float] = THRESHOLDS,
+    repeat: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """The decision curve at the predictions' horizon (Vickers et al. 2008): acting on a
+    predicted probability of the event by the horizon, the benefit counted with Kaplan–Meier."""
+    curves = {}
+    for model in models:
+        rows = _survival(pred, model, repeat)
+        if len(rows):
+            curves[model] = survival_net_benefit(
+                1 - rows["surv_h"].to_numpy(float),
+                rows["time"].to_numpy(float),
+                rows["event"].to_numpy(float),
+                float(rows["horizon"].iloc[0]),
+                thresholds,
+            )
+    return _decision_figure(curves, path, title or "Decision curve at the horizon")
+
+
+def _decision_figure(curves: dict[str, pd.DataFrame], path: Path, title: str) -> Path:
+    """Each model's net-benefit curve, treat all (the same patients for every model) and
+    treat none."""
+    fig, ax = figure(6.5, 4.5)
+    top = 0.1  # net benefit is at most the event rate
+    for i, (model, curve) in enumerate(curves.items()):
         ax.plot(curve["threshold"], curve["model"], color="black", label=model, **_line(i))
-        treat_all = curve["treat_all"] if treat_all is None else treat_all  # the same patients
-        top = max(top, float(y.mean()))
-    if treat_all is not None:
-        ax.plot(thresholds, treat_all, color="0.45", linestyle=(0, (5, 2)), label="treat all")
+        top = max(top, float(np.nanmax(curve["treat_all"])), float(np.nanmax(curve["model"])))
+    if curves:
+        curve = next(iter(curves.values()))
+        ax.plot(
+            curve["threshold"],
+            curve["treat_all"],
+            color="0.45",
+            linestyle=(0, (5, 2)),
+            label="treat all",
+        )
+        ax.set_xlim(curve["threshold"].min(), curve["threshold"].max())
     ax.axhline(0.0, color="0.45", linestyle=(0, (1, 2)), label="treat none")
     ax.set_ylim(-0.05 * top, 1.1 * top)
-    ax.set_xlim(min(thresholds), max(thresholds))
     ax.set_xlabel("threshold probability (act when the predicted risk is at least this)")
     ax.set_ylabel("net benefit")
-    ax.set_title(title or "Decision curve (pooled test folds)")
+    ax.set_title(title)
     ax.legend(loc="upper right", fontsize="small")
+    return save(fig, Path(path))
+
+
+def survival_calibration_summary(
+    pred: pd.DataFrame, models: Sequence[str], groups: int = 3, repeat: int | None = None
+) -> pd.DataFrame:
+    """Per model and risk group at the horizon: n, mean predicted survival, Kaplan–Meier
+    observed survival and its 95% interval (`calibration.survival_calibration`)."""
+    frames = []
+    for model in models:
+        rows = _survival(pred, model, repeat)
+        if len(rows) < groups:
+            continue
+        table = survival_calibration(
+            rows["surv_h"].to_numpy(float),
+            rows["time"].to_numpy(float),
+            rows["event"].to_numpy(float),
+            float(rows["horizon"].iloc[0]),
+            groups,
+        )
+        frames.append(table.assign(model=model, horizon=float(rows["horizon"].iloc[0])))
+    columns = ["model", "horizon", "group", "n", "mean_predicted", "observed", "ci_low", "ci_high"]
+    return (
+        pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    )
+
+
+def plot_survival_calibration(summary: pd.DataFrame, path: Path, *, title: str) -> Path:
+    """Observed (Kaplan–Meier, 95% CI) against mean predicted survival at the horizon, one
+    point per risk group, one line style per model; the diagonal is perfect calibration."""
+    fig, ax = figure(6.0, 5.0)
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle=(0, (1, 3)), label="perfect calibration")
+    for i, (model, part) in enumerate(summary.groupby("model", sort=False)):
+        part = part.dropna(subset=["observed"])
+        below = (part["observed"] - part["ci_low"]).clip(lower=0)
+        above = (part["ci_high"] - part["observed"]).clip(lower=0)
+        ax.errorbar(
+            part["mean_predicted"],
+            part["observed"],
+            yerr=[below, above],
+            color="black",
+            markerfacecolor="white",
+            capsize=2,
+            linewidth=1.2,
+            label=str(model),
+            **style(i),
+        )
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("mean predicted survival at the horizon (risk group)")
+    ax.set_ylabel("observed survival, Kaplan–Meier (95% CI)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
     return save(fig, Path(path))
 
 

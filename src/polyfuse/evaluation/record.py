@@ -116,8 +116,9 @@ TRIPOD_AI: tuple[tuple[str, str, str], ...] = (
     ("23a", "Performance with confidence intervals", "the leaderboard: mean ± sd over folds, "
      "corrected intervals of the differences against the best floor"),
     ("14, 23b", "Fairness; performance in subgroups", "not covered by this report"),
-    ("12e, 23a", "Calibration and clinical utility", "binary tasks: 'Calibration and "
-     "decision curves' (reliability, Brier, intercept and slope, net benefit)"),
+    ("12e, 23a", "Calibration and clinical utility", "'Calibration and decision curves': "
+     "binary tasks (reliability, Brier, intercept and slope, net benefit), survival tasks "
+     "(predicted against Kaplan–Meier survival at a horizon, net benefit there)"),
 )  # fmt: skip
 """TRIPOD+AI items (Collins et al., BMJ 2024;385:e078378) and where this report covers each;
 items about the study's design, ethics and interpretation are the author's."""

@@ -32,7 +32,17 @@ EFFICIENCY = [
     "latency_ms_b256",
     "peak_memory_mb",
 ]
-PREDICTION_COLUMNS = ("dataset", "model", "task", "score", "time", "event", "label")
+PREDICTION_COLUMNS = (
+    "dataset",
+    "model",
+    "task",
+    "score",
+    "time",
+    "event",
+    "label",
+    "horizon",
+    "surv_h",
+)
 ROC_MODELS = 6  # curves on one ROC chart; more would be unreadable without colour
 
 
@@ -293,7 +303,12 @@ probabilities (lower is better); the calibration intercept (ideal 0) says whethe
 high or too low overall, the slope (ideal 1) whether they are too extreme (below 1) or too timid.
 The decision curve gives the net benefit (true positives minus false positives weighted by the
 odds of the threshold, per patient) of acting on the model at each threshold probability, beside
-treating everyone and no one (Vickers and Elkin, 2006).</li>
+treating everyone and no one (Vickers and Elkin, 2006). For survival tasks both are read at a
+horizon, the cohort's median event time: each model's risk score becomes a predicted survival
+past it through a Cox model on the score fitted on each training part (slope and Breslow
+baseline), compared per risk tertile with Kaplan–Meier; a model that overfits its training part
+predicts too extreme survival here. Classical floors and the stack have no such absolute risks
+in this report.</li>
 <li><b>Metric vs FLOPs.</b> Stars joined by a line are Pareto-optimal: no other model is both
 cheaper and better. Horizontal dashed lines are classical floors (no FLOPs counted).</li>
 <li><b>Robustness.</b> Left: how the metric degrades as modalities go missing at random at
@@ -347,6 +362,7 @@ def write_report(
         _km_figure(figures, block, units.get((block.dataset, block.task)))
         _roc_figure(figures, block)
         _calibration_figures(figures, block)
+        _survival_calibration_figures(figures, block, units.get((block.dataset, block.task)))
         _pareto_figure(figures, block)
         _robustness_figure(figures, block)
         _contributions_figure(figures, block)
@@ -524,6 +540,49 @@ def _calibration_figures(figures: _Figures, block: _Block) -> None:
         "helps where its curve lies above both treat all and treat none.",
     )
     figures.sections["calibration"].append(_calibration_table(block.label, summary))
+
+
+def _survival_calibration_figures(figures: _Figures, block: _Block, time_unit: str | None) -> None:
+    """Survival tasks: predicted against Kaplan–Meier survival at the horizon by risk tertile,
+    and the decision curve there, for the best-ranked models with absolute risks."""
+    pred = block.predictions
+    if block.metric != "c_index" or pred["surv_h"].isna().all():
+        return
+    from polyfuse.evaluation.calibration_plots import (
+        plot_survival_calibration,
+        plot_survival_decision_curve,
+        survival_calibration_summary,
+    )
+
+    with_risks = set(pred.dropna(subset=["surv_h"])["model"])
+    shown = [m for m in block.part["model"] if m in with_risks][:CALIBRATED_MODELS]
+    summary = survival_calibration_summary(pred, shown)
+    if summary.empty:
+        return
+    horizon = f"{summary['horizon'].iloc[0]:g} {time_unit or '(time unit not given)'}"
+    path = plot_survival_calibration(
+        summary, figures.directory / block.file("survcal"), title=f"{block.label} at {horizon}"
+    )
+    figures.add(
+        "calibration",
+        path,
+        f"Survival calibration for {block.label} at {horizon} of {', '.join(shown)}",
+        f"{block.label}: mean predicted survival past {horizon} (the median event time) "
+        "against Kaplan–Meier observed survival, per tertile of predicted risk, 95% CIs.",
+    )
+    path = plot_survival_decision_curve(
+        pred,
+        figures.directory / block.file("survdecision"),
+        models=shown,
+        title=f"{block.label}: decision curve at {horizon}",
+    )
+    figures.add(
+        "calibration",
+        path,
+        f"Decision curve for {block.label} at {horizon} of {', '.join(shown)}",
+        f"{block.label}: net benefit of acting on the predicted probability of the event by "
+        f"{horizon}, counted with Kaplan–Meier (Vickers et al., 2008).",
+    )
 
 
 def _calibration_table(label: str, summary: pd.DataFrame) -> str:
@@ -711,7 +770,7 @@ def _html(
     empty = {
         "km": "No survival task in this benchmark.",
         "roc": "No classification task in this benchmark.",
-        "calibration": "No binary task in this benchmark.",
+        "calibration": "No binary or survival task with absolute risks in this benchmark.",
         "pareto": "",
         "robustness": "No missing-modality conditions were evaluated.",
         "contributions": "No contributions were computed for the best fusion models.",
