@@ -68,6 +68,10 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     for _, fold in pred.groupby(["model", "fold"]):
         assert fold["score"].rank().corr(fold["surv_h"].rank()) == pytest.approx(-1.0)
     assert "Survival calibration for toy · os" in html and "Decision curve for toy" in html
+    every = html[html.index('<section id="metrics">') :].split("</section>")[0]
+    uno = res.query("model == 'early' and condition == 'all' and metric == 'uno_c_index'")
+    assert "uno_c_index" in every and "td_auc" in every
+    assert f"{uno['value'].mean():.3f} ± {uno['value'].std():.3f}" in every
     record = json.loads((out / "run_record.json").read_text())
     assert record["datasets"][0]["fingerprint_sha256"] == cohort.fingerprint()
     assert record["settings"]["folds"] == 2 and record["packages"]["torch"]

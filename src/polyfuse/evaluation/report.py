@@ -359,6 +359,7 @@ def write_report(
     units = _time_units(record)
     for part in _blocks(lb):
         block = _Block.of(part, results, predictions, contributions)
+        figures.sections["metrics"].append(_metrics_table(block))
         _km_figure(figures, block, units.get((block.dataset, block.task)))
         _roc_figure(figures, block)
         _calibration_figures(figures, block)
@@ -383,7 +384,16 @@ class _Figures:
         self.written: dict[str, Path] = {}
         self.sections: dict[str, list[str]] = {
             k: []
-            for k in ("km", "roc", "calibration", "pareto", "robustness", "contributions", "stack")
+            for k in (
+                "metrics",
+                "km",
+                "roc",
+                "calibration",
+                "pareto",
+                "robustness",
+                "contributions",
+                "stack",
+            )
         }
 
     def add(self, kind: str, path: Path, alt: str, caption: str) -> None:
@@ -437,6 +447,30 @@ class _Block:
 
     def file(self, kind: str) -> str:
         return f"{kind}_{_slug(self.dataset, self.task)}.png"
+
+
+def _metrics_table(block: _Block) -> str:
+    """Every metric of the block's task, mean ± sd over folds with all modalities, models in
+    leaderboard order: Uno's c, time-dependent AUC and the integrated Brier score beside the
+    c-index; AUPRC, balanced accuracy and F1 beside the AUROC."""
+    rows = block.results[block.results["condition"] == "all"]
+    stats = rows.groupby(["model", "metric"], sort=False)["value"].agg(["mean", "std"])
+    metrics = list(dict.fromkeys(rows["metric"]))
+    head = "<tr><th>model</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"
+    body = []
+    for model in block.part["model"]:
+        cells = [
+            _mean_sd(*stats.loc[(model, m)]) if (model, m) in stats.index else "—" for m in metrics
+        ]
+        body.append(
+            f"<tr><td>{html.escape(str(model))}</td>"
+            + "".join(f"<td class=num>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    return (
+        f"<h3>{html.escape(block.label)}</h3><div class=scroll><table>{head}{''.join(body)}"
+        "</table></div>"
+    )
 
 
 def _time_units(record: dict[str, Any] | None) -> dict[tuple[str, str], str]:
@@ -756,6 +790,7 @@ def _html(
     )
     titles = {
         "leaderboard": "Leaderboard",
+        "metrics": "Every metric",
         "km": "Kaplan–Meier curves by predicted-risk tertile",
         "roc": "ROC curves",
         "calibration": "Calibration and decision curves",
