@@ -151,3 +151,34 @@ def test_suites_choose_models():
     assert suite_models("full", ["early"]) == ["early"]
     with pytest.raises(ConfigError, match="unknown suite"):
         suite_models("fast", None)
+
+
+def test_every_task_gets_its_floors_and_its_comparison(cohort, tmp_path):
+    """A survival, a binary and a regression task: each has its type's floors and each model
+    is compared with the best floor of that task (the floors once ran for the first only)."""
+    y = cohort.targets["os"]
+    a = cohort.sources["a"].values
+    data = cohort.replace(
+        tasks={
+            **cohort.tasks,
+            "high": TaskSpec("high", "binary"),
+            "level": TaskSpec("level", "regression"),
+        },
+        targets={"os": y, "high": (a[:, 0] > 0).astype(float), "level": 2 * a[:, 0] + a[:, 1]},
+    )
+    result = benchmark(
+        [data], models=["early"], folds=2, repeats=1, training=FAST, progress=False,
+        out=tmp_path / "bench",
+    )  # fmt: skip
+    floors = result.results.query("family == 'classical'")
+    assert set(floors.query("task == 'high'")["model"]) == {
+        "logreg[a]", "logreg[b]", "logreg[all]", "hgb[all]"
+    }  # fmt: skip
+    assert set(floors.query("task == 'level'")["model"]) == {
+        "ridge[a]", "ridge[b]", "ridge[all]", "hgb[all]"
+    }  # fmt: skip
+    level = floors.query("task == 'level' and metric == 'r2' and model == 'ridge[all]'")
+    assert level["value"].gt(0.9).all()  # an exactly linear target
+    comp = result.comparisons.set_index("task")
+    assert set(comp.index) == {"os", "high", "level"}
+    assert comp.loc["level", "baseline"] in {"ridge[a]", "ridge[all]", "hgb[all]"}

@@ -55,6 +55,9 @@ def _toy(n: int = 120, seed: int = 0, task: str = "survival") -> MultimodalDatas
     elif task == "binary":
         target = (score + rng.normal(0, 0.5, n) > 0).astype(np.float32)
         spec = TaskSpec("y", "binary")
+    elif task == "regression":
+        target = (score + rng.normal(0, 0.5, n)).astype(np.float32)
+        spec = TaskSpec("y", "regression")
     else:
         target = np.digitize(score + rng.normal(0, 0.3, n), [-0.7, 0.7]).astype(np.float32)
         spec = TaskSpec("y", "multiclass", classes=("lo", "mid", "hi"))
@@ -163,12 +166,13 @@ def test_unknown_targets_are_neither_fitted_nor_scored() -> None:
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
 def test_classification_floors(task: str) -> None:
     data = _toy(task=task)
-    assert default_floors(data) == ["logreg[all]", "hgb[all]"]
+    assert default_floors(data) == ["logreg[a]", "logreg[b]", "logreg[all]", "hgb[all]"]
     rows = classical_floors(data, kfold(data, 3, 1, seed=0), seed=0)
     assert list(rows.columns) == COLUMNS
     auroc = rows[rows["metric"] == "auroc"].groupby("model")["value"].mean()
-    assert set(auroc.index) == {"logreg[all]", "hgb[all]"}
-    assert (auroc > 0.7).all()
+    assert set(auroc.index) == {"logreg[a]", "logreg[b]", "logreg[all]", "hgb[all]"}
+    assert (auroc[["logreg[all]", "hgb[all]"]] > 0.7).all()
+    assert auroc["logreg[all]"] > max(auroc["logreg[a]"], auroc["logreg[b]"])  # both carry y
     fold = make_fold(data, kfold(data, 3, 1, seed=0)[0], "y")
     p = CLASSICAL["logreg"](fold, ("a", "b"))
     if task == "binary":
@@ -314,3 +318,26 @@ def test_missing_bench_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     data = _toy()
     with pytest.raises(MissingDependencyError, match=r"polyfuse\[bench\]"):
         run_classical("coxnet[a]", data, kfold(data, 3, 1))
+
+
+def test_regression_floors_are_ridge_and_boosting_on_the_same_preprocessing() -> None:
+    """`ridge[all]` is scikit-learn's RidgeCV on the fold's standardised, imputed matrix; both
+    floors explain most of a linear target, the fusion of both modalities more than either."""
+    from sklearn.linear_model import RidgeCV
+
+    data = _toy(task="regression")
+    assert default_floors(data) == ["ridge[a]", "ridge[b]", "ridge[all]", "hgb[all]"]
+    splits = kfold(data, 3, 1, seed=0)
+    rows = classical_floors(data, splits, seed=0)
+    r2 = rows[rows["metric"] == "r2"].groupby("model")["value"].mean()
+    assert r2["ridge[all]"] > 0.6 and r2["hgb[all]"] > 0.4
+    assert r2["ridge[all]"] > max(r2["ridge[a]"], r2["ridge[b]"])
+    fold = make_fold(data, splits[0], "y")
+    x_train, x_test = fold.matrix(("a", "b"))
+    ours = CLASSICAL["ridge"](fold, ("a", "b"))
+    reference = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(x_train, fold.y).predict(x_test)
+    np.testing.assert_allclose(ours, reference, rtol=1e-6)
+    constant = data.replace(targets={"y": np.ones(len(data), np.float32)})
+    with pytest.warns(FallbackWarning, match="all equal"):
+        failed = run_floors(["ridge[a]"], constant, splits[:1])
+    assert failed["status"].str.startswith("failed").all()

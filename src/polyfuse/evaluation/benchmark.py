@@ -513,7 +513,7 @@ def _benchmark_dataset(
     bar.add(name, len(entries) * len(splits) + floors + len(entries))
     tables: dict[str, list[pd.DataFrame]] = {}
     if plan.classical:
-        tables["results"] = [_classical(data, splits, plan, name, bar)]
+        tables["results"] = _classical(data, splits, plan, name, bar)
     _train_folds(data, name, splits, entries, plan, bar)
     for e in entries:
         for split in splits:
@@ -647,20 +647,22 @@ def _report(out: Path, final: dict[str, pd.DataFrame], record: dict[str, Any]) -
 
 def _classical(
     data: MultimodalDataset, splits: list[Split], plan: _Plan, name: str, bar: Progress
-) -> pd.DataFrame:
-    """The classical floors on the same folds (cached in parts/ like the fusion folds); a
-    floor that cannot be fitted on a fold is marked failed there (`classical.py`)."""
-    from polyfuse.evaluation.classical import classical_floors
+) -> list[pd.DataFrame]:
+    """The classical floors of every task on the same folds (cached in parts/ like the fusion
+    folds); a floor that cannot be fitted on a fold is marked failed there (`classical.py`)."""
+    from polyfuse.evaluation.classical import classical_floors, floored_tasks
 
-    path = plan.out / "parts" / name / "classical.results.csv"
-    if not (plan.resume and path.is_file()):
-        bar.describe(f"{name}: classical floors")
-        frame = classical_floors(data, splits, seed=plan.settings.seed)
-        frame = frame.assign(family="classical", condition="all")
-        _write(path, frame)
-        log.info("%s: classical floors done", name)
+    frames = []
+    for task in floored_tasks(data):
+        path = plan.out / "parts" / name / f"classical.{task.replace('/', '_')}.results.csv"
+        if not (plan.resume and path.is_file()):
+            bar.describe(f"{name}: classical floors of {task}")
+            frame = classical_floors(data, splits, task=task, seed=plan.settings.seed)
+            _write(path, frame.assign(family="classical", condition="all"))
+            log.info("%s: classical floors of %s done", name, task)
+        frames.append(pd.read_csv(path).assign(dataset=name))
     bar.advance(len(splits))
-    return pd.read_csv(path).assign(dataset=name)
+    return frames
 
 
 def _efficiency(

@@ -20,8 +20,14 @@ documented inner choice, so that they are reproducible and cheap:
   zero) carries no ranking and is left out of the average; a patient with no usable modality
   gets 0, the training mean.
 * ``logreg[m]``: L2 logistic regression (``C=1``) on standardised, mean-imputed inputs.
-* ``hgb[m]``: histogram gradient boosting; it reads the raw values with NaN for both scattered
-  and block-missing values (its native missing-value routing), so no imputation is needed.
+* ``hgb[m]``: histogram gradient boosting (a classifier, or a regressor for regression
+  tasks); it reads the raw values with NaN for both scattered and block-missing values (its
+  native missing-value routing), so no imputation is needed.
+* ``ridge[m]``: ridge regression (regression tasks) on standardised, mean-imputed inputs, its
+  penalty chosen among 13 values from 1e-3 to 1e3 by efficient leave-one-out CV (``RidgeCV``).
+
+Every task of a dataset gets its type's floors (`default_floors`): one linear floor per
+modality and on all of them, and the non-linear one on all; multilabel tasks have none.
 
 Every imputation and scaling statistic comes from the training fold only (polyfuse's
 `Preprocessor`, mean imputation and standardisation: a standardised 0 is the training mean, which
@@ -73,6 +79,8 @@ RSF_MIN_LEAF = 5
 
 SURVIVAL = ("survival",)
 CLASSIFICATION = ("binary", "multiclass")
+REGRESSION = ("regression",)
+RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 COLUMNS = ["model", "repeat", "fold", "task", "metric", "value", "status"]
 
 
@@ -386,18 +394,40 @@ def _predict_logreg(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
 
 
 def _predict_hgb(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from threadpoolctl import threadpool_limits
 
     x_train, x_test = fold.raw_matrix(modalities)
-    model = HistGradientBoostingClassifier(
-        max_iter=100, max_depth=3, min_samples_leaf=10, random_state=fold.seed
-    )
+    regression = fold.train.tasks[fold.task].type == "regression"
+    kind = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+    model = kind(max_iter=100, max_depth=3, min_samples_leaf=10, random_state=fold.seed)
     # one thread: on ~100 samples OpenMP start-up and spinning cost more than they save, and
     # they stall badly when the other cores are busy
     with threadpool_limits(limits=1, user_api="openmp"):
+        if regression:
+            return model.fit(x_train, _train_values(fold)).predict(x_test)
         model.fit(x_train, _train_labels(fold))
         return _class_probs(model, x_test, fold)
+
+
+# --------------------------------------------------------------------------------- regression
+
+
+def _train_values(fold: FoldData) -> np.ndarray:
+    y = fold.y.astype(np.float64).reshape(-1)
+    if len(y) < 3 or np.ptp(y) == 0:
+        raise FloorFailed(
+            f"task '{fold.task}' has {len(y)} training samples with a known target, "
+            "too few or all equal to fit a regression"
+        )
+    return y
+
+
+def _predict_ridge(fold: FoldData, modalities: tuple[str, ...]) -> np.ndarray:
+    from sklearn.linear_model import RidgeCV
+
+    x_train, x_test = fold.matrix(modalities)
+    return RidgeCV(alphas=RIDGE_ALPHAS).fit(x_train, _train_values(fold)).predict(x_test)
 
 
 CLASSICAL: dict[str, ClassicalFloor] = {
@@ -407,7 +437,8 @@ CLASSICAL: dict[str, ClassicalFloor] = {
         ClassicalFloor("rsf", SURVIVAL, _predict_rsf),
         ClassicalFloor("late-cox", SURVIVAL, _predict_late_cox),
         ClassicalFloor("logreg", CLASSIFICATION, _predict_logreg),
-        ClassicalFloor("hgb", CLASSIFICATION, _predict_hgb),
+        ClassicalFloor("hgb", CLASSIFICATION + REGRESSION, _predict_hgb),
+        ClassicalFloor("ridge", REGRESSION, _predict_ridge),
     )
 }
 
@@ -462,16 +493,41 @@ def resolve_floor(
 
 
 def default_floors(data: MultimodalDataset, task: str | None = None) -> list[str]:
-    """The default floor names for a task's type (the first task by default)."""
+    """The default floor names for a task's type (the first task by default): the linear floor
+    per modality (with more than one) and on all, and the non-linear one on all."""
     spec = data.tasks[_task(data, task)]
+    linear = {
+        "survival": "coxnet",
+        "binary": "logreg",
+        "multiclass": "logreg",
+        "regression": "ridge",
+    }
+    if spec.type not in linear:
+        raise ConfigError(
+            f"task '{spec.name}' is {spec.type}: classical floors cover survival, binary, "
+            "multiclass and regression tasks"
+        )
+    modalities = tabular_modalities(data)
+    per = [f"{linear[spec.type]}[{m}]" for m in modalities] if len(modalities) > 1 else []
     if spec.type == "survival":
-        per = [f"coxnet[{m}]" for m in tabular_modalities(data)]
         return [*per, "coxnet[all]", "rsf[all]", "late-cox"]
-    if spec.type in CLASSIFICATION:
-        return ["logreg[all]", "hgb[all]"]
-    raise ConfigError(
-        f"task '{spec.name}' is {spec.type}: classical floors cover survival, binary, multiclass"
-    )
+    return [*per, f"{linear[spec.type]}[all]", "hgb[all]"]
+
+
+FLOORED = ("survival", "binary", "multiclass", "regression")
+
+
+def floored_tasks(data: MultimodalDataset) -> list[str]:
+    """The tasks that get classical floors: those of a type with floors, when the data have a
+    tabular modality for them to read (else none, with a warning)."""
+    tasks = [t for t, spec in data.tasks.items() if spec.type in FLOORED]
+    if tasks and not tabular_modalities(data):
+        _warn(
+            f"{data.name or 'dataset'} has no tabular modality in memory: no classical floors, "
+            "and no comparison against them"
+        )
+        return []
+    return tasks
 
 
 def _task(data: MultimodalDataset, task: str | None) -> str:
@@ -571,7 +627,7 @@ def _score(
             stacklevel=2,
         )
         return [dict(metric=PRIMARY[objective.spec.type], value=np.nan, status=f"failed: {exc}")]
-    key = "risk" if objective.spec.type == "survival" else "prob"
+    key = {"survival": "risk", "regression": "pred"}.get(objective.spec.type, "prob")
     targets = fold.raw_test.targets[fold.task], fold.raw_train.targets[fold.task]
     metrics = objective.metrics({key: scores}, *targets)
     return [dict(metric=k, value=float(v), status="ok") for k, v in metrics.items()]

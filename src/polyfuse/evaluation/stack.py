@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 DEFAULT_MEMBERS: dict[str, tuple[str, ...]] = {
     "survival": ("late", "coxnet[all]", "rsf[all]", "late-cox"),
     "binary": ("late", "logreg[all]", "hgb[all]"),
-    "regression": ("late", "early"),
+    "regression": ("late", "ridge[all]", "hgb[all]"),
 }
 """Members when none are named: a fast fusion model and the task type's floors (without a
 tabular modality in memory, which floors need: `late` and `early`)."""
