@@ -460,7 +460,10 @@ def _metrics_table(block: _Block) -> str:
     body = []
     for model in block.part["model"]:
         cells = [
-            _mean_sd(*stats.loc[(model, m)]) if (model, m) in stats.index else "—" for m in metrics
+            _mean_sd(*stats.loc[(model, m)])
+            if (model, m) in stats.index and not pd.isna(stats.loc[(model, m), "mean"])
+            else "—"  # not computed for this model (a floor has no IBS), or undefined
+            for m in metrics
         ]
         body.append(
             f"<tr><td>{html.escape(str(model))}</td>"
