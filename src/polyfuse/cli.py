@@ -479,6 +479,15 @@ def benchmark(
         int | None, typer.Option(help="folds trained at once (default: one per CPU core)")
     ] = None,
     tune_trials: TuneTrials = 0,
+    subgroups: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--subgroup",
+            help="report performance per level of modality:column (repeat the option): "
+            "clinical:gender, clinical:age@50,65 (bands at 50 and 65), clinical:age (tertiles); "
+            "default: a bundled cohort's own",
+        ),
+    ] = None,
 ) -> None:
     """The main job: every model and the classical floors on identical folds, with a report."""
     # every name, the config and the output folder are checked before any data are read
@@ -511,6 +520,7 @@ def benchmark(
             overwrite=overwrite,
             workers=workers or os.cpu_count() or 1,
             tune=tuning,
+            subgroups=subgroups,
         )
     _print_benchmark(result, tuning)
 

@@ -36,7 +36,7 @@ def cohort() -> MultimodalDataset:
 def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     out = tmp_path / "bench"
     kw = dict(models=["early", "unimodal"], folds=2, repeats=1, training=FAST, progress=False)
-    first = benchmark([cohort], out=out, **kw)
+    first = benchmark([cohort], out=out, subgroups=["a:0@0"], **kw)
     res = first.results
     fusion = res[res["family"] == "fusion"]
     assert set(fusion["model"]) == {"early", "unimodal[a]", "unimodal[b]"}
@@ -72,6 +72,9 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     uno = res.query("model == 'early' and condition == 'all' and metric == 'uno_c_index'")
     assert "uno_c_index" in every and "td_auc" in every
     assert f"{uno['value'].mean():.3f} ± {uno['value'].std():.3f}" in every
+    levels = pd.read_csv(out / "subgroups.csv")
+    assert set(levels["level"]) == {"< 0", "≥ 0"} and len(levels) == len(cohort)
+    assert "Forest plot of c_index per subgroup level for toy · os" in html
     record = json.loads((out / "run_record.json").read_text())
     assert record["datasets"][0]["fingerprint_sha256"] == cohort.fingerprint()
     assert record["settings"]["folds"] == 2 and record["packages"]["torch"]
@@ -124,6 +127,12 @@ def test_floors_that_cannot_be_fitted_are_marked_failed_and_not_ranked(cohort, t
         r for r in (tmp_path / "b" / "leaderboard.md").read_text().splitlines() if "coxnet[a]" in r
     )
     assert "| failed |" in row.replace("  ", " ") and "0.500" not in row
+
+
+def test_an_unknown_subgroup_fails_before_any_work(cohort, tmp_path):
+    with pytest.raises(ConfigError, match="unknown modality 'c'"):
+        benchmark([cohort], models=["early"], out=tmp_path / "b", subgroups=["c:0"])
+    assert not (tmp_path / "b").exists()
 
 
 def test_unknown_model_fails_before_any_work(cohort, tmp_path):

@@ -325,7 +325,7 @@ PROBE = (
     "document.body.appendChild(d); });</script>"
 )
 SECTIONS = (
-    "leaderboard", "metrics", "km", "roc", "calibration", "pareto", "robustness",
+    "leaderboard", "metrics", "km", "roc", "calibration", "subgroups", "pareto", "robustness",
     "contributions", "stack", "made", "tripod", "how",
 )  # fmt: skip
 SCREENSHOTS = Path(__file__).parents[2] / "artifacts" / "report"

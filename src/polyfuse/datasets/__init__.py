@@ -23,6 +23,8 @@ class DatasetInfo:
     train_only: tuple[str, ...] = ()
     """Modalities that give the label away at test time (it was defined from them): usable in
     training only. The benchmark leaves them out, so that its numbers are honest."""
+    subgroups: tuple[str, ...] = ()
+    """The subgroups a benchmark reports by default (`evaluation/subgroups.py`)."""
 
     def load(self) -> MultimodalDataset:
         module, func = self.loader.split(":")
@@ -39,6 +41,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "block-wise missingness, overall survival",
             "Artistic-2.0 (MultiAssayExperiment); TCGA open access",
             "polyfuse.datasets.tcga_acc:load_tcga_acc",
+            subgroups=("clinical:gender", "clinical:pathologic_stage", "clinical:years_to_birth"),
         ),
         DatasetInfo(
             "tcga-acc-multitask",
@@ -54,6 +57,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "GPL-3 (scikit-survival), loaded from the installed package",
             "polyfuse.datasets.gse7390:load_gse7390",
             extra="bench",
+            subgroups=("clinical:er", "clinical:grade", "clinical:age"),
         ),
         DatasetInfo(
             "pbc",
@@ -63,6 +67,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "package, nothing copied",
             "polyfuse.datasets.pbc:load_pbc",
             extra="cohorts",
+            subgroups=("clinical:sex", "clinical:trt", "clinical:age"),
         ),
         DatasetInfo(
             "glaucoma-mvf",

@@ -400,6 +400,7 @@ def benchmark(
     progress: bool = True,
     workers: int = 1,
     tune: TuneConfig | None = None,
+    subgroups: Sequence[str] | None = None,
 ) -> BenchmarkResult:
     """Benchmark models on datasets (names of bundled cohorts or loaded datasets).
 
@@ -410,6 +411,8 @@ def benchmark(
     model is tuned inside each outer fold with `tune.trials` trials (inner CV over
     `tune.inner_folds` folds of the training part; `tune.space` entries apply to the models
     that take them; `tune.timeout` is not used) and `hparams` are the base of every trial.
+    `subgroups` (`modality:column`, `evaluation/subgroups.py`) are reported on every dataset;
+    by default a bundled cohort's own (`DatasetInfo.subgroups`), none for data of your own.
     The keywords are the documented API; the steps below share them as one `_Plan`.
     """
     import lightning  # noqa: F401  (imported before timing, so fold 1 does not pay for it)
@@ -425,6 +428,7 @@ def benchmark(
         if isinstance(item, str):
             dataset_info(item)
     loaded = [load_honest(item) if isinstance(item, str) else item for item in datasets]
+    groups = _subgroups(datasets, loaded, subgroups)  # checked before any training
     with undo_on_failure(out, lambda exc: any(out.rglob("*.results.csv"))):
         plan = _Plan(
             models=models,
@@ -438,7 +442,26 @@ def benchmark(
             workers=workers,
             tune=tune,
         )
-        return _benchmark(loaded, plan, progress)
+        return _benchmark(loaded, plan, progress, groups)
+
+
+def _subgroups(
+    items: Sequence[str | MultimodalDataset],
+    loaded: list[MultimodalDataset],
+    specs: Sequence[str] | None,
+) -> pd.DataFrame:
+    """Every patient's subgroup levels (dataset, id, subgroup, level) on every dataset."""
+    from polyfuse.datasets import dataset_info
+    from polyfuse.evaluation.subgroups import subgroup_frame
+
+    frames = []
+    for item, data in zip(items, loaded, strict=True):
+        if specs is not None:
+            chosen: Sequence[str] = specs
+        else:
+            chosen = dataset_info(item).subgroups if isinstance(item, str) else ()
+        frames.append(subgroup_frame(data, chosen).assign(dataset=data.name or "dataset"))
+    return pd.concat(frames, ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -458,7 +481,9 @@ class _Plan:
     tune: TuneConfig | None
 
 
-def _benchmark(datasets: list[MultimodalDataset], plan: _Plan, progress: bool) -> BenchmarkResult:
+def _benchmark(
+    datasets: list[MultimodalDataset], plan: _Plan, progress: bool, groups: pd.DataFrame
+) -> BenchmarkResult:
     from polyfuse.evaluation.record import run_record
 
     start = time.perf_counter()
@@ -471,6 +496,7 @@ def _benchmark(datasets: list[MultimodalDataset], plan: _Plan, progress: bool) -
         settings=plan.settings,
         tune=plan.tune,
         resumed=plan.resume,
+        subgroups={d: list(g["subgroup"].unique()) for d, g in groups.groupby("dataset")},
     )
     tables: dict[str, list[pd.DataFrame]] = {}
     with Progress(progress) as bar:
@@ -485,7 +511,8 @@ def _benchmark(datasets: list[MultimodalDataset], plan: _Plan, progress: bool) -
         log.info("benchmark tables written to %s", plan.out)
         bar.describe(f"writing the report → {plan.out / 'report.html'}")
         write_text(plan.out / "run_record.json", json.dumps(record, indent=1, default=str))
-        _report(plan.out, final, record)
+        _write(plan.out / "subgroups.csv", groups)
+        _report(plan.out, final, record, groups)
         bar.advance()
     return BenchmarkResult(
         plan.out,
@@ -630,7 +657,9 @@ def _with_status(results: pd.DataFrame) -> pd.DataFrame:
     return results.assign(status=status.fillna("ok"))
 
 
-def _report(out: Path, final: dict[str, pd.DataFrame], record: dict[str, Any]) -> None:
+def _report(
+    out: Path, final: dict[str, pd.DataFrame], record: dict[str, Any], groups: pd.DataFrame
+) -> None:
     from polyfuse.evaluation.report import write_report
 
     write_report(
@@ -642,6 +671,7 @@ def _report(out: Path, final: dict[str, pd.DataFrame], record: dict[str, Any]) -
         contributions=final["contributions"],
         stack=final.get("stack"),
         record=record,
+        subgroups=groups,
     )
 
 

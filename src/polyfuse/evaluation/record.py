@@ -45,8 +45,10 @@ def run_record(
     settings: FitSettings,
     tune: Any = None,
     resumed: bool = False,
+    subgroups: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Everything that made a benchmark's numbers, as JSON-ready values."""
+    """Everything that made a benchmark's numbers, as JSON-ready values (`subgroups`: those
+    reported, per dataset)."""
     setup = {
         "models": list(models) if models else "every registered model and stack",
         "hparams": hparams,
@@ -57,6 +59,7 @@ def run_record(
         "preprocess": settings.preprocess.model_dump(mode="json"),
         "task_weights": settings.task_weights,
         "tune": tune.model_dump(mode="json") if tune is not None else None,
+        "subgroups": subgroups or {},
     }
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -115,7 +118,8 @@ TRIPOD_AI: tuple[tuple[str, str, str], ...] = (
      "each fit's run directory"),
     ("23a", "Performance with confidence intervals", "the leaderboard: mean ± sd over folds, "
      "corrected intervals of the differences against the best floor"),
-    ("14, 23b", "Fairness; performance in subgroups", "not covered by this report"),
+    ("14, 23b", "Fairness; performance in subgroups", "'Performance in subgroups' (the "
+     "columns chosen, bootstrap intervals, levels too small flagged)"),
     ("12e, 23a", "Calibration and clinical utility", "'Calibration and decision curves': "
      "binary tasks (reliability, Brier, intercept and slope, net benefit), survival tasks "
      "(predicted against Kaplan–Meier survival at a horizon, net benefit there)"),

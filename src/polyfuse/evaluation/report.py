@@ -309,6 +309,11 @@ past it through a Cox model on the score fitted on each training part (slope and
 baseline), compared per risk tertile with Kaplan–Meier; a model that overfits its training part
 predicts too extreme survival here. Classical floors and the stack have no such absolute risks
 in this report.</li>
+<li><b>Subgroups.</b> The primary metric of the best-ranked models within each level of the
+chosen columns (sex, stage, age band...), on the pooled test folds of one repeat, with 95%
+bootstrap intervals over the level's patients; the dashed line is the model on all patients.
+Levels with fewer than 20 patients or 10 events (or minority-class patients) are marked too
+small to judge: their intervals are too wide to show a difference.</li>
 <li><b>Metric vs FLOPs.</b> Stars joined by a line are Pareto-optimal: no other model is both
 cheaper and better. Horizontal dashed lines are classical floors (no FLOPs counted).</li>
 <li><b>Robustness.</b> Left: how the metric degrades as modalities go missing at random at
@@ -334,11 +339,13 @@ def write_report(
     contributions: pd.DataFrame,
     stack: pd.DataFrame | None = None,
     record: dict[str, Any] | None = None,
+    subgroups: pd.DataFrame | None = None,
     title: str = "polyfuse benchmark",
 ) -> dict[str, Path]:
     """Write `leaderboard.md|csv`, `figures/*.png` and a self-contained `report.html`; with
     `stack` (the stacked ensemble's weights per fold), `stack_weights.csv` and its figure;
-    with `record` (`record.run_record`), how the benchmark was made and the TRIPOD+AI items.
+    with `record` (`record.run_record`), how the benchmark was made and the TRIPOD+AI items;
+    with `subgroups` (dataset, id, subgroup, level), performance per subgroup level.
 
     Returns `{relative name: path}` of everything written (e.g. `"figures/km_acc_os.png"`).
     """
@@ -364,6 +371,8 @@ def write_report(
         _roc_figure(figures, block)
         _calibration_figures(figures, block)
         _survival_calibration_figures(figures, block, units.get((block.dataset, block.task)))
+        if subgroups is not None:
+            _subgroup_figure(figures, block, subgroups)
         _pareto_figure(figures, block)
         _robustness_figure(figures, block)
         _contributions_figure(figures, block)
@@ -389,6 +398,7 @@ class _Figures:
                 "km",
                 "roc",
                 "calibration",
+                "subgroups",
                 "pareto",
                 "robustness",
                 "contributions",
@@ -622,6 +632,54 @@ def _survival_calibration_figures(figures: _Figures, block: _Block, time_unit: s
     )
 
 
+SUBGROUP_KIND = {"c_index": "survival", "auroc": "binary", "rmse": "regression"}
+
+
+def _subgroup_figure(figures: _Figures, block: _Block, subgroups: pd.DataFrame) -> None:
+    """The primary metric per subgroup level of the best-ranked models, with bootstrap CIs: a
+    forest plot and a table, levels too small to judge flagged."""
+    from polyfuse.evaluation.plots import one_repeat
+    from polyfuse.evaluation.subgroups import METRICS, plot_subgroups, subgroup_metrics
+
+    groups = subgroups[subgroups["dataset"] == block.dataset]
+    kind = SUBGROUP_KIND.get(block.metric)
+    if kind is None or groups.empty:
+        return
+    outcome = ["time", "event"] if kind == "survival" else ["label"]
+    pred = block.predictions.dropna(subset=["score", *outcome])  # known outcomes only
+    if kind == "binary" and pred["label"].nunique() != 2:
+        return
+    models = [m for m in block.part["model"] if m in set(pred["model"])][:CALIBRATED_MODELS]
+    pooled = pd.concat([one_repeat(pred[pred["model"] == m], None) for m in models])
+    table = subgroup_metrics(pooled, groups, kind)
+    overall = {
+        m: METRICS[kind][1](
+            {c: part[c].to_numpy(float) for c in ("score", "time", "event", "label")}
+        )
+        for m, part in pooled.groupby("model")
+    }
+    path = plot_subgroups(
+        table, figures.directory / block.file("subgroups"), title=block.label, overall=overall
+    )
+    figures.add(
+        "subgroups",
+        path,
+        f"Forest plot of {block.metric} per subgroup level for {block.label}: {', '.join(models)}",
+        f"{block.label}: {block.metric} per level on the pooled test folds (one repeat), 95% "
+        "bootstrap intervals; hollow markers, '(small)': too few patients or events to judge.",
+    )
+    head = "<tr><th>subgroup</th><th>level</th><th>model</th><th>n</th><th>events</th>"
+    head += f"<th>{html.escape(block.metric)} [95% CI]</th><th></th></tr>"
+    rows = "".join(
+        f"<tr><td>{html.escape(r.subgroup)}</td><td>{html.escape(str(r.level))}</td>"
+        f"<td>{html.escape(r.model)}</td><td class=num>{r.n}</td><td class=num>{r.events}</td>"
+        f"<td class=num>{_num(r.value)} [{_num(r.ci_low)}, {_num(r.ci_high)}]</td>"
+        f"<td>{'too small to judge' if r.small else ''}</td></tr>"
+        for r in table.itertuples()
+    )
+    figures.sections["subgroups"].append(f"<div class=scroll><table>{head}{rows}</table></div>")
+
+
 def _calibration_table(label: str, summary: pd.DataFrame) -> str:
     head = "<tr><th>model</th><th>n</th><th>Brier</th><th>intercept</th><th>slope</th></tr>"
     rows = "".join(
@@ -797,6 +855,7 @@ def _html(
         "km": "Kaplan–Meier curves by predicted-risk tertile",
         "roc": "ROC curves",
         "calibration": "Calibration and decision curves",
+        "subgroups": "Performance in subgroups",
         "pareto": "Metric versus FLOPs",
         "robustness": "Robustness to missing modalities",
         "contributions": "Modality contributions of the best fusion model",
@@ -809,6 +868,7 @@ def _html(
         "km": "No survival task in this benchmark.",
         "roc": "No classification task in this benchmark.",
         "calibration": "No binary or survival task with absolute risks in this benchmark.",
+        "subgroups": "No subgroups were asked for (benchmark --subgroups modality:column).",
         "pareto": "",
         "robustness": "No missing-modality conditions were evaluated.",
         "contributions": "No contributions were computed for the best fusion models.",
