@@ -204,6 +204,14 @@ class TrainingConfig(_Section):
         description="members trained with different seeds on the same samples (the same "
         "validation part and preprocessing); predictions average the members' scores",
     )
+    conformal: float | None = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="miscoverage α of split-conformal prediction sets (classification), "
+        "intervals (regression) and lower bounds on the event time (survival), calibrated on "
+        "the validation part; null: none",
+    )
     focal_gamma: float = Field(default=0.0, ge=0, description="sample-level focal γ (0 = off)")
     focal_detach: bool = True
     accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = "cpu"

@@ -122,8 +122,9 @@ def test_one_patient_is_scored_exactly_as_in_a_batch(image_run, tmp_path):
     frame = pd.read_csv(train_site / "patients.csv", dtype={"patient_id": str})
     for pid in ("P003", "P006"):  # P003 has no scan; both have one sex level only
         one = predictor.predict(frame[frame.patient_id == pid], root=train_site)
-        assert one.shape == (1, 1)
+        assert one.shape == (1, 2)  # the probability and the 90% prediction set
         assert one.loc[pid, "response.prob"] == pytest.approx(batch.loc[pid, "response.prob"])
+        assert one.loc[pid, "response.set"] == batch.loc[pid, "response.set"]
 
 
 STAGED = {
@@ -199,7 +200,8 @@ def test_labels_are_optional_and_scored_when_given(image_run, tmp_path):
     predictor = Predictor.load(run)
     table = pd.read_csv(train_site / "patients.csv", dtype={"patient_id": str})
     unlabelled = predictor.predict(table.drop(columns="response"), root=train_site)
-    assert list(unlabelled.columns) == ["response.prob"] and len(unlabelled) == 40
+    assert list(unlabelled.columns) == ["response.prob", "response.set"]
+    assert len(unlabelled) == 40
     assert predictor.score(table.drop(columns="response"), root=train_site).empty
     metrics = predictor.score(table, root=train_site).set_index("metric")["value"]
     assert 0 <= metrics["auroc"] <= 1 and set(metrics.index) >= {"auroc", "f1"}
@@ -304,7 +306,10 @@ def test_survival_columns_are_named_by_time_with_a_risk_column(tmp_path):
     cuts = predictor.fitted.objectives["os"].cuts[1:].tolist()
     assert times == cuts and len(times) == 4
     scores = predictor.predict(tmp_path / "s.csv")
-    assert list(scores.columns) == ["os.risk", *[f"os.survival@{t:.6g}d" for t in times]]
+    named = ["os.risk", *[f"os.survival@{t:.6g}d" for t in times]]
+    assert list(scores.columns) == named + (
+        ["os.time_lower_days"] * ("os" in predictor.fitted.conformal)
+    )
     curves = scores.filter(like="survival@").to_numpy()
     assert (np.diff(curves, axis=1) <= 1e-7).all()  # survival falls with time
 

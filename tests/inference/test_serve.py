@@ -182,6 +182,14 @@ def as_frame(answer: dict) -> pd.DataFrame:
     return pd.DataFrame(answer["predictions"]).set_index("patient_id")
 
 
+def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """The same columns; the numbers within 1e-6, the prediction sets identical."""
+    assert list(got.columns) == list(want.columns)
+    numbers = [c for c in want.columns if c != "response.set"]
+    np.testing.assert_allclose(got[numbers].to_numpy(), want[numbers].to_numpy(), rtol=0, atol=1e-6)
+    assert got["response.set"].fillna("").tolist() == want["response.set"].fillna("").tolist()
+
+
 def get(url: str) -> httpx.Response:
     return httpx.get(url, timeout=30, trust_env=False)  # no proxy: 127.0.0.1 only
 
@@ -216,8 +224,8 @@ def test_one_patient_equals_the_predictor(trained, servers, tmp_path):
     content = answer.json()
     assert content["model"] == "early" and content["warnings"] == []
     got, want = as_frame(content), expected(site, run, ["P004"], tmp_path)
-    assert list(got.columns) == list(want.columns) == ["response.prob"]
-    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=0, atol=1e-6)
+    assert list(got.columns) == ["response.prob", "response.set"]
+    assert_same(got, want)
 
 
 def test_several_patients_keep_their_order_and_equal_the_predictor(trained, servers, tmp_path):
@@ -227,7 +235,7 @@ def test_several_patients_keep_their_order_and_equal_the_predictor(trained, serv
     assert answer.status_code == 200, answer.text
     got, want = as_frame(answer.json()), expected(site, run, ids, tmp_path)
     assert list(got.index) == ids == list(want.index)
-    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=0, atol=1e-6)
+    assert_same(got, want)
 
 
 def test_without_a_data_root_files_are_refused_and_null_scans_predicted(trained, servers, tmp_path):
@@ -244,7 +252,7 @@ def test_without_a_data_root_files_are_refused_and_null_scans_predicted(trained,
     answer = post(servers["rootless"], body(site, ["P004", "P001"], scan=None))
     assert answer.status_code == 200, answer.text
     want = expected(site, run, ["P004", "P001"], tmp_path, scan=None)
-    np.testing.assert_allclose(as_frame(answer.json()).to_numpy(), want.to_numpy(), atol=1e-6)
+    assert_same(as_frame(answer.json()), want)
 
 
 def test_concurrent_requests_each_get_their_own_answer(trained, servers):
@@ -266,7 +274,7 @@ def test_concurrent_requests_each_get_their_own_answer(trained, servers):
         assert answer.status_code == 200, answer.text
         got = as_frame(answer.json())
         assert list(got.index) == ids
-        np.testing.assert_allclose(got.to_numpy(), want.loc[ids].to_numpy(), rtol=0, atol=1e-6)
+        assert_same(got, want.loc[ids])
 
 
 # ------------------------------------------------------------------------- refusals

@@ -364,3 +364,24 @@ def test_too_few_events_is_refused_with_the_counts() -> None:
     with pytest.raises(ValueError, match=r"too few events in event_cal \(8 of 8\)"):
         fit_survival(np.ones(8), np.arange(1.0, 9.0), np.ones(8), ALPHA)
     assert fit_survival(np.ones(9), np.arange(1.0, 10.0), np.ones(9), ALPHA).thresholds == (0.0,)
+
+
+def test_a_task_calibration_refuses_too_few_samples_and_covers_its_patients():
+    """The glue the fitted models use: too few calibration samples for a finite 90% set or
+    interval is an error (not an infinite interval that a JSON answer cannot carry); the
+    measured coverage counts what it should."""
+    from polyfuse.tasks.conformal import fit_task, task_coverage, task_outputs
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"too few for coverage 0\.9"):
+        fit_task("regression", {"pred": rng.normal(size=5)}, rng.normal(size=5), 0.1)
+    pred = rng.normal(size=400)
+    y = pred + rng.normal(size=400)
+    calibration = fit_task("regression", {"pred": pred[:200]}, y[:200], 0.1)
+    out = task_outputs(calibration, {"pred": pred[200:]})
+    inside = (out["pred_low"] <= y[200:]) & (y[200:] <= out["pred_high"])
+    assert task_coverage(out, y[200:])["coverage"] == pytest.approx(inside.mean())
+    bound = np.array([5.0, 5.0, 5.0, 5.0])
+    target = np.array([[6.0, 1.0], [4.0, 1.0], [7.0, 0.0], [3.0, 0.0]])  # in, out, in, unknown
+    covered = task_coverage({"time_lower": bound}, target)
+    assert covered == {"coverage_low": 0.5, "coverage_high": 0.75}

@@ -328,7 +328,10 @@ class InputContract:
     def score_columns(self, task: str, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A task's scores as named columns: `t.prob` (binary: of the second class),
         `t.prob_<class>` and `t.label` (multiclass), `t.prob_<label>` (multilabel),
-        `t.risk` and `t.survival@<time><unit>` (survival), `t.pred` (regression)."""
+        `t.risk` and `t.survival@<time><unit>` (survival), `t.pred` (regression); with a
+        conformal calibration, `t.set` (the classes in the prediction set, joined by "|"),
+        `t.pred_low` and `t.pred_high`, or `t.time_lower_<unit>` (a lower bound on the event
+        time, in the training data's unit)."""
         e = self.tasks[task]
         cols: dict[str, np.ndarray] = {}
         if e["type"] == "survival":
@@ -337,6 +340,9 @@ class InputContract:
                 unit = TIME_UNITS.get(e["time_unit"] or "", "")
                 for j, t in enumerate(e["times"]):
                     cols[f"{task}.survival@{t:.6g}{unit}"] = scores["survival"][:, j]
+            if "time_lower" in scores:
+                named = f"_{e['time_unit']}" if e["time_unit"] else ""
+                cols[f"{task}.time_lower{named}"] = scores["time_lower"]
         elif e["type"] == "binary":
             cols[f"{task}.prob"] = scores["prob"]
         elif e["type"] in ("multiclass", "multilabel"):
@@ -348,6 +354,20 @@ class InputContract:
                 ]
         else:
             cols[f"{task}.pred"] = scores["pred"]
+        if "set" in scores:
+            names = [str(c) for c in e["classes"]] or ["0", "1"]
+            cols[f"{task}.set"] = np.array(
+                [
+                    "|".join(n for n, inside in zip(names, row, strict=True) if inside)
+                    for row in scores["set"]
+                ],
+                dtype=object,
+            )
+        if "pred_low" in scores:
+            cols[f"{task}.pred_low"], cols[f"{task}.pred_high"] = (
+                scores["pred_low"],
+                scores["pred_high"],
+            )
         return cols
 
 

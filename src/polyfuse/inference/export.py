@@ -596,6 +596,13 @@ def _io_description(
             }
             for m, s in specs.items()
         },
+        "conformal": {t: c.to_dict() for t, c in fitted.conformal.items()},
+        "conformal_after_the_graph": (
+            "per task, as polyfuse.tasks.conformal applies it: classification sets hold the "
+            "classes whose score (lac: 1 - prob; aps: the mass ranked at or above) is at most "
+            "threshold; regression intervals are pred ± half_width; a survival lower bound is "
+            "ConformalSurvival.lower_bound(exp(-risk)); null means infinity"
+        ),
         "contract": [p.name for k, p in companions.items() if k != "io.json"],
         "before_the_graph": (
             "tabular modalities: impute, scale and append missing indicators as the contract's "

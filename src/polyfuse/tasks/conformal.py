@@ -323,3 +323,91 @@ def fit_survival(
     return ConformalSurvival(
         alpha, tuple(cut_times[keep[:-1]].tolist()), tuple(thresholds[keep].tolist())
     )
+
+
+# --------------------------------------------------------------------------- tasks
+
+Conformal = ConformalClassifier | ConformalRegressor | ConformalSurvival
+
+
+def _time_scale(risk: np.ndarray) -> np.ndarray:
+    """A positive predicted time from a risk (higher risk, earlier event): exp(-risk). Its
+    scale is immaterial, since the conformal quantile absorbs it; only the order matters."""
+    return np.exp(-np.clip(np.asarray(risk, dtype=float), -700.0, 700.0))
+
+
+def _known(target: np.ndarray) -> np.ndarray:
+    return ~np.isnan(np.asarray(target, dtype=float).reshape(len(target), -1)).any(1)
+
+
+def fit_task(kind: str, scores: dict[str, np.ndarray], target: np.ndarray, alpha: float):
+    """The conformal calibration of a task of type `kind` from held-out `scores` (a model's:
+    `risk`, `prob` or `pred`) and targets (unknown ones left out); None for multilabel tasks.
+    Raises ValueError where the samples are too few for a finite set, interval or bound."""
+    known = _known(target)
+    y = np.asarray(target)[known]
+    if kind == "survival":
+        return fit_survival(_time_scale(scores["risk"][known]), y[:, 0], y[:, 1], alpha)
+    if kind in ("binary", "multiclass"):
+        calibration: Conformal = fit_classification(scores["prob"][known], y, alpha)
+        width = calibration.threshold
+    elif kind == "regression":
+        calibration = fit_regression(scores["pred"][known], y.reshape(-1), alpha)
+        width = calibration.half_width
+    else:
+        return None
+    if math.isinf(width):  # every class, an infinite interval: nothing a reader can use
+        raise ValueError(
+            f"{int(known.sum())} calibration samples are too few for coverage {1 - alpha:g} "
+            f"(at least {math.ceil(1 / alpha) - 1} are needed)"
+        )
+    return calibration
+
+
+def task_outputs(conformal: Conformal, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What a calibration adds to a task's scores: `set` (n, K) for classification,
+    `pred_low`/`pred_high` for regression, `time_lower` (the event time's lower bound) for
+    survival, in the training data's time unit."""
+    if isinstance(conformal, ConformalClassifier):
+        return {"set": conformal.sets(scores["prob"])}
+    if isinstance(conformal, ConformalRegressor):
+        low, high = conformal.interval(scores["pred"])
+        return {"pred_low": low, "pred_high": high}
+    return {"time_lower": conformal.lower_bound(_time_scale(scores["risk"]))}
+
+
+def task_coverage(scores: dict[str, np.ndarray], target: np.ndarray) -> dict[str, float]:
+    """The measured coverage of `task_outputs` on patients with a known target: `coverage`
+    and the mean set size or interval width; for survival, `coverage_low` and
+    `coverage_high`, the bounds that censoring leaves (a patient censored before their bound
+    may or may not have reached it)."""
+    known = _known(target)
+    y = np.asarray(target, dtype=float)[known]
+    if not known.any():
+        return {}
+    if "set" in scores:
+        sets = scores["set"][known]
+        covered = sets[np.arange(len(y)), y.reshape(-1).astype(int)]
+        return {"coverage": float(covered.mean()), "set_size": float(sets.sum(1).mean())}
+    if "pred_low" in scores:
+        low, high, value = scores["pred_low"][known], scores["pred_high"][known], y.reshape(-1)
+        inside = (low <= value) & (value <= high)
+        return {"coverage": float(inside.mean()), "interval_width": float((high - low).mean())}
+    if "time_lower" in scores:
+        bound, time, event = scores["time_lower"][known], y[:, 0], y[:, 1].astype(bool)
+        reached = time >= bound  # an event then, or censored after the bound: T >= L
+        unknown = ~event & ~reached
+        return {
+            "coverage_low": float(reached.mean()),
+            "coverage_high": float((reached | unknown).mean()),
+        }
+    return {}
+
+
+def from_dict(data: dict[str, Any]) -> Conformal:
+    """A saved calibration (`to_dict` of any of the three), by the fields it has."""
+    if "method" in data:
+        return ConformalClassifier.from_dict(data)
+    if "half_width" in data:
+        return ConformalRegressor.from_dict(data)
+    return ConformalSurvival.from_dict(data)

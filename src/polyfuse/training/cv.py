@@ -168,8 +168,7 @@ def _fit_fold(
     fitted = fit_model(model, train, settings)
     scores = fitted.predict(test)
     rows, preds = [], []
-    for task, objective in fitted.objectives.items():
-        metrics = objective.metrics(scores[task], test.targets[task], train.targets[task])
+    for task, metrics in fitted.metrics(scores, test.targets, train.targets).items():
         rows += [
             dict(repeat=split.repeat, fold=split.fold, task=task, metric=k, value=v)
             for k, v in metrics.items()

@@ -26,6 +26,8 @@ from polyfuse.errors import ConfigError, DataError, require
 from polyfuse.io import atomic_write, write_text
 from polyfuse.models.model import MultimodalModel
 from polyfuse.models.registry import create_model, model_class
+from polyfuse.tasks.conformal import Conformal, fit_task, task_coverage, task_outputs
+from polyfuse.tasks.conformal import from_dict as conformal_from_dict
 from polyfuse.tasks.objective import TaskObjective
 from polyfuse.training.settings import FitSettings
 
@@ -98,6 +100,9 @@ class FittedModel:
     """Each member's best epoch (-1: no validation part, the last weights kept)."""
     weight_history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     """The loss-balancing weight of every term, per training epoch (of the first member)."""
+    conformal: dict[str, Conformal] = dataclasses.field(default_factory=dict)
+    """Per task, its split-conformal calibration on the validation part (`training.conformal`;
+    none without a validation part): `predict` adds sets, intervals or lower bounds."""
 
     def __post_init__(self) -> None:
         self.preprocessor = self.contract.preprocessor()
@@ -120,8 +125,12 @@ class FittedModel:
         return self.model.tasks
 
     @torch.no_grad()
-    def predict(self, dataset: MultimodalDataset) -> dict[str, dict[str, np.ndarray]]:
-        """Scores per task (probabilities, risk, survival curve, prediction) for every sample."""
+    def predict(
+        self, dataset: MultimodalDataset, *, conformal: bool = True
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """Scores per task (probabilities, risk, survival curve, prediction) for every sample,
+        and the conformal sets, intervals or bounds of the calibrated tasks (unless
+        `conformal=False`: the network's scores alone, what an exported graph gives)."""
         data = self.preprocessor.transform(dataset)
         for member in self.members:
             member.eval()
@@ -131,15 +140,28 @@ class FittedModel:
             for t, scores in member_mean(self.members, self.objectives, batch.inputs).items():
                 for k, v in scores.items():
                     parts[t].setdefault(k, []).append(v.cpu().numpy())
-        return {t: {k: np.concatenate(v) for k, v in d.items()} for t, d in parts.items()}
+        out = {t: {k: np.concatenate(v) for k, v in d.items()} for t, d in parts.items()}
+        for t, calibration in self.conformal.items() if conformal else ():
+            out[t] |= task_outputs(calibration, out[t])
+        return out
 
     def evaluate(
         self, dataset: MultimodalDataset, train_targets: dict[str, np.ndarray]
     ) -> dict[str, dict[str, float]]:
         """Metrics per task on `dataset`; train targets give the censoring weights (Uno, IBS)."""
-        scores = self.predict(dataset)
+        return self.metrics(self.predict(dataset), dataset.targets, train_targets)
+
+    def metrics(
+        self,
+        scores: dict[str, dict[str, np.ndarray]],
+        targets: dict[str, np.ndarray],
+        train_targets: dict[str, np.ndarray],
+    ) -> dict[str, dict[str, float]]:
+        """Each task's metrics of `scores` against `targets`, with the measured coverage of its
+        conformal outputs where it has them."""
         return {
-            t: obj.metrics(scores[t], dataset.targets[t], train_targets[t])
+            t: obj.metrics(scores[t], targets[t], train_targets[t])
+            | task_coverage(scores[t], targets[t])
             for t, obj in self.objectives.items()
         }
 
@@ -163,6 +185,7 @@ class FittedModel:
             "best_epochs": self.best_epochs,
             "objectives": {t: o.options() for t, o in self.objectives.items()},
             "weight_history": self.weight_history,
+            "conformal": {t: c.to_dict() for t, c in self.conformal.items()},
         }
         write_text(directory / "model.json", json.dumps(meta, indent=2))
         self.contract.save(directory)
@@ -203,6 +226,7 @@ class FittedModel:
             contract,
             meta.get("best_epochs", [meta.get("best_epoch", -1)]),  # older runs: one model
             meta.get("weight_history", []),
+            {t: conformal_from_dict(c) for t, c in meta.get("conformal", {}).items()},
         )
 
 
@@ -338,7 +362,7 @@ def fit_model(
     curve_times = {
         t: o.curve_times for t, o in parts.objectives.items() if o.curve_times is not None
     }
-    return FittedModel(
+    fitted = FittedModel(
         model_name,
         hparams,
         [m.model for m in members],
@@ -347,6 +371,27 @@ def fit_model(
         [m.best_epoch for m in members],
         members[0].weight_history,
     )
+    if training.conformal is not None and len(parts.val_idx):
+        fitted.conformal = _calibrate(fitted, train.subset(parts.val_idx), training.conformal)
+    return fitted
+
+
+def _calibrate(fitted: FittedModel, val: MultimodalDataset, alpha: float) -> dict[str, Conformal]:
+    """Each task's split-conformal calibration on the validation part. The part also chose the
+    best epoch, so the coverage may fall a little short of 1 − α; cross-validation measures
+    it on the test folds (`coverage`). A task it cannot calibrate (too few events or labels)
+    goes without, said in the log."""
+    scores = fitted.predict(val)
+    out = {}
+    for t, spec in fitted.tasks.items():
+        try:
+            calibration = fit_task(spec.type, scores[t], val.targets[t], alpha)
+        except ValueError as exc:
+            log.info("no conformal calibration for task '%s': %s", t, exc)
+            continue
+        if calibration is not None:
+            out[t] = calibration
+    return out
 
 
 MEMBER_SEED_STEP = 1_000_003
@@ -419,6 +464,7 @@ class _Prepared:
     fit: MultimodalDataset
     val: MultimodalDataset
     objectives: nn.ModuleDict
+    val_idx: np.ndarray
 
 
 def _prepare(
@@ -445,7 +491,7 @@ def _prepare(
             for t, s in train.tasks.items()
         }
     )
-    return _Prepared(pre, data, fit_part, val_part, objectives)
+    return _Prepared(pre, data, fit_part, val_part, objectives, np.asarray(val_idx))
 
 
 def _run_trainer(
