@@ -705,13 +705,19 @@ def _profile_curves(
 def explain(
     run_dir: RunDirArg,
     data: Annotated[
-        str | None, typer.Option(help="explain on this table or dataset instead of the run's")
+        str | None,
+        typer.Option(help="explain on this table or dataset (default: the run's validation part)"),
+    ] = None,
+    patients: Annotated[
+        list[str] | None,
+        typer.Option("--patient", help="a patient to write a page for (repeatable; default: ten)"),
     ] = None,
 ) -> None:
-    """Per-modality contributions and attention maps of a fitted run (PNG + CSV files)."""
+    """Per-modality contributions with intervals, per-feature attributions, attention maps and
+    a page per patient, for a fitted run (PNG, CSV and HTML files)."""
     from polyfuse.explain.report import explain_run
 
-    files = explain_run(run_dir, data)
+    files = explain_run(run_dir, data, patients)
     console = _console()
     for f in files:
         console.print(f"  {f}")

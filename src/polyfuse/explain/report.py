@@ -1,7 +1,12 @@
 """`polyfuse explain RUN_DIR`: figures and tables of what a fitted model looks at.
 
-Writes into `RUN_DIR/explain/`: `contributions.png|csv` (per-modality ablation, every model),
-and for models that publish attention: `attention_<modality>.png|csv` (mean attention per
+By default on the run's validation part (patients the weights were not fitted on; they chose
+the best epoch), else on the data given. Writes into `RUN_DIR/explain/`:
+`contributions.png|csv` (per-modality ablation with 95% bootstrap intervals, every model),
+`features_<task>.png|csv` and `feature_attributions_<task>.csv` (integrated gradients per
+feature, `explain/features.py`; with captum, the `explain` extra), `patients/<id>.html` (one
+page per patient: predictions, uncertainty, what drove them), and for models that publish
+attention: `attention_<modality>.png|csv` (mean attention per
 feature, for tabular modalities fed as one token per feature) and
 `top_instances_<modality>.csv|png` (the most-attended instances of bags); `pair_weights.png`
 for hierarchical fusion; `macfusion_attention.png|csv` and `macfusion_gates.png|csv` for models
@@ -10,6 +15,8 @@ with MACFusion layers (EHPAL-Net; see `explain/macfusion.py`).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,37 +24,60 @@ import pandas as pd
 
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.explain.attention import collect_aux, token_attention
-from polyfuse.explain.attribution import modality_contributions
+from polyfuse.explain.attribution import contribution_intervals, modality_changes
 from polyfuse.figures import figure, save
 from polyfuse.io import atomic_write
 from polyfuse.training.fit import FittedModel
 
+log = logging.getLogger(__name__)
+
 TOP_FEATURES = 20
 TOP_INSTANCES = 10
+PATIENT_PAGES = 10
 
 
-def plot_contributions(table: pd.DataFrame, path: Path) -> Path:
-    """Grouped horizontal bars: modality × task; hatching keeps tasks apart without colour."""
-    fig, ax = figure(6.0, 0.5 + 0.45 * len(table) * max(1, len(table.columns)))
+def plot_contributions(intervals: pd.DataFrame, path: Path) -> Path:
+    """Grouped horizontal bars, modality × task, with 95% bootstrap intervals; hatching keeps
+    tasks apart without colour."""
+    modalities = list(dict.fromkeys(intervals["modality"]))
+    tasks = list(dict.fromkeys(intervals["task"]))
+    fig, ax = figure(6.0, 0.5 + 0.45 * len(modalities) * max(1, len(tasks)))
     hatches = ["", "//", "..", "xx", "\\\\"]
-    height = 0.8 / len(table.columns)
-    y = np.arange(len(table))
-    for j, task in enumerate(table.columns):
+    height = 0.8 / len(tasks)
+    for j, task in enumerate(tasks):
+        part = intervals[intervals["task"] == task].set_index("modality").reindex(modalities)
         ax.barh(
-            y + j * height,
-            table[task],
+            np.arange(len(modalities)) + j * height,
+            part["mean"],
             height,
+            xerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+            capsize=2,
             label=task,
             hatch=hatches[j % len(hatches)],
             color="0.6",
             edgecolor="black",
         )
-    ax.set_yticks(y + height * (len(table.columns) - 1) / 2, table.index)
+    ax.set_yticks(np.arange(len(modalities)) + height * (len(tasks) - 1) / 2, modalities)
     ax.invert_yaxis()
-    ax.set_xlabel("mean |change of prediction| when the modality is removed")
+    ax.set_xlabel("mean |change of prediction| when the modality is removed (95% CI)")
     ax.set_title("Per-modality contribution")
-    if len(table.columns) > 1:
+    if len(tasks) > 1:
         ax.legend(title="task")
+    return save(fig, path)
+
+
+def plot_features(table: pd.DataFrame, task: str, path: Path) -> Path:
+    """The features with the largest mean |attribution|, signed mean marked: a bar for the
+    size, a dot for which way the feature pushes the score on average."""
+    top = table.head(TOP_FEATURES)[::-1]
+    labels = [f"{m}: {f}" for m, f in zip(top["modality"], top["feature"], strict=True)]
+    fig, ax = figure(7.0, 0.8 + 0.28 * len(top))
+    ax.barh(labels, top["mean_abs"], color="0.75", edgecolor="black", label="mean |attribution|")
+    ax.plot(top["mean"], labels, "o", color="black", label="mean attribution (sign)")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"integrated gradients on {task}'s score (per patient, averaged)")
+    ax.set_title(f"{task}: features that move the score most")
+    ax.legend(loc="lower right", fontsize="small")
     return save(fig, path)
 
 
@@ -74,12 +104,30 @@ def plot_top_instances(att: np.ndarray, ids: list[str], modality: str, path: Pat
     return save(fig, path)
 
 
-def explain(fitted: FittedModel, dataset: MultimodalDataset, out: Path) -> list[Path]:
-    """Write every figure and table for `fitted` on `dataset` into `out`; return the files."""
-    written = []
-    contrib = modality_contributions(fitted, dataset)
-    atomic_write(out / "contributions.csv", lambda p: contrib.to_csv(p))
-    written += [out / "contributions.csv", plot_contributions(contrib, out / "contributions.png")]
+def explain(
+    fitted: FittedModel,
+    dataset: MultimodalDataset,
+    out: Path,
+    patients: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write every figure and table for `fitted` on `dataset` into `out`, and a page for each
+    of `patients` (default: the first `PATIENT_PAGES`); return the files."""
+    changes = modality_changes(fitted, dataset)
+    contrib = contribution_intervals(changes)
+    atomic_write(out / "contributions.csv", lambda p: contrib.to_csv(p, index=False))
+    written = [out / "contributions.csv", plot_contributions(contrib, out / "contributions.png")]
+    attributions = _feature_attributions(fitted, dataset)
+    for task, (table, long) in attributions.items():
+        atomic_write(out / f"features_{task}.csv", lambda p, t=table: t.to_csv(p, index=False))
+        path = out / f"feature_attributions_{task}.csv"
+        atomic_write(path, lambda p, t=long: t.to_csv(p, index=False))
+        written += [out / f"features_{task}.csv", path]
+        written.append(plot_features(table, task, out / f"features_{task}.png"))
+    from polyfuse.explain.patients import write_patient_pages
+
+    chosen = list(patients) if patients is not None else dataset.ids[:PATIENT_PAGES]
+    long = {t: frames[1] for t, frames in attributions.items()}
+    written += write_patient_pages(fitted, dataset, changes, long, out / "patients", chosen)
     if hasattr(fitted.model, "pair_names"):  # hierarchical fusion: per-sample pair weights
         from polyfuse.explain.pairs import plot_pair_weights
 
@@ -111,6 +159,27 @@ def explain(fitted: FittedModel, dataset: MultimodalDataset, out: Path) -> list[
     return written
 
 
+def _feature_attributions(
+    fitted: FittedModel, dataset: MultimodalDataset
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Per task with a score to attribute: (the feature table, the per-patient long rows id,
+    modality, feature, attribution). None without captum or a continuous modality (logged)."""
+    from polyfuse.errors import ConfigError, MissingDependencyError
+    from polyfuse.explain.features import feature_table, integrated_gradients, patient_rows
+
+    out = {}
+    for task, spec in fitted.tasks.items():
+        if spec.type == "multilabel":
+            continue
+        try:
+            attributions = integrated_gradients(fitted, dataset, task)
+        except (MissingDependencyError, ConfigError) as exc:
+            log.info("no feature attributions for task '%s': %s", task, exc)
+            continue
+        out[task] = (feature_table(attributions, fitted), patient_rows(attributions, fitted))
+    return out
+
+
 def _top_instances(att: np.ndarray, ids: list[str]) -> pd.DataFrame:
     rows = []
     for i, sample in enumerate(ids):
@@ -125,17 +194,29 @@ def _top_instances(att: np.ndarray, ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def explain_run(run_dir: Path, data: str | None = None) -> list[Path]:
-    """Explain a fitted run on its own training data (or on `data`)."""
+def explain_run(
+    run_dir: Path, data: str | None = None, patients: Sequence[str] | None = None
+) -> list[Path]:
+    """Explain a fitted run on `data`, or by default on the patients its weights were not
+    fitted on (its validation part; the training data, with a warning, where it had none)."""
     from polyfuse.config import load_config
     from polyfuse.datasets import from_config
     from polyfuse.inference.predictor import Predictor
 
     run_dir = Path(run_dir)
     fitted = FittedModel.load(run_dir)
-    dataset = (
-        Predictor(fitted).read(data)
-        if data
-        else from_config(load_config(run_dir / "config.yaml").data)
-    )
-    return explain(fitted, dataset, run_dir / "explain")
+    if data:
+        dataset = Predictor(fitted).read(data)
+    else:
+        dataset = from_config(load_config(run_dir / "config.yaml").data)
+        held_out = set(fitted.validation_ids)
+        rows = [i for i, pid in enumerate(dataset.ids) if pid in held_out]
+        if rows:
+            dataset = dataset.subset(np.asarray(rows))
+        else:
+            log.warning(
+                "%s has no validation part: explaining it on its training data, where every "
+                "attribution is as optimistic as the fit (give --data for held-out patients)",
+                run_dir,
+            )
+    return explain(fitted, dataset, run_dir / "explain", patients)

@@ -103,6 +103,9 @@ class FittedModel:
     conformal: dict[str, Conformal] = dataclasses.field(default_factory=dict)
     """Per task, its split-conformal calibration on the validation part (`training.conformal`;
     none without a validation part): `predict` adds sets, intervals or lower bounds."""
+    validation_ids: list[str] = dataclasses.field(default_factory=list)
+    """The samples held out of the weights' fit (they chose the best epoch and calibrated the
+    conformal outputs): what `polyfuse explain` explains by default."""
 
     def __post_init__(self) -> None:
         self.preprocessor = self.contract.preprocessor()
@@ -186,6 +189,7 @@ class FittedModel:
             "objectives": {t: o.options() for t, o in self.objectives.items()},
             "weight_history": self.weight_history,
             "conformal": {t: c.to_dict() for t, c in self.conformal.items()},
+            "validation_ids": self.validation_ids,
         }
         write_text(directory / "model.json", json.dumps(meta, indent=2))
         self.contract.save(directory)
@@ -227,6 +231,7 @@ class FittedModel:
             meta.get("best_epochs", [meta.get("best_epoch", -1)]),  # older runs: one model
             meta.get("weight_history", []),
             {t: conformal_from_dict(c) for t, c in meta.get("conformal", {}).items()},
+            meta.get("validation_ids", []),
         )
 
 
@@ -371,6 +376,7 @@ def fit_model(
         [m.best_epoch for m in members],
         members[0].weight_history,
     )
+    fitted.validation_ids = [train.ids[i] for i in parts.val_idx]
     if training.conformal is not None and len(parts.val_idx):
         fitted.conformal = _calibrate(fitted, train.subset(parts.val_idx), training.conformal)
     return fitted
