@@ -68,6 +68,10 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     for _, fold in pred.groupby(["model", "fold"]):
         assert fold["score"].rank().corr(fold["surv_h"].rank()) == pytest.approx(-1.0)
     assert "Survival calibration for toy · os" in html and "Decision curve for toy" in html
+    coverage = html[html.index('<section id="uncertainty">') :].split("</section>")[0]
+    low = res.query("model == 'early' and condition == 'all' and metric == 'coverage_low'")
+    if len(low):  # a fold whose validation part had too few events has no bound
+        assert f"{low['value'].mean():.3f}" in coverage and "aim at 90% coverage" in coverage
     every = html[html.index('<section id="metrics">') :].split("</section>")[0]
     uno = res.query("model == 'early' and condition == 'all' and metric == 'uno_c_index'")
     assert "uno_c_index" in every and "td_auc" in every

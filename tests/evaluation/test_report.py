@@ -325,7 +325,8 @@ PROBE = (
     "document.body.appendChild(d); });</script>"
 )
 SECTIONS = (
-    "leaderboard", "metrics", "km", "roc", "calibration", "subgroups", "pareto", "robustness",
+    "leaderboard", "metrics", "km", "roc", "calibration", "uncertainty", "subgroups", "pareto",
+    "robustness",
     "contributions", "stack", "made", "tripod", "how",
 )  # fmt: skip
 SCREENSHOTS = Path(__file__).parents[2] / "artifacts" / "report"

@@ -309,6 +309,11 @@ past it through a Cox model on the score fitted on each training part (slope and
 baseline), compared per risk tertile with Kaplan–Meier; a model that overfits its training part
 predicts too extreme survival here. Classical floors and the stack have no such absolute risks
 in this report.</li>
+<li><b>Uncertainty.</b> Each fitted model gives, beside its prediction, a split-conformal
+prediction set (classification), interval (regression) or lower bound on the event time
+(survival), calibrated on its validation part to hold the truth for 1 − α of patients. The
+table measures how often they did on the test folds; a model whose coverage falls well short
+of the aim gives sets that cannot be trusted at that level.</li>
 <li><b>Subgroups.</b> The primary metric of the best-ranked models within each level of the
 chosen columns (sex, stage, age band...), on the pooled test folds of one repeat, with 95%
 bootstrap intervals over the level's patients; the dashed line is the model on all patients.
@@ -367,6 +372,7 @@ def write_report(
     for part in _blocks(lb):
         block = _Block.of(part, results, predictions, contributions)
         figures.sections["metrics"].append(_metrics_table(block))
+        figures.sections["uncertainty"].append(_uncertainty_table(block, _nominal(record)))
         _km_figure(figures, block, units.get((block.dataset, block.task)))
         _roc_figure(figures, block)
         _calibration_figures(figures, block)
@@ -398,6 +404,7 @@ class _Figures:
                 "km",
                 "roc",
                 "calibration",
+                "uncertainty",
                 "subgroups",
                 "pareto",
                 "robustness",
@@ -484,6 +491,49 @@ def _metrics_table(block: _Block) -> str:
         f"<h3>{html.escape(block.label)}</h3><div class=scroll><table>{head}{''.join(body)}"
         "</table></div>"
     )
+
+
+COVERAGE = ("coverage", "coverage_low", "coverage_high", "set_size", "interval_width")
+
+
+def _nominal(record: dict[str, Any] | None) -> float | None:
+    """The coverage the conformal outputs aim at, 1 − training.conformal (None: unknown)."""
+    alpha = (record or {}).get("settings", {}).get("training", {}).get("conformal")
+    return None if alpha is None else 1 - alpha
+
+
+def _uncertainty_table(block: _Block, nominal: float | None) -> str:
+    """The measured coverage of each model's conformal sets, intervals or bounds on the test
+    folds (mean ± sd, folds), against the coverage they aim at; "" where none has them."""
+    rows = block.results[
+        (block.results["condition"] == "all") & block.results["metric"].isin(COVERAGE)
+    ]
+    if rows.empty:
+        return ""
+    metrics = [m for m in COVERAGE if m in set(rows["metric"])]
+    stats = rows.groupby(["model", "metric"])["value"].agg(["mean", "std", "count"])
+    head = "<tr><th>model</th>" + "".join(f"<th>{m}</th>" for m in metrics) + "<th>folds</th></tr>"
+    body = []
+    for model in [m for m in block.part["model"] if m in set(rows["model"])]:
+        cells = [
+            _mean_sd(*stats.loc[(model, m), ["mean", "std"]]) if (model, m) in stats.index else "—"
+            for m in metrics
+        ]
+        folds = int(stats.loc[model]["count"].max())
+        body.append(
+            f"<tr><td>{html.escape(str(model))}</td>"
+            + "".join(f"<td class=num>{c}</td>" for c in cells)
+            + f"<td class=num>{folds}</td></tr>"
+        )
+    aim = f"{nominal:.0%}" if nominal is not None else "1 − α"
+    note = (
+        f"{html.escape(block.label)}: the sets, intervals or event-time bounds aim at {aim} "
+        "coverage, calibrated on each fit's validation part, and are measured here on the test "
+        "folds. For survival, censoring leaves coverage between coverage_low and "
+        "coverage_high. A fold whose validation part was too small for a finite set or bound "
+        "has none, so 'folds' can be fewer than the folds run."
+    )
+    return f"<p>{note}</p><div class=scroll><table>{head}{''.join(body)}</table></div>"
 
 
 def _time_units(record: dict[str, Any] | None) -> dict[tuple[str, str], str]:
@@ -745,14 +795,14 @@ def _contributions_figure(figures: _Figures, block: _Block) -> None:
         return
     from polyfuse.explain.report import plot_contributions
 
-    task = block.task
-    table = contrib.groupby("modality")["value"].mean().sort_values(ascending=False).to_frame(task)
+    means = contrib.groupby("modality")["value"].mean().sort_values(ascending=False)
+    table = pd.DataFrame({"modality": means.index, "task": block.task, "mean": means.to_numpy()})
     path = plot_contributions(table, figures.directory / block.file("contributions"))
     figures.add(
         "contributions",
         path,
         f"Per-modality contribution of {block.best} on {block.label}: "
-        + ", ".join(f"{m} {v:.3g}" for m, v in table[task].items()),
+        + ", ".join(f"{m} {v:.3g}" for m, v in means.items()),
         f"{block.label}: {block.best}, mean |change of prediction| when each modality is removed.",
     )
 
@@ -855,6 +905,7 @@ def _html(
         "km": "Kaplan–Meier curves by predicted-risk tertile",
         "roc": "ROC curves",
         "calibration": "Calibration and decision curves",
+        "uncertainty": "Uncertainty: conformal coverage",
         "subgroups": "Performance in subgroups",
         "pareto": "Metric versus FLOPs",
         "robustness": "Robustness to missing modalities",
@@ -868,7 +919,8 @@ def _html(
         "km": "No survival task in this benchmark.",
         "roc": "No classification task in this benchmark.",
         "calibration": "No binary or survival task with absolute risks in this benchmark.",
-        "subgroups": "No subgroups were asked for (benchmark --subgroups modality:column).",
+        "subgroups": "No subgroups were asked for (benchmark --subgroup modality:column).",
+        "uncertainty": "No model had conformal outputs (training.conformal: null).",
         "pareto": "",
         "robustness": "No missing-modality conditions were evaluated.",
         "contributions": "No contributions were computed for the best fusion models.",

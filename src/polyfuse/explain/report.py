@@ -37,8 +37,8 @@ PATIENT_PAGES = 10
 
 
 def plot_contributions(intervals: pd.DataFrame, path: Path) -> Path:
-    """Grouped horizontal bars, modality × task, with 95% bootstrap intervals; hatching keeps
-    tasks apart without colour."""
+    """Grouped horizontal bars, modality × task (`intervals`: modality, task, mean, and
+    ci_low/ci_high for 95% intervals where known); hatching keeps tasks apart without colour."""
     modalities = list(dict.fromkeys(intervals["modality"]))
     tasks = list(dict.fromkeys(intervals["task"]))
     fig, ax = figure(6.0, 0.5 + 0.45 * len(modalities) * max(1, len(tasks)))
@@ -46,11 +46,12 @@ def plot_contributions(intervals: pd.DataFrame, path: Path) -> Path:
     height = 0.8 / len(tasks)
     for j, task in enumerate(tasks):
         part = intervals[intervals["task"] == task].set_index("modality").reindex(modalities)
+        known = {"ci_low", "ci_high"} <= set(part.columns)
         ax.barh(
             np.arange(len(modalities)) + j * height,
             part["mean"],
             height,
-            xerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+            xerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]] if known else None,
             capsize=2,
             label=task,
             hatch=hatches[j % len(hatches)],
@@ -59,7 +60,8 @@ def plot_contributions(intervals: pd.DataFrame, path: Path) -> Path:
         )
     ax.set_yticks(np.arange(len(modalities)) + height * (len(tasks) - 1) / 2, modalities)
     ax.invert_yaxis()
-    ax.set_xlabel("mean |change of prediction| when the modality is removed (95% CI)")
+    interval = " (95% CI)" if {"ci_low", "ci_high"} <= set(intervals.columns) else ""
+    ax.set_xlabel(f"mean |change of prediction| when the modality is removed{interval}")
     ax.set_title("Per-modality contribution")
     if len(tasks) > 1:
         ax.legend(title="task")
