@@ -204,6 +204,11 @@ class TrainingConfig(_Section):
         description="members trained with different seeds on the same samples (the same "
         "validation part and preprocessing); predictions average the members' scores",
     )
+    recalibration: Literal["none", "platt", "isotonic"] = Field(
+        default="none",
+        description="binary tasks: map the probabilities through Platt scaling or isotonic "
+        "regression fitted on the validation part (ranking unchanged), before conformal sets",
+    )
     conformal: float | None = Field(
         default=0.1,
         gt=0,

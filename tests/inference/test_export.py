@@ -209,7 +209,7 @@ def test_export_matches_predict(name, fmt, run_dirs, tmp_path) -> None:
     assert out.is_file()
     fitted = FittedModel.load(run_dir)
     new = cohort(9, seed=1)  # new patients; the trace used 3
-    want = fitted.predict(new, conformal=False)  # the conformal outputs are not in the graph
+    want = fitted.predict(new, calibrated=False)  # the conformal outputs are not in the graph
     rows = [np.array([8]), np.array([0, 1]), np.arange(2, 8)]  # batches of 1, 2 and 6
     got = exported_scores(out, fitted, new, rows)
     order = np.concatenate(rows)

@@ -42,8 +42,8 @@ def test_members_differ_and_the_first_is_the_single_fit(signal_data, ensemble):
 
 
 def test_predictions_are_the_mean_of_the_members_scores(signal_data, ensemble):
-    scores = ensemble.predict(signal_data, conformal=False)  # the members' scores, averaged
-    alone = [_alone(ensemble, k).predict(signal_data, conformal=False) for k in range(3)]
+    scores = ensemble.predict(signal_data, calibrated=False)  # the members' scores, averaged
+    alone = [_alone(ensemble, k).predict(signal_data, calibrated=False) for k in range(3)]
     for task, keys in scores.items():
         for key, value in keys.items():
             mean = np.mean([a[task][key] for a in alone], axis=0)

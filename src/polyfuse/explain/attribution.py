@@ -29,11 +29,11 @@ def _change(full: dict[str, np.ndarray], without: dict[str, np.ndarray]) -> np.n
 def modality_changes(fitted: FittedModel, dataset: MultimodalDataset) -> pd.DataFrame:
     """Per patient, modality and task: |Δ score| when the modality is removed (only for the
     patients who have it): long rows id, modality, task, change."""
-    full = fitted.predict(dataset, conformal=False)
+    full = fitted.predict(dataset, calibrated=False)
     frames = []
     for m in dataset.specs:
         has = dataset.sources[m].present
-        without = fitted.predict(dataset.drop_modalities([m]), conformal=False)
+        without = fitted.predict(dataset.drop_modalities([m]), calibrated=False)
         for t in full:
             change = _change(full[t], without[t])[has]
             ids = np.asarray(dataset.ids)[has]

@@ -596,9 +596,13 @@ def _io_description(
             }
             for m, s in specs.items()
         },
+        "recalibration": {t: r.to_dict() for t, r in fitted.recalibration.items()},
         "conformal": {t: c.to_dict() for t, c in fitted.conformal.items()},
         "conformal_after_the_graph": (
-            "per task, as polyfuse.tasks.conformal applies it: classification sets hold the "
+            "per task, as polyfuse.tasks.recalibration and .conformal apply them: a binary "
+            "task's prob goes through its recalibration first (platt: sigmoid(slope * "
+            "logit(p) + intercept); isotonic: linear between the knots x -> y); "
+            "classification sets hold the "
             "classes whose score (lac: 1 - prob; aps: the mass ranked at or above) is at most "
             "threshold; regression intervals are pred ± half_width; a survival lower bound is "
             "ConformalSurvival.lower_bound(exp(-risk)); null means infinity"

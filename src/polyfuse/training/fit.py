@@ -29,6 +29,7 @@ from polyfuse.models.registry import create_model, model_class
 from polyfuse.tasks.conformal import Conformal, fit_task, task_coverage, task_outputs
 from polyfuse.tasks.conformal import from_dict as conformal_from_dict
 from polyfuse.tasks.objective import TaskObjective
+from polyfuse.tasks.recalibration import Recalibration, fit_recalibration
 from polyfuse.training.settings import FitSettings
 
 PREDICT_BATCH = 256
@@ -103,6 +104,9 @@ class FittedModel:
     conformal: dict[str, Conformal] = dataclasses.field(default_factory=dict)
     """Per task, its split-conformal calibration on the validation part (`training.conformal`;
     none without a validation part): `predict` adds sets, intervals or lower bounds."""
+    recalibration: dict[str, Recalibration] = dataclasses.field(default_factory=dict)
+    """Per binary task, its probabilities' recalibration on the validation part
+    (`training.recalibration`), applied by `predict` before the conformal sets."""
     validation_ids: list[str] = dataclasses.field(default_factory=list)
     """The samples held out of the weights' fit (they chose the best epoch and calibrated the
     conformal outputs): what `polyfuse explain` explains by default."""
@@ -129,11 +133,12 @@ class FittedModel:
 
     @torch.no_grad()
     def predict(
-        self, dataset: MultimodalDataset, *, conformal: bool = True
+        self, dataset: MultimodalDataset, *, calibrated: bool = True
     ) -> dict[str, dict[str, np.ndarray]]:
         """Scores per task (probabilities, risk, survival curve, prediction) for every sample,
-        and the conformal sets, intervals or bounds of the calibrated tasks (unless
-        `conformal=False`: the network's scores alone, what an exported graph gives)."""
+        recalibrated where the run was, with the conformal sets, intervals or bounds of the
+        calibrated tasks; `calibrated=False`: the network's scores alone (what an exported
+        graph gives)."""
         data = self.preprocessor.transform(dataset)
         for member in self.members:
             member.eval()
@@ -144,7 +149,11 @@ class FittedModel:
                 for k, v in scores.items():
                     parts[t].setdefault(k, []).append(v.cpu().numpy())
         out = {t: {k: np.concatenate(v) for k, v in d.items()} for t, d in parts.items()}
-        for t, calibration in self.conformal.items() if conformal else ():
+        if not calibrated:
+            return out
+        for t, recalibrate in self.recalibration.items():
+            out[t]["prob"] = recalibrate(out[t]["prob"])
+        for t, calibration in self.conformal.items():
             out[t] |= task_outputs(calibration, out[t])
         return out
 
@@ -189,6 +198,7 @@ class FittedModel:
             "objectives": {t: o.options() for t, o in self.objectives.items()},
             "weight_history": self.weight_history,
             "conformal": {t: c.to_dict() for t, c in self.conformal.items()},
+            "recalibration": {t: r.to_dict() for t, r in self.recalibration.items()},
             "validation_ids": self.validation_ids,
         }
         write_text(directory / "model.json", json.dumps(meta, indent=2))
@@ -231,6 +241,7 @@ class FittedModel:
             meta.get("best_epochs", [meta.get("best_epoch", -1)]),  # older runs: one model
             meta.get("weight_history", []),
             {t: conformal_from_dict(c) for t, c in meta.get("conformal", {}).items()},
+            {t: Recalibration.from_dict(r) for t, r in meta.get("recalibration", {}).items()},
             meta.get("validation_ids", []),
         )
 
@@ -377,9 +388,28 @@ def fit_model(
         members[0].weight_history,
     )
     fitted.validation_ids = [train.ids[i] for i in parts.val_idx]
+    if training.recalibration != "none" and len(parts.val_idx):
+        fitted.recalibration = _recalibrate(
+            fitted, train.subset(parts.val_idx), training.recalibration
+        )
     if training.conformal is not None and len(parts.val_idx):
         fitted.conformal = _calibrate(fitted, train.subset(parts.val_idx), training.conformal)
     return fitted
+
+
+def _recalibrate(fitted: FittedModel, val: MultimodalDataset, method: str) -> dict:
+    """Each binary task's recalibration on the validation part (a task with one class there
+    goes without, said in the log)."""
+    scores = fitted.predict(val, calibrated=False)
+    out = {}
+    for t, spec in fitted.tasks.items():
+        if spec.type != "binary":
+            continue
+        try:
+            out[t] = fit_recalibration(method, scores[t]["prob"], val.targets[t])
+        except ValueError as exc:
+            log.info("no recalibration for task '%s': %s", t, exc)
+    return out
 
 
 def _calibrate(fitted: FittedModel, val: MultimodalDataset, alpha: float) -> dict[str, Conformal]:
