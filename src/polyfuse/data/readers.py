@@ -23,7 +23,8 @@ Layouts returned by `read_file`:
     expanded to RGB. MONOCHROME1 is returned as stored (not inverted).
   - NPY: must already be ``(C, H, W)`` or ``(C, D, H, W)``; nothing is transposed.
 * bag: ``(N, D)`` with ``N >= 1``: an ``.npy`` array, or a CLAM HDF5 file whose ``features``
-  dataset is ``(N, D)`` or ``(1, N, D)`` (``coords`` and other datasets are ignored).
+  dataset is ``(N, D)`` or ``(1, N, D)`` (other datasets are ignored by the model;
+  ``read_patch_coords`` reads ``coords`` for attention drawn on the slide).
 * tabular: a 1-D ``(F,)`` ``.npy`` vector; NaN is allowed there (imputed later), ±inf is not.
 * text: a UTF-8 ``.txt`` file (a leading byte-order mark is dropped) as ``str``.
 
@@ -513,6 +514,23 @@ def _read_hdf5(path: str) -> np.ndarray:
     except Exception as exc:  # OSError for non-HDF5 or truncated files, ...
         raise _FileProblem(f"not a readable HDF5 file ({type(exc).__name__}: {exc})") from exc
     return _as_float32(np.asarray(features), "the 'features' dataset")
+
+
+def read_patch_coords(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """A CLAM bag's patch coordinates, dataset ``coords`` (N, 2) or (1, N, 2) as (x, y) at
+    level 0; None for an ``.npy`` bag or an HDF5 file without them. For drawing attention
+    where the patches lie on the slide; the model never reads them."""
+    import h5py
+
+    if not str(path).endswith((".h5", ".hdf5")):
+        return None
+    with h5py.File(path, "r") as store:
+        node = store.get("coords")
+        if not isinstance(node, h5py.Dataset):
+            return None
+        coords = np.asarray(node[()])
+    coords = coords[0] if coords.ndim == 3 else coords
+    return coords.astype(float) if coords.ndim == 2 and coords.shape[1] == 2 else None
 
 
 def _read_text(path: str) -> str:

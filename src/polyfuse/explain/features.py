@@ -52,6 +52,8 @@ class Attributions:
     kinds: dict[str, str]
     present: dict[str, np.ndarray]
     delta: np.ndarray
+    images: dict[str, np.ndarray]
+    """The preprocessed input of each image modality, to draw its attributions over."""
 
     def per_feature(self, modality: str) -> np.ndarray:
         """(n, F): a tabular modality's attributions; a sequence's (n, T, C) summed over
@@ -90,6 +92,7 @@ def integrated_gradients(
     for member in fitted.members:
         member.eval()
     values: dict[str, list[np.ndarray]] = {m: [] for m in names}
+    images: dict[str, list[np.ndarray]] = {m: [] for m in names if data.specs[m].kind == "image"}
     deltas = []
     for start in range(0, len(data), BATCH):
         batch = data.batch(np.arange(start, min(start + BATCH, len(data))))
@@ -119,6 +122,8 @@ def integrated_gradients(
         for m, a, b in zip(names, attributions, given, strict=True):
             present = rest[m].present.reshape(-1, *[1] * (b.dim() - 1))
             values[m].append((a * present).detach().numpy())
+            if m in images:
+                images[m].append(b.numpy())
         deltas.append(delta.detach().numpy())
     return Attributions(
         task,
@@ -127,6 +132,7 @@ def integrated_gradients(
         {m: data.specs[m].kind for m in names},
         {m: data.sources[m].present for m in names},
         np.concatenate(deltas),
+        {m: np.concatenate(v) for m, v in images.items()},
     )
 
 

@@ -42,6 +42,8 @@ def write_patient_pages(
     for pid in ids:
         if pid not in dataset.ids:
             raise ConfigError(f"patient '{pid}' is not in the data{did_you_mean(pid, dataset.ids)}")
+    if not ids:
+        return []
     rows = [dataset.ids.index(pid) for pid in ids]
     subset = dataset.subset(np.asarray(rows, dtype=int))
     from polyfuse.inference.predictor import Predictor

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -119,7 +120,8 @@ def explain(
     atomic_write(out / "contributions.csv", lambda p: contrib.to_csv(p, index=False))
     written = [out / "contributions.csv", plot_contributions(contrib, out / "contributions.png")]
     attributions = _feature_attributions(fitted, dataset)
-    for task, (table, long) in attributions.items():
+    for task, (table, long, maps) in attributions.items():
+        written += [_pixel_maps(maps, task, out / f"pixels_{task}_{m}.png", m) for m in maps.images]
         atomic_write(out / f"features_{task}.csv", lambda p, t=table: t.to_csv(p, index=False))
         path = out / f"feature_attributions_{task}.csv"
         atomic_write(path, lambda p, t=long: t.to_csv(p, index=False))
@@ -129,6 +131,7 @@ def explain(
 
     chosen = list(patients) if patients is not None else dataset.ids[:PATIENT_PAGES]
     long = {t: frames[1] for t, frames in attributions.items()}
+    written += _slide_maps(fitted, dataset, out)
     written += write_patient_pages(fitted, dataset, changes, long, out / "patients", chosen)
     if hasattr(fitted.model, "pair_names"):  # hierarchical fusion: per-sample pair weights
         from polyfuse.explain.pairs import plot_pair_weights
@@ -161,11 +164,50 @@ def explain(
     return written
 
 
+def _pixel_maps(maps: Any, task: str, path: Path, modality: str) -> Path:
+    """The first patients with the image: the image and its |attribution| per pixel."""
+    from polyfuse.explain.maps import plot_pixel_maps
+
+    has = maps.present[modality]
+    ids = list(np.asarray(maps.ids)[has])
+    title = f"{task}: where in {modality} the score was decided"
+    return plot_pixel_maps(maps.images[modality][has], maps.values[modality][has], ids, title, path)
+
+
+def _slide_maps(fitted: FittedModel, dataset: MultimodalDataset, out: Path) -> list[Path]:
+    """Bags read from CLAM files with `coords`: the first slides' attention at the patches'
+    positions (models that publish instance attention only)."""
+    from polyfuse.data.dataset import FileSource
+    from polyfuse.data.readers import read_patch_coords
+    from polyfuse.explain.maps import PATIENTS, plot_slide_attention
+
+    written = []
+    for m, att in token_attention(fitted, dataset).items():
+        source = dataset.sources[m]
+        if dataset.specs[m].kind != "bag" or not isinstance(source, FileSource):
+            continue
+        picked = []
+        for i, path in enumerate(source.paths):
+            coords = read_patch_coords(path) if path is not None else None
+            if coords is not None and len(coords) <= att.shape[1]:  # the batch pads at the end
+                picked.append((dataset.ids[i], coords, att[i][: len(coords)]))
+            if len(picked) == PATIENTS:
+                break
+        if picked:
+            ids, coords, attention = zip(*picked, strict=True)
+            title = f"{m}: attention on the slide"
+            written.append(
+                plot_slide_attention(coords, attention, ids, title, out / f"slide_{m}.png")
+            )
+    return written
+
+
 def _feature_attributions(
     fitted: FittedModel, dataset: MultimodalDataset
-) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, Any]]:
     """Per task with a score to attribute: (the feature table, the per-patient long rows id,
-    modality, feature, attribution). None without captum or a continuous modality (logged)."""
+    modality, feature, attribution, the attributions themselves). None without captum or a
+    continuous modality (logged)."""
     from polyfuse.errors import ConfigError, MissingDependencyError
     from polyfuse.explain.features import feature_table, integrated_gradients, patient_rows
 
@@ -178,7 +220,11 @@ def _feature_attributions(
         except (MissingDependencyError, ConfigError) as exc:
             log.info("no feature attributions for task '%s': %s", task, exc)
             continue
-        out[task] = (feature_table(attributions, fitted), patient_rows(attributions, fitted))
+        out[task] = (
+            feature_table(attributions, fitted),
+            patient_rows(attributions, fitted),
+            attributions,
+        )
     return out
 
 
