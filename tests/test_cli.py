@@ -144,6 +144,11 @@ def test_benchmark_command_prints_the_leaderboard(tmp_path):
     assert result.exit_code == 0, result.output
     assert "c_index" in result.output and "early" in result.output
     assert (out / "report.html").is_file() and (out / "leaderboard.md").is_file()
+    levels = pd.read_csv(out / "subgroups.csv")  # the bundled cohort's own subgroups
+    assert set(levels["subgroup"]) == {
+        "clinical:gender", "clinical:pathologic_stage", "clinical:years_to_birth"
+    }  # fmt: skip
+    assert "Forest plot of c_index per subgroup level" in (out / "report.html").read_text()
     assert_clean_error(run(*args, "--out", out), "already exists")
 
 

@@ -520,7 +520,7 @@ def benchmark(
             overwrite=overwrite,
             workers=workers or os.cpu_count() or 1,
             tune=tuning,
-            subgroups=subgroups,
+            subgroups=subgroups or None,  # typer gives [] for an option not given
         )
     _print_benchmark(result, tuning)
 

@@ -341,3 +341,23 @@ def test_regression_floors_are_ridge_and_boosting_on_the_same_preprocessing() ->
     with pytest.warns(FallbackWarning, match="all equal"):
         failed = run_floors(["ridge[a]"], constant, splits[:1])
     assert failed["status"].str.startswith("failed").all()
+
+
+def test_a_floor_that_ranks_nobody_is_marked_a_null_model(monkeypatch) -> None:
+    """A Coxnet whose inner CV shrinks every coefficient to 0 gives one risk to all: its 0.500
+    is scored, marked, and the leaderboard says so instead of passing it off as a fit."""
+    from polyfuse.evaluation import classical
+    from polyfuse.evaluation.report import leaderboard, leaderboard_markdown
+
+    null = classical.ClassicalFloor(
+        "coxnet", classical.SURVIVAL, lambda f, m: np.zeros(len(f.test))
+    )
+    monkeypatch.setitem(classical.CLASSICAL, "coxnet", null)
+    data = _toy()
+    rows = run_floors(["coxnet[a]", "rsf[all]"], data, kfold(data, 3, 1, seed=0))
+    cox = rows[(rows["model"] == "coxnet[a]") & (rows["metric"] == "c_index")]
+    assert (cox["value"] == 0.5).all() and cox["status"].str.startswith("null model").all()
+    assert (rows[rows["model"] == "rsf[all]"]["status"] == "ok").all()
+    results = rows.assign(dataset="toy", family="classical", condition="all")
+    board = leaderboard_markdown(leaderboard(results, pd.DataFrame(), pd.DataFrame()))
+    assert "0.500 ± 0.000 (null model)" in board

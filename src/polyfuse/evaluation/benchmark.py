@@ -450,8 +450,9 @@ def _subgroups(
     loaded: list[MultimodalDataset],
     specs: Sequence[str] | None,
 ) -> pd.DataFrame:
-    """Every patient's subgroup levels (dataset, id, subgroup, level) on every dataset."""
-    from polyfuse.datasets import dataset_info
+    """Every patient's subgroup levels (dataset, id, subgroup, level) on every dataset: those
+    asked for, or a bundled cohort's own (a dataset named like one is taken for it)."""
+    from polyfuse.datasets import DATASETS
     from polyfuse.evaluation.subgroups import subgroup_frame
 
     frames = []
@@ -459,7 +460,8 @@ def _subgroups(
         if specs is not None:
             chosen: Sequence[str] = specs
         else:
-            chosen = dataset_info(item).subgroups if isinstance(item, str) else ()
+            name = item if isinstance(item, str) else data.name
+            chosen = DATASETS[name].subgroups if name in DATASETS else ()
         frames.append(subgroup_frame(data, chosen).assign(dataset=data.name or "dataset"))
     return pd.concat(frames, ignore_index=True)
 

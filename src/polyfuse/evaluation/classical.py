@@ -40,7 +40,9 @@ A floor that cannot be fitted on a fold (a Cox model with fewer training events 
 folds, a forest with no event at all, a classifier with one training class) is not scored there:
 its row for that fold holds the primary metric as NaN with `status` ``failed: <reason>``, and a
 `FallbackWarning` names the floor, its modalities, the fold and the reason. Scored rows have
-`status` ``ok``. Every other fallback (an inner fold dropped from the penalty choice, a shortened
+`status` ``ok``, except a fold where a floor was fitted but gives every test patient the same
+score (its inner CV shrank every coefficient to 0): scored, with `status` ``null model: ...``,
+which the leaderboard shows as "(null model)". Every other fallback (an inner fold dropped from the penalty choice, a shortened
 penalty path, the middle penalty when no inner fold could score) warns the same way.
 
 Only tabular modalities held in memory are used; ``all`` means every such modality.
@@ -82,6 +84,9 @@ CLASSIFICATION = ("binary", "multiclass")
 REGRESSION = ("regression",)
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 COLUMNS = ["model", "repeat", "fold", "task", "metric", "value", "status"]
+NULL_MODEL = "null model: the same score for every test patient (every coefficient shrunk to 0)"
+"""The status of a fold where a floor was fitted but ranks nobody: scored (a c-index of 0.5 is
+its true worth), and marked so that the leaderboard does not pass it off as a fitted model."""
 
 
 class FloorFailed(DataError):
@@ -630,7 +635,9 @@ def _score(
     key = {"survival": "risk", "regression": "pred"}.get(objective.spec.type, "prob")
     targets = fold.raw_test.targets[fold.task], fold.raw_train.targets[fold.task]
     metrics = objective.metrics({key: scores}, *targets)
-    return [dict(metric=k, value=float(v), status="ok") for k, v in metrics.items()]
+    constant = len(scores) > 1 and np.ptp(scores.reshape(len(scores), -1), axis=0).max() == 0
+    status = NULL_MODEL if constant else "ok"
+    return [dict(metric=k, value=float(v), status=status) for k, v in metrics.items()]
 
 
 def run_classical(

@@ -61,11 +61,14 @@ def leaderboard(
     for (dataset, task), part in base.groupby(["dataset", "task"], sort=True):
         metric = primary_metric(part["metric"].unique())
         scores = part[part["metric"] == metric]
+        status = scores["status"] if "status" in scores else pd.Series("ok", index=scores.index)
+        scores = scores.assign(null=status.fillna("ok").str.startswith("null"))
         stats = scores.groupby("model").agg(
             family=("family", "first"),
             mean=("value", "mean"),
             sd=("value", "std"),
             n=("value", "count"),
+            null=("null", "sum"),
         )
         stats = stats.reset_index()
         stats.insert(0, "dataset", dataset)
@@ -90,7 +93,7 @@ def leaderboard(
     lb = lb.merge(eff.drop_duplicates(["dataset", "model"]), on=["dataset", "model"], how="left")
     lb["rank"] = lb["rank"].astype("Int64")
     lb = lb.sort_values(["dataset", "task", "rank", "model"], na_position="last")
-    order = ["dataset", "task", "rank", "model", "family", "metric", "mean", "sd", "n"]
+    order = ["dataset", "task", "rank", "model", "family", "metric", "mean", "sd", "n", "null"]
     return lb[order + comp_cols + EFFICIENCY].reset_index(drop=True)
 
 
@@ -140,7 +143,7 @@ def _formatted(part: pd.DataFrame) -> pd.DataFrame:
             "model": part["model"].astype(str),
             "family": part["family"].astype(str),
             f"{metric} mean ± sd": [
-                _mean_sd(m, s) for m, s in zip(part["mean"], part["sd"], strict=True)
+                _mean_sd(r.mean, r.sd) + _null_note(r.null, r.n) for r in part.itertuples()
             ],
             "Δ vs best floor [CI]": [diff(r) for r in part.itertuples()],
             "p": [_p(p) for p in part["p_value"]],
@@ -153,6 +156,14 @@ def _formatted(part: pd.DataFrame) -> pd.DataFrame:
             "peak MB": [_num(x, 0) for x in part["peak_memory_mb"]],
         }
     )
+
+
+def _null_note(null: float, n: float) -> str:
+    """ " (null model)" where a floor gave every test patient the same score (its inner CV
+    shrank every coefficient to 0): its 0.500 is no ranking at all, not a fitted one."""
+    if pd.isna(null) or not null:
+        return ""
+    return " (null model)" if null == n else f" (null model in {int(null)} of {int(n)} folds)"
 
 
 def _heading(part: pd.DataFrame) -> str:
