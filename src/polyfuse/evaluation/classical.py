@@ -45,7 +45,8 @@ score (its inner CV shrank every coefficient to 0): scored, with `status` ``null
 which the leaderboard shows as "(null model)". Every other fallback (an inner fold dropped from the penalty choice, a shortened
 penalty path, the middle penalty when no inner fold could score) warns the same way.
 
-Only tabular modalities held in memory are used; ``all`` means every such modality.
+Floors read every numeric modality (`pooled.py`): tabular ones as they are, bags mean-pooled,
+sequences as each channel's mean and last value; ``all`` means every such modality.
 scikit-survival is the optional extra ``bench``; it is imported only when a survival floor runs.
 """
 
@@ -61,11 +62,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import TaskSpec
 from polyfuse.data.splits import Split
 from polyfuse.errors import ConfigError, DataError, FallbackWarning, did_you_mean, require
+from polyfuse.evaluation.pooled import numeric_modalities, pooled
 
 if TYPE_CHECKING:
     from polyfuse.tasks.objective import TaskObjective
@@ -451,15 +453,6 @@ CLASSICAL: dict[str, ClassicalFloor] = {
 # --------------------------------------------------------------------------------- running
 
 
-def tabular_modalities(data: MultimodalDataset) -> list[str]:
-    """The modalities classical floors can read: tabular and held in memory."""
-    return [
-        m
-        for m, spec in data.specs.items()
-        if spec.kind == "tabular" and isinstance(data.sources[m], ArraySource)
-    ]
-
-
 def resolve_floor(
     name: str, data: MultimodalDataset
 ) -> tuple[ClassicalFloor, tuple[str, ...], str]:
@@ -476,9 +469,11 @@ def resolve_floor(
             f"available: {sorted(CLASSICAL)}"
         )
     floor = CLASSICAL[match.group(1)]
-    usable = tabular_modalities(data)
+    usable = numeric_modalities(data)
     if not usable:
-        raise DataError(f"{data.name or 'dataset'} has no tabular modality for classical floors")
+        raise DataError(
+            f"{data.name or 'dataset'} has no numeric modality (tabular, bag, sequence) for classical floors"
+        )
     inside = (match.group(2) or "all").strip()
     if inside == "all":
         modalities = tuple(usable)
@@ -512,7 +507,7 @@ def default_floors(data: MultimodalDataset, task: str | None = None) -> list[str
             f"task '{spec.name}' is {spec.type}: classical floors cover survival, binary, "
             "multiclass and regression tasks"
         )
-    modalities = tabular_modalities(data)
+    modalities = numeric_modalities(data)
     per = [f"{linear[spec.type]}[{m}]" for m in modalities] if len(modalities) > 1 else []
     if spec.type == "survival":
         return [*per, "coxnet[all]", "rsf[all]", "late-cox"]
@@ -524,11 +519,11 @@ FLOORED = ("survival", "binary", "multiclass", "regression")
 
 def floored_tasks(data: MultimodalDataset) -> list[str]:
     """The tasks that get classical floors: those of a type with floors, when the data have a
-    tabular modality for them to read (else none, with a warning)."""
+    numeric modality for them to read (else none, with a warning)."""
     tasks = [t for t, spec in data.tasks.items() if spec.type in FLOORED]
-    if tasks and not tabular_modalities(data):
+    if tasks and not numeric_modalities(data):
         _warn(
-            f"{data.name or 'dataset'} has no tabular modality in memory: no classical floors, "
+            f"{data.name or 'dataset'} has no numeric modality (tabular, bag, sequence): no classical floors, "
             "and no comparison against them"
         )
         return []
@@ -551,7 +546,7 @@ def _known(target: np.ndarray) -> np.ndarray:
 def make_fold(data: MultimodalDataset, split: Split, task: str, seed: int = 0) -> FoldData:
     """One split as floors see it: known-target training samples, preprocessing fitted on them."""
     train_idx = np.asarray(split.train)[_known(data.targets[task][split.train])]
-    raw_train, raw_test = data.subset(train_idx), data.subset(split.test)
+    raw_train, raw_test = pooled(data.subset(train_idx)), pooled(data.subset(split.test))
     pre = Preprocessor(impute="mean", scale=True).fit(raw_train)
     return FoldData(
         pre.transform(raw_train),

@@ -46,8 +46,8 @@ from polyfuse.evaluation.classical import (
     FoldData,
     make_fold,
     resolve_floor,
-    tabular_modalities,
 )
+from polyfuse.evaluation.pooled import numeric_modalities
 from polyfuse.training.settings import FitSettings
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def plan_from_options(data: MultimodalDataset, options: dict[str, Any]) -> Stack
 
 
 def _default_members(data: MultimodalDataset, kind: str) -> tuple[str, ...]:
-    if tabular_modalities(data):
+    if numeric_modalities(data):
         return DEFAULT_MEMBERS[kind]
     return ("late", "early")
 
