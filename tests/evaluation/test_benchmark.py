@@ -72,6 +72,11 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     low = res.query("model == 'early' and condition == 'all' and metric == 'coverage_low'")
     if len(low):  # a fold whose validation part had too few events has no bound
         assert f"{low['value'].mean():.3f}" in coverage and "aim at 90% coverage" in coverage
+    feats = first.features.query("model == 'early'")
+    assert set(feats["fold"]) == {0, 1} and set(feats["modality"]) == {"a", "b"}
+    unread = first.features.query("model == 'unimodal[a]' and modality == 'b'")
+    assert len(unread) and (unread["mean_abs"] == 0).all()  # b is never read: no attribution
+    assert "Feature attributions of" in html and "integrated gradients on the test folds" in html
     every = html[html.index('<section id="metrics">') :].split("</section>")[0]
     uno = res.query("model == 'early' and condition == 'all' and metric == 'uno_c_index'")
     assert "uno_c_index" in every and "td_auc" in every

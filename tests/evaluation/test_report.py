@@ -327,7 +327,7 @@ PROBE = (
 SECTIONS = (
     "leaderboard", "metrics", "km", "roc", "calibration", "uncertainty", "subgroups", "pareto",
     "robustness",
-    "contributions", "stack", "made", "tripod", "how",
+    "contributions", "features", "stack", "made", "tripod", "how",
 )  # fmt: skip
 SCREENSHOTS = Path(__file__).parents[2] / "artifacts" / "report"
 """Where the browser test keeps its screenshots (ignored by git): a person can look."""

@@ -96,6 +96,9 @@ class BenchmarkResult:
     stack: pd.DataFrame = field(default_factory=pd.DataFrame)
     """With `stack`: each member's weight per fold (dataset, model, repeat, fold, task,
     member, weight; NaN where the member could not be fitted)."""
+    features: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Each network's feature attributions per test fold (dataset, model, repeat, fold, task,
+    modality, feature, mean_abs, mean): integrated gradients, `explain/features.py`."""
 
     def leaderboard(self) -> pd.DataFrame:
         from polyfuse.evaluation.report import leaderboard
@@ -209,6 +212,7 @@ def _run_fold(
             scores, test, keys, _survival_at_horizons(data, train, fitted.predict(train), scores)
         ),
         "contributions": _contributions(fitted, test, keys),
+        "features": _features(fitted, test, keys),
         "timing": pd.DataFrame([dict(keys, train_seconds=seconds)]),
         **parts,
     }
@@ -249,6 +253,28 @@ def _contributions(fitted: Any, test: MultimodalDataset, keys: dict[str, Any]) -
         .melt(id_vars="modality", var_name="task", value_name="value")
     )
     return contrib.assign(**keys)
+
+
+FEATURE_COLUMNS = ["task", "modality", "feature", "mean_abs", "mean"]
+
+
+def _features(fitted: Any, test: MultimodalDataset, keys: dict[str, Any]) -> pd.DataFrame:
+    """Each feature's integrated-gradient attribution to each task's score on the test fold
+    (`explain/features.py`): none without captum or a continuous modality."""
+    from polyfuse.errors import ConfigError, MissingDependencyError
+    from polyfuse.explain.features import feature_table, integrated_gradients
+
+    frames = []
+    for task, spec in fitted.tasks.items():
+        if spec.type == "multilabel":
+            continue
+        try:
+            table = feature_table(integrated_gradients(fitted, test, task), fitted)
+        except (MissingDependencyError, ConfigError):
+            continue
+        frames.append(table.assign(task=task))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return frame.reindex(columns=FEATURE_COLUMNS).assign(**keys)
 
 
 def _survival_at_horizons(
@@ -309,7 +335,7 @@ def _predictions(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-FOLD_TABLES = ("results", "predictions", "contributions", "timing")
+FOLD_TABLES = ("results", "predictions", "contributions", "features", "timing")
 
 
 def _fold_tables(tune: TuneConfig | None, entry: Entry) -> tuple[str, ...]:
@@ -526,6 +552,7 @@ def _benchmark(
         time.perf_counter() - start,
         final.get("tuning", pd.DataFrame()),
         final.get("stack", pd.DataFrame()),
+        final["features"],
     )
 
 
@@ -637,6 +664,7 @@ def _final_tables(tables: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFra
         "comparisons": _comparisons(results),
         "predictions": pd.concat(tables["predictions"], ignore_index=True),
         "contributions": _mean_contributions(tables.get("contributions", [])),
+        "features": pd.concat(tables.get("features", [pd.DataFrame()]), ignore_index=True),
     }
     for table in ("tuning", "stack"):
         if table in tables:
@@ -671,6 +699,7 @@ def _report(
         comparisons=final["comparisons"],
         predictions=final["predictions"],
         contributions=final["contributions"],
+        features=final["features"],
         stack=final.get("stack"),
         record=record,
         subgroups=groups,

@@ -356,12 +356,15 @@ def write_report(
     stack: pd.DataFrame | None = None,
     record: dict[str, Any] | None = None,
     subgroups: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None,
     title: str = "polyfuse benchmark",
 ) -> dict[str, Path]:
     """Write `leaderboard.md|csv`, `figures/*.png` and a self-contained `report.html`; with
     `stack` (the stacked ensemble's weights per fold), `stack_weights.csv` and its figure;
     with `record` (`record.run_record`), how the benchmark was made and the TRIPOD+AI items;
-    with `subgroups` (dataset, id, subgroup, level), performance per subgroup level.
+    with `subgroups` (dataset, id, subgroup, level), performance per subgroup level; with
+    `features` (per fold: dataset, model, task, modality, feature, mean_abs, mean), the best
+    fusion model's feature attributions on its test folds.
 
     Returns `{relative name: path}` of everything written (e.g. `"figures/km_acc_os.png"`).
     """
@@ -393,6 +396,8 @@ def write_report(
         _pareto_figure(figures, block)
         _robustness_figure(figures, block)
         _contributions_figure(figures, block)
+        if features is not None and not features.empty:
+            _features_figure(figures, block, features)
     if stack is not None and not stack.empty:
         _stack_weights(figures, stack, out_dir)
     figures.sections["made"] = _record_html(record) if record is not None else []
@@ -420,6 +425,7 @@ class _Figures:
                 "pareto",
                 "robustness",
                 "contributions",
+                "features",
                 "stack",
             )
         }
@@ -818,6 +824,39 @@ def _contributions_figure(figures: _Figures, block: _Block) -> None:
     )
 
 
+def _features_figure(figures: _Figures, block: _Block, features: pd.DataFrame) -> None:
+    """The best fusion model's most attributed features on its test folds: mean |attribution|
+    over folds with a 95% interval across folds (t), and which way each pushes the score."""
+    rows = features[
+        (features["dataset"] == block.dataset)
+        & (features["task"] == block.task)
+        & (features["model"] == block.best)
+    ]
+    if rows.empty:
+        return
+    from scipy.stats import t as student
+
+    from polyfuse.explain.report import TOP_FEATURES, plot_features
+
+    g = rows.groupby(["modality", "feature"], sort=False)
+    table = g.agg(mean_abs=("mean_abs", "mean"), sd=("mean_abs", "std"), n=("mean_abs", "count"))
+    table["mean"] = g["mean"].mean()
+    half = student.ppf(0.975, (table["n"] - 1).clip(lower=1)) * table["sd"] / table["n"] ** 0.5
+    table["ci_low"], table["ci_high"] = table["mean_abs"] - half, table["mean_abs"] + half
+    table = table.sort_values("mean_abs", ascending=False).reset_index()
+    path = plot_features(table, block.task, figures.directory / block.file("features"))
+    top = table.head(TOP_FEATURES)
+    figures.add(
+        "features",
+        path,
+        f"Feature attributions of {block.best} on {block.label}: "
+        + ", ".join(f"{f} {v:.3g}" for f, v in zip(top["feature"], top["mean_abs"], strict=True)),
+        f"{block.label}: {block.best}, integrated gradients on the test folds from the training "
+        f"mean; bars: mean |attribution| over {int(table['n'].max())} folds with 95% intervals, "
+        "dots: the mean signed attribution (which way the feature moves the score).",
+    )
+
+
 def _stack_weights(figures: _Figures, stack: pd.DataFrame, out_dir: Path) -> None:
     """The stack's weights: `stack_weights.csv` (per fold), a bar chart and a table per stack."""
     from polyfuse.figures import figure, save
@@ -921,6 +960,7 @@ def _html(
         "pareto": "Metric versus FLOPs",
         "robustness": "Robustness to missing modalities",
         "contributions": "Modality contributions of the best fusion model",
+        "features": "Feature attributions of the best fusion model",
         "stack": "Stacked ensemble: member weights",
         "made": "How this report was made",
         "tripod": "Reporting checklist (TRIPOD+AI)",
@@ -936,6 +976,8 @@ def _html(
         "robustness": "No missing-modality conditions were evaluated.",
         "contributions": "No contributions were computed for the best fusion models.",
         "stack": "No stacked ensemble in this benchmark.",
+        "features": "No feature attributions (they need captum, the explain extra, and a "
+        "tabular, sequence or image modality).",
         "made": "No record of the run was given to the report.",
     }
     board = []

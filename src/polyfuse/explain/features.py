@@ -108,7 +108,9 @@ def integrated_gradients(
             scores = [
                 _score(fitted, task, member(inputs).logits[task]) for member in fitted.members
             ]
-            return torch.stack(scores).mean(0)
+            # an input the model never reads (unimodal[a]'s b) stays in the graph, gradient 0
+            unread = sum(0.0 * t.reshape(n, -1).sum(1) for t in tensors)
+            return torch.stack(scores).mean(0) + unread
 
         given = tuple(rest[m].data.float() for m in names)
         ig = captum.IntegratedGradients(forward)

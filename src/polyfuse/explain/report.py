@@ -75,7 +75,20 @@ def plot_features(table: pd.DataFrame, task: str, path: Path) -> Path:
     top = table.head(TOP_FEATURES)[::-1]
     labels = [f"{m}: {f}" for m, f in zip(top["modality"], top["feature"], strict=True)]
     fig, ax = figure(7.0, 0.8 + 0.28 * len(top))
-    ax.barh(labels, top["mean_abs"], color="0.75", edgecolor="black", label="mean |attribution|")
+    interval = (
+        [top["mean_abs"] - top["ci_low"], top["ci_high"] - top["mean_abs"]]
+        if {"ci_low", "ci_high"} <= set(top.columns)
+        else None
+    )
+    ax.barh(
+        labels,
+        top["mean_abs"],
+        xerr=interval,
+        capsize=2,
+        color="0.75",
+        edgecolor="black",
+        label="mean |attribution|",
+    )
     ax.plot(top["mean"], labels, "o", color="black", label="mean attribution (sign)")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(f"integrated gradients on {task}'s score (per patient, averaged)")
