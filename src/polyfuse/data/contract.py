@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -375,8 +376,13 @@ class InputContract:
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in VERSIONED:
+    return {"python": platform.python_version(), **installed_versions(VERSIONED)}
+
+
+def installed_versions(packages: Sequence[str]) -> dict[str, str]:
+    """The version of each of `packages` that is installed; the others are left out."""
+    out = {}
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

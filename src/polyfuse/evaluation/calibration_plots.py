@@ -25,7 +25,7 @@ from polyfuse.evaluation.calibration import (
     survival_calibration,
     survival_net_benefit,
 )
-from polyfuse.evaluation.plots import one_repeat
+from polyfuse.evaluation.plots import one_repeat, unit_square
 from polyfuse.figures import LINESTYLES, figure, save, style
 
 THRESHOLDS = np.round(np.arange(0.02, 0.81, 0.01), 2)
@@ -78,27 +78,32 @@ def plot_reliability(
         if len(np.unique(y)) < 2:
             continue
         curve = reliability_curve(prob, y, bins=min(bins, max(1, len(y) // 10)))
-        below = (curve["observed"] - curve["ci_low"]).clip(lower=0)  # 0 less rounding
-        above = (curve["ci_high"] - curve["observed"]).clip(lower=0)
-        ax.errorbar(
-            curve["mean_predicted"],
-            curve["observed"],
-            yerr=[below, above],
-            color="black",
-            markerfacecolor="white",
-            capsize=2,
-            linewidth=1.2,
-            label=f"{model} (Brier {brier_score(prob, y):.3f})",
-            **style(i),
-        )
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("mean predicted probability (bin)")
-    ax.set_ylabel("observed fraction with the outcome (95% CI)")
-    ax.set_title(title or "Reliability (pooled test folds)")
-    ax.legend(loc="upper left", fontsize="small")
+        _observed_points(ax, curve, f"{model} (Brier {brier_score(prob, y):.3f})", i)
+    unit_square(
+        ax,
+        "mean predicted probability (bin)",
+        "observed fraction with the outcome (95% CI)",
+        title or "Reliability (pooled test folds)",
+        legend="upper left",
+    )
     return save(fig, Path(path))
+
+
+def _observed_points(ax, table: pd.DataFrame, label: str, i: int) -> None:
+    """`observed` against `mean_predicted`, error bars `ci_low` to `ci_high`, in style i."""
+    below = (table["observed"] - table["ci_low"]).clip(lower=0)  # 0 less rounding
+    above = (table["ci_high"] - table["observed"]).clip(lower=0)
+    ax.errorbar(
+        table["mean_predicted"],
+        table["observed"],
+        yerr=[below, above],
+        color="black",
+        markerfacecolor="white",
+        capsize=2,
+        linewidth=1.2,
+        label=label,
+        **style(i),
+    )
 
 
 def plot_decision_curve(
@@ -207,27 +212,14 @@ def plot_survival_calibration(summary: pd.DataFrame, path: Path, *, title: str) 
     fig, ax = figure(6.0, 5.0)
     ax.plot([0, 1], [0, 1], color="0.6", linestyle=(0, (1, 3)), label="perfect calibration")
     for i, (model, part) in enumerate(summary.groupby("model", sort=False)):
-        part = part.dropna(subset=["observed"])
-        below = (part["observed"] - part["ci_low"]).clip(lower=0)
-        above = (part["ci_high"] - part["observed"]).clip(lower=0)
-        ax.errorbar(
-            part["mean_predicted"],
-            part["observed"],
-            yerr=[below, above],
-            color="black",
-            markerfacecolor="white",
-            capsize=2,
-            linewidth=1.2,
-            label=str(model),
-            **style(i),
-        )
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("mean predicted survival at the horizon (risk group)")
-    ax.set_ylabel("observed survival, Kaplan–Meier (95% CI)")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize="small")
+        _observed_points(ax, part.dropna(subset=["observed"]), str(model), i)
+    unit_square(
+        ax,
+        "mean predicted survival at the horizon (risk group)",
+        "observed survival, Kaplan–Meier (95% CI)",
+        title,
+        legend="upper left",
+    )
     return save(fig, Path(path))
 
 

@@ -202,14 +202,25 @@ def plot_roc(
             label=f"{name} (AUC {auc:.3f})",
             **style(i),
         )
+    unit_square(
+        ax,
+        "false positive rate (1 − specificity)",
+        "true positive rate (sensitivity)",
+        title or "ROC (pooled test folds)",
+        legend="lower right",
+    )
+    return save(fig, Path(path))
+
+
+def unit_square(ax, xlabel: str, ylabel: str, title: str, *, legend: str) -> None:
+    """Both axes from 0 to 1 at one scale, labelled and titled, a small legend at `legend`."""
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_aspect("equal")
-    ax.set_xlabel("false positive rate (1 − specificity)")
-    ax.set_ylabel("true positive rate (sensitivity)")
-    ax.set_title(title or "ROC (pooled test folds)")
-    ax.legend(loc="lower right", fontsize="small")
-    return save(fig, Path(path))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend, fontsize="small")
 
 
 def pareto_front(cost: np.ndarray, score: np.ndarray, *, higher_better: bool = True) -> np.ndarray:

@@ -16,9 +16,9 @@ import platform
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
+from polyfuse.data.contract import installed_versions
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.training.settings import FitSettings
 
@@ -67,21 +67,11 @@ def run_record(
         "resumed": resumed,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "packages": _versions(),
+        "packages": installed_versions(PACKAGES),
         "settings_sha256": _sha256(setup),
         "settings": setup,
         "datasets": [_dataset(data) for data in datasets],
     }
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _sha256(value: Any) -> str:
