@@ -1,5 +1,6 @@
 """Helpers shared by the command-line tests: run `polyfuse` in this process or as a
-subprocess, check a usage error, and write the small cohorts their configs read."""
+subprocess, check a usage error, and write the small cohorts their configs read (or build
+them in memory)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from polyfuse.cli import app
+from polyfuse.data.dataset import ArraySource, MultimodalDataset
+from polyfuse.data.specs import ModalitySpec, TaskSpec
 
 runner = CliRunner()
 
@@ -96,3 +99,24 @@ WORDS = [
     "stable",
     "lesion",
 ]
+
+
+def survival_cohort(n: int = 90, *, task: str = "os", without_b: float = 0.0) -> MultimodalDataset:
+    """`n` patients with tabular modalities a (4 features) and b (3), a survival `task` whose
+    log-hazard is 1.5·a0 + b0, censored at random; a fraction `without_b` lacks b."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(n, 4)).astype(np.float32)
+    b = rng.normal(size=(n, 3)).astype(np.float32)
+    eta = 1.5 * a[:, 0] + 1.0 * b[:, 0]
+    time = rng.exponential(np.exp(-eta)) * 100 + 1
+    censor = rng.exponential(200, n) + 1
+    y = np.stack([np.minimum(time, censor), (time <= censor).astype(float)], 1)
+    has_b = rng.random(n) >= without_b
+    return MultimodalDataset(
+        [f"p{i}" for i in range(n)],
+        {"a": ModalitySpec("a", "tabular", (4,)), "b": ModalitySpec("b", "tabular", (3,))},
+        {"a": ArraySource(a, np.ones(n, bool)), "b": ArraySource(b, has_b)},
+        {task: TaskSpec(task, "survival")},
+        {task: y},
+        name="toy",
+    )

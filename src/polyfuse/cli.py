@@ -218,21 +218,16 @@ def cv(
 ) -> None:
     """Repeated k-fold cross-validation; prints mean ± sd per metric, saves folds to
     <output>/<name>/cv/."""
-    from polyfuse.config import STACK
-
     experiment = _load_with_hardware(config, locals())
     with _stoppable("cv", lambda: experiment.run_dir("cv")):
-        if experiment.model.name == STACK:
-            from polyfuse.evaluation.stack import run_stack_cv as run_cv
-        else:
-            from polyfuse.training.experiment import run_cv
+        from polyfuse.training.experiment import run_cv
 
         run, result = run_cv(experiment, overwrite=overwrite, resume=resume)
     summary = result.summary()[["text", "n"]].rename(columns={"text": "mean ± sd"})
     console = _console()
     console.print(_table(f"{result.model}: cross-validation", summary))
     if not result.members.empty:
-        from polyfuse.evaluation.stack import weight_summary
+        from polyfuse.training.stack import weight_summary
 
         weights = weight_summary(result.members).set_index("member").drop(columns="task")
         weights["left_out"] = weights["left_out"].map(str)  # a count of folds, not a float
@@ -546,7 +541,7 @@ def _benchmark_inputs(
         return None, names, None
     own = experiment.model
     if own.name == STACK:
-        from polyfuse.evaluation.stack import check_options
+        from polyfuse.training.stack import check_options
 
         check_options(own.params)
     else:

@@ -134,7 +134,7 @@ class PreprocessConfig(_Section):
 
 
 STACK = "stack"
-"""The stacked ensemble (`evaluation/stack.py`): a model name that is not a network; its
+"""The stacked ensemble (`training/stack.py`): a model name that is not a network; its
 `params` are the stack's options, checked by the stack."""
 
 

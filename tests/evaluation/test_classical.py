@@ -10,18 +10,20 @@ from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.data.splits import Split, kfold
 from polyfuse.errors import ConfigError, FallbackWarning, MissingDependencyError
-from polyfuse.evaluation import classical
 from polyfuse.evaluation.classical import (
-    CLASSICAL,
-    FloorFailed,
     classical_floors,
     default_floors,
+    run_classical,
+    run_floors,
+)
+from polyfuse.training import floors
+from polyfuse.training.floors import (
+    CLASSICAL,
+    FloorFailed,
     fit_coxnet,
     late_fusion_risk,
     make_fold,
     resolve_floor,
-    run_classical,
-    run_floors,
 )
 
 COLUMNS = ["model", "repeat", "fold", "task", "metric", "value", "status"]
@@ -128,7 +130,8 @@ def test_late_fusion_rule_skips_absent_and_constant_modalities() -> None:
     present = np.array([[True, True, True], [True, False, True], [False, False, True]])
     # z-scores: modality 0 (mean 1, sd 1): 1, -1, 6; modality 1 (mean 2, sd 1): 7, -, 5
     # modality 2 is constant in training: never counted
-    np.testing.assert_allclose(late_fusion_risk(train, test, present), [4.0, -1.0, 0.0])
+    stats = [(r.mean(), r.std()) for r in train]
+    np.testing.assert_allclose(late_fusion_risk(stats, test, present), [4.0, -1.0, 0.0])
 
 
 def test_single_modality_coxnet_gives_absent_samples_the_training_median() -> None:
@@ -273,7 +276,7 @@ def test_a_dropped_inner_fold_warns_and_the_penalty_is_chosen_by_the_others(
     data = _toy()
     fold = make_fold(data, kfold(data, 3, 1, seed=0)[0], "os", seed=0)
     x, time, event = fold.matrix(("a",))[0], fold.y[:, 0], fold.y[:, 1]
-    real, calls = classical._coxnet, []
+    real, calls = floors._coxnet, []
 
     def second_inner_fit_fails(ratio: float):
         calls.append(ratio)
@@ -282,7 +285,7 @@ def test_a_dropped_inner_fold_warns_and_the_penalty_is_chosen_by_the_others(
         return real(ratio)
 
     reference = fit_coxnet(x, time, event, fold.seed)
-    monkeypatch.setattr(classical, "_coxnet", second_inner_fit_fails)
+    monkeypatch.setattr(floors, "_coxnet", second_inner_fit_fails)
     with pytest.warns(FallbackWarning) as caught:
         model = fit_coxnet(x, time, event, fold.seed, what="the Coxnet of 'a' on repeat 0, fold 0")
     assert [str(w.message) for w in caught] == [
@@ -346,13 +349,12 @@ def test_regression_floors_are_ridge_and_boosting_on_the_same_preprocessing() ->
 def test_a_floor_that_ranks_nobody_is_marked_a_null_model(monkeypatch) -> None:
     """A Coxnet whose inner CV shrinks every coefficient to 0 gives one risk to all: its 0.500
     is scored, marked, and the leaderboard says so instead of passing it off as a fit."""
-    from polyfuse.evaluation import classical
     from polyfuse.evaluation.report import leaderboard, leaderboard_markdown
 
-    null = classical.ClassicalFloor(
-        "coxnet", classical.SURVIVAL, lambda f, m: np.zeros(len(f.test))
+    null = floors.ClassicalFloor(
+        "coxnet", floors.SURVIVAL, lambda f, m: {}, lambda s, p, m: np.zeros(len(p.data))
     )
-    monkeypatch.setitem(classical.CLASSICAL, "coxnet", null)
+    monkeypatch.setitem(floors.CLASSICAL, "coxnet", null)
     data = _toy()
     rows = run_floors(["coxnet[a]", "rsf[all]"], data, kfold(data, 3, 1, seed=0))
     cox = rows[(rows["model"] == "coxnet[a]") & (rows["metric"] == "c_index")]

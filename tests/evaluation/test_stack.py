@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import survival_cohort
 
-from polyfuse.data.dataset import ArraySource, MultimodalDataset
-from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import kfold
 from polyfuse.errors import ConfigError
-from polyfuse.evaluation.stack import fit_meta, stack_fold, stack_plan
 from polyfuse.training.settings import FitSettings
+from polyfuse.training.stack import fit_meta, score_stack_fold, stack_plan
 
 RNG = np.random.default_rng(7)
 
@@ -76,26 +76,8 @@ def test_a_harmful_member_gets_weight_zero_and_a_useless_one_almost(kind):
     assert w[0] > 0.5 and w[2] == 0.0 and w[1] < 0.1 * w[0]
 
 
-def _cohort(n: int = 90) -> MultimodalDataset:
-    rng = np.random.default_rng(3)
-    a = rng.normal(size=(n, 4)).astype(np.float32)
-    b = rng.normal(size=(n, 3)).astype(np.float32)
-    eta = 1.5 * a[:, 0] + 1.0 * b[:, 0]
-    time = rng.exponential(np.exp(-eta)) * 100 + 1
-    censor = rng.exponential(200, n) + 1
-    y = np.stack([np.minimum(time, censor), (time <= censor).astype(float)], 1)
-    return MultimodalDataset(
-        [f"p{i}" for i in range(n)],
-        {"a": ModalitySpec("a", "tabular", (4,)), "b": ModalitySpec("b", "tabular", (3,))},
-        {"a": ArraySource(a, np.ones(n, bool)), "b": ArraySource(b, np.ones(n, bool))},
-        {"os": TaskSpec("os", "survival")},
-        {"os": y},
-        name="toy",
-    )
-
-
 def test_plan_checks_members_and_task():
-    data = _cohort()
+    data = survival_cohort()
     assert stack_plan(data).members == ("late", "coxnet[all]", "rsf[all]", "late-cox")
     with pytest.raises(ConfigError, match="logreg"):
         stack_plan(data, ["late", "logreg[all]"])
@@ -108,19 +90,19 @@ def test_plan_checks_members_and_task():
 def test_the_outer_test_fold_is_never_seen_before_it_is_scored(monkeypatch):
     """Changing the outer test patients' targets changes nothing the stack learns: not the
     weights, not the scores."""
-    data = _cohort()
+    data = survival_cohort()
     split = kfold(data, 3, 1, seed=0)[0]
     plan = stack_plan(data, ["coxnet[a]", "coxnet[b]", "coxnet[all]"])
     settings = FitSettings.of(seed=0)
-    first = stack_fold(data, split, plan, settings)
+    first = score_stack_fold(data, split, plan, settings)
     shuffled = data.targets["os"].copy()
     shuffled[split.test] = shuffled[split.test][::-1]
     changed = MultimodalDataset(
         data.ids, data.specs, data.sources, data.tasks, {"os": shuffled}, name="toy"
     )
-    second = stack_fold(changed, split, plan, settings)
+    second = score_stack_fold(changed, split, plan, settings)
     assert first.weights == second.weights
-    np.testing.assert_array_equal(first.scores, second.scores)
+    np.testing.assert_array_equal(first.scores["risk"], second.scores["risk"])
     assert all(w >= 0 for w in first.weights.values())
     assert sum(first.weights.values()) > 0.2  # the members carry the signal
 
@@ -128,15 +110,15 @@ def test_the_outer_test_fold_is_never_seen_before_it_is_scored(monkeypatch):
 def test_stack_fold_with_a_fusion_member_learns():
     from polyfuse.tasks.metrics import harrell_c_index
 
-    data = _cohort(120)
+    data = survival_cohort(120)
     split = kfold(data, 3, 1, seed=1)[0]
     plan = stack_plan(data, ["late", "coxnet[all]"], hparams={"late": {"dim": 8}})
     settings = FitSettings.of(seed=0).replace(
         training=FitSettings().training.model_copy(update={"epochs": 5, "progress": False})
     )
-    out = stack_fold(data, split, plan, settings)
+    out = score_stack_fold(data, split, plan, settings)
     y = data.targets["os"][split.test]
-    assert harrell_c_index(out.scores, y[:, 0], y[:, 1]) > 0.7
+    assert harrell_c_index(out.scores["risk"], y[:, 0], y[:, 1]) > 0.7
     assert set(out.weights) == {"late", "coxnet[all]"}
 
 
@@ -147,7 +129,7 @@ def test_benchmark_scores_the_stack_and_reports_its_weights(tmp_path):
     from polyfuse.config import TrainingConfig
     from polyfuse.evaluation.benchmark import benchmark
 
-    data = _cohort(80)
+    data = survival_cohort(80)
     result = benchmark(
         [data],
         models=["late", "stack"],
@@ -174,12 +156,12 @@ def test_benchmark_scores_the_stack_and_reports_its_weights(tmp_path):
 
 
 def test_mean_meta_shares_one_weight_and_unknown_options_are_refused():
-    from polyfuse.evaluation.stack import plan_from_options
+    from polyfuse.training.stack import plan_from_options
 
-    data = _cohort()
+    data = survival_cohort()
     split = kfold(data, 3, 1, seed=0)[0]
     plan = plan_from_options(data, {"members": ["coxnet[a]", "coxnet[b]"], "meta": "mean"})
-    weights = stack_fold(data, split, plan, FitSettings.of(seed=0)).weights
+    weights = score_stack_fold(data, split, plan, FitSettings.of(seed=0)).weights
     assert weights["coxnet[a]"] == weights["coxnet[b]"] > 0
     with pytest.raises(ConfigError, match="did you mean 'inner_folds'"):
         plan_from_options(data, {"inner_fold": 5})
@@ -193,7 +175,7 @@ def test_a_floor_that_cannot_be_fitted_leaves_the_stack_of_that_fold():
     pytest.importorskip("sksurv")
     from polyfuse.errors import FallbackWarning
 
-    data = _cohort()
+    data = survival_cohort()
     y = data.targets["os"].copy()
     y[:, 1] = 0.0
     y[np.argsort(y[:, 0])[:5], 1] = 1.0
@@ -201,6 +183,6 @@ def test_a_floor_that_cannot_be_fitted_leaves_the_stack_of_that_fold():
     split = kfold(data, 3, 1, seed=0)[0]
     plan = stack_plan(data, ["coxnet[a]", "rsf[all]"])
     with pytest.warns(FallbackWarning, match=r"stack member 'coxnet\[a\]'"):
-        fold = stack_fold(data, split, plan, FitSettings.of(seed=0))
+        fold = score_stack_fold(data, split, plan, FitSettings.of(seed=0))
     assert np.isnan(fold.weights["coxnet[a]"]) and fold.weights["rsf[all]"] >= 0
-    assert np.isfinite(fold.scores).all() and len(fold.scores) == len(split.test)
+    assert np.isfinite(fold.scores["risk"]).all() and len(fold.scores["risk"]) == len(split.test)

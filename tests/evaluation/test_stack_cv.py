@@ -34,8 +34,8 @@ def test_cv_of_a_stack_scores_each_fold_as_the_stack_does_and_keeps_its_weights(
     from polyfuse.config import load_config
     from polyfuse.data.splits import kfold
     from polyfuse.datasets import from_config
-    from polyfuse.evaluation.stack import plan_from_options, score_stack_fold
     from polyfuse.training.settings import FitSettings
+    from polyfuse.training.stack import plan_from_options, score_stack_fold
 
     config = _config(tmp_path)
     result = run("cv", config)
@@ -69,7 +69,7 @@ def test_cv_of_a_stack_scores_each_fold_as_the_stack_does_and_keeps_its_weights(
 def test_commands_that_cannot_take_a_stack_say_so_before_reading_the_data(tmp_path):
     config = _config(tmp_path)
     (tmp_path / "cohort.csv").unlink()  # the checks come first
-    clean_error(run("fit", config), "model 'stack'", "polyfuse cv")
+    clean_error(run("tune", config), "model 'stack'", "polyfuse fit", "polyfuse cv")
     assert not (tmp_path / "runs").exists()
 
 
@@ -84,7 +84,7 @@ def test_stack_options_are_checked_before_the_data_are_read(tmp_path):
 def test_member_hyper_parameters_must_name_a_network_member_and_its_parameters(tmp_path):
     from polyfuse.config import load_config
     from polyfuse.datasets import from_config
-    from polyfuse.evaluation.stack import plan_from_options
+    from polyfuse.training.stack import plan_from_options
 
     data = from_config(load_config(_config(tmp_path)).data)
     with pytest.raises(ConfigError, match="'early', which is not a network member"):

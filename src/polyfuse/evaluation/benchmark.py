@@ -67,7 +67,7 @@ def default_entries(
     names = list(models) if models else [*list_models(), STACK]
     entries = []
     for name in names:
-        if name == STACK:  # not a network: the stacked ensemble of evaluation/stack.py
+        if name == STACK:  # not a network: the stacked ensemble of training/stack.py
             entries.append(Entry(STACK, STACK))
             continue
         model_class(name)  # unknown names fail here, with a did-you-mean
@@ -224,7 +224,7 @@ def _run_stack_fold(
     """The stacked ensemble on one fold: its members (with the hyper-parameters, training
     settings and seed the benchmark gives each model on this fold), its weights, and its scores
     on the test fold (all modalities: the robustness conditions are for single networks)."""
-    from polyfuse.evaluation.stack import plan_from_options, score_stack_fold
+    from polyfuse.training.stack import plan_from_options, score_stack_fold
 
     plan = plan_from_options(data, entry.hparams)
     scored = score_stack_fold(data, split, plan, settings)
@@ -604,7 +604,7 @@ def _stack_entry(data: MultimodalDataset, entry: Entry, plan: _Plan) -> Entry | 
     given to their models. A suite's stack is left out, with a warning, where the first task is
     not one a stack combines; a stack asked for by name is an error there."""
     from polyfuse.errors import ConfigError, FallbackWarning
-    from polyfuse.evaluation.stack import plan_from_options
+    from polyfuse.training.stack import plan_from_options
 
     given = entry.hparams.get("member_hparams", {})
     try:

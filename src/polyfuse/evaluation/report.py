@@ -20,9 +20,9 @@ from typing import Any
 import pandas as pd
 
 from polyfuse.errors import DataError, MissingDependencyError
-from polyfuse.evaluation.stack import weight_summary
 from polyfuse.io import atomic_write, write_text
 from polyfuse.tasks.metric_facts import higher_is_better, primary_metric
+from polyfuse.training.stack import weight_summary
 
 EFFICIENCY = [
     "params",

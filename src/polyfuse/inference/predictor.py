@@ -20,6 +20,7 @@ from polyfuse.data.contract import InputContract
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.errors import ConfigError, DataError
 from polyfuse.training.fit import FittedModel
+from polyfuse.training.stack import FittedStack, load_fitted
 
 DataLike = str | Path | pd.DataFrame | MultimodalDataset
 """New patients: a manifest table (CSV/TSV/Parquet path or a DataFrame), a MuData/AnnData
@@ -27,15 +28,17 @@ file, a bundled cohort's name, or a dataset already read."""
 
 
 class Predictor:
-    """A fitted model and its input contract; loaded once, then applied to any new patients."""
+    """A fitted model (or stacked ensemble) and its input contract; loaded once, then applied
+    to any new patients."""
 
-    def __init__(self, fitted: FittedModel) -> None:
+    def __init__(self, fitted: FittedModel | FittedStack) -> None:
         self.fitted = fitted
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Predictor:
-        """Load a run directory written by `polyfuse fit` (safetensors and JSON only)."""
-        return cls(FittedModel.load(Path(run_dir)))
+        """Load a run directory written by `polyfuse fit` (safetensors, JSON, and a stack's
+        floors as skops files: nothing is unpickled)."""
+        return cls(load_fitted(Path(run_dir)))
 
     @property
     def contract(self) -> InputContract:

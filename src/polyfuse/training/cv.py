@@ -111,7 +111,7 @@ class FoldResult:
 
 FoldFitter = Callable[[MultimodalDataset, Split, FitSettings], FoldResult]
 """Fits one split and scores its test part: a registered network by default, the stacked
-ensemble of `evaluation/stack.py` (which the training layer cannot import) when given."""
+ensemble of `training/stack.py`) when given."""
 
 
 def cross_validate_splits(

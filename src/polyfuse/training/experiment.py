@@ -19,11 +19,9 @@ from polyfuse.training.settings import FitSettings
 from polyfuse.training.weight_history import weight_frame, write_task_weights
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from polyfuse.data.dataset import MultimodalDataset
-    from polyfuse.training.cv import CVResult, FoldFitter
+    from polyfuse.training.cv import CVResult
     from polyfuse.training.fit import FittedModel
+    from polyfuse.training.stack import FittedStack
 
 
 def check_experiment(
@@ -37,7 +35,7 @@ def check_experiment(
 ) -> Path:
     """Everything that can be checked before the data are read: the model name and its
     hyper-parameters (`model` instead of the configured one: its defaults; `network=False`:
-    the configured model is the stacked ensemble, whose caller checks its options), the
+    the command also takes the stacked ensemble, whose options are checked), the
     bundled cohorts named, and the run directory (free unless `overwrite`/`resume`, writable,
     the same experiment when resumed). Nothing is created, and nothing imports torch (a
     built-in model's hyper-parameters are known without importing it; a model of the user's
@@ -46,14 +44,18 @@ def check_experiment(
     from polyfuse.models.registry import check_hparams
 
     name = model or config.model.name
-    if name == STACK and network:
-        raise ConfigError(
-            f"model '{STACK}' (the stacked ensemble) is cross-validated by `polyfuse cv` and "
-            f"compared by `polyfuse benchmark`; `polyfuse {command}` takes a registered model "
-            "(a fitted stack cannot be saved for predict or serve yet)"
-        )
-    if network:
+    if name != STACK:
         check_hparams(name, config.model.params if name == config.model.name else {})
+    elif network:
+        raise ConfigError(
+            f"model '{STACK}' (the stacked ensemble) is fitted by `polyfuse fit`, "
+            f"cross-validated by `polyfuse cv` and compared by `polyfuse benchmark`; "
+            f"`polyfuse {command}` takes a registered model"
+        )
+    else:  # the stack's options; its members are checked against the data
+        from polyfuse.training.stack import check_options
+
+        check_options(config.model.params)
     check_names(config.data)
     run = check_run_dir(config.run_dir(command), overwrite=overwrite, resume=resume)
     if command in ("fit", "cv"):
@@ -63,39 +65,53 @@ def check_experiment(
 
 def run_fit(
     config: ExperimentConfig, *, overwrite: bool = False, resume: bool = False
-) -> tuple[Path, FittedModel]:
+) -> tuple[Path, FittedModel | FittedStack]:
     """Train on all samples (validation part carved out) and save everything to the run dir,
-    `<output>/<name>/fit/`.
+    `<output>/<name>/fit/`; the stacked ensemble (`model: {name: stack}`) fits its members and
+    meta-learner on all samples.
 
     The model, the output location and the data are checked before the run directory is
     made; a fit that fails before its model is saved removes the directory it made (an
     interrupted one keeps it when a resume checkpoint was written)."""
     from polyfuse.datasets import from_config
 
-    run = check_experiment(config, "fit", overwrite=overwrite, resume=resume)
+    stack = config.model.name == STACK
+    run = check_experiment(config, "fit", overwrite=overwrite, resume=resume, network=not stack)
+    if stack and resume:
+        raise ConfigError("a stack's fit does not resume: run it again with --overwrite")
     data = from_config(config.data)
-    from polyfuse.training.fit import fit_model  # torch: after the checks and the data
+    from polyfuse.training.fit import STACK_FILE, fit_model  # torch: after checks and data
+    from polyfuse.training.stack import fit_stack, plan_from_options
+
+    plan = plan_from_options(data, config.model.params) if stack else None
 
     def keep(exc: BaseException) -> bool:
         interrupted = isinstance(exc, Interrupted | KeyboardInterrupt)
-        return (run / "model.safetensors").is_file() or (
-            interrupted and (run / "checkpoints" / "last.ckpt").is_file()
+        return (
+            (run / "model.safetensors").is_file()
+            or (run / STACK_FILE).is_file()
+            or (interrupted and (run / "checkpoints" / "last.ckpt").is_file())
         )
 
     with undo_on_failure(run, keep):
         prepare_run_dir(run, overwrite=overwrite, resume=resume)
         write_text(run / "config.yaml", dump_config(config))
-        fitted = fit_model(
-            config.model.name,
-            data,
-            FitSettings.from_config(config),
-            log_dir=run / "logs",
-            checkpoint_dir=run / "checkpoints",
-            resume=resume,
-        )
+        settings = FitSettings.from_config(config)
+        if plan is not None:
+            fitted = fit_stack(data, plan, settings)
+        else:
+            fitted = fit_model(
+                config.model.name,
+                data,
+                settings,
+                log_dir=run / "logs",
+                checkpoint_dir=run / "checkpoints",
+                resume=resume,
+            )
         fitted.contract = fitted.contract.with_source(config.data)
         fitted.save(run)
-        write_task_weights(weight_frame(fitted.weight_history), run)
+        if plan is None:
+            write_task_weights(weight_frame(fitted.weight_history), run)
     return run, fitted
 
 
@@ -104,24 +120,25 @@ def run_cv(
     *,
     overwrite: bool = False,
     resume: bool = False,
-    fold_fitter: Callable[[MultimodalDataset], FoldFitter] | None = None,
 ) -> tuple[Path, CVResult]:
     """Repeated k-fold CV of the configured model; per-fold metrics and summary in the run dir,
     `<output>/<name>/cv/`.
 
     Each finished fold is kept in `parts/`; `resume` skips those folds (a changed config is
     refused, so a resumed CV never mixes two experiments). Checked and cleaned up like
-    `run_fit`: a CV that stops before its first fold is finished leaves no directory.
-    `fold_fitter` makes, from the data, what fits each fold instead of the configured network
-    (the stacked ensemble: `evaluation.stack.run_stack_cv`)."""
+    `run_fit`: a CV that stops before its first fold is finished leaves no directory. The
+    stacked ensemble is fitted on each fold's training part (`training.stack.fold_fitter`),
+    its member weights in `stack_weights.csv`."""
     from polyfuse.datasets import from_config
 
-    run = check_experiment(
-        config, "cv", overwrite=overwrite, resume=resume, network=fold_fitter is None
-    )
+    run = check_experiment(config, "cv", overwrite=overwrite, resume=resume, network=False)
     data = from_config(config.data)
     splits = kfold(data, config.cv.folds, config.cv.repeats, config.seed)  # too few samples?
-    fit_fold = fold_fitter(data) if fold_fitter is not None else None  # checked: no training
+    fit_fold = None
+    if config.model.name == STACK:
+        from polyfuse.training.stack import fold_fitter
+
+        fit_fold = fold_fitter(data, config.model.params)  # checked on the data: no training
     from polyfuse.training.cv import cross_validate_splits  # torch: after the checks and data
 
     with undo_on_failure(run, lambda exc: any((run / "parts").glob("*_metrics.parquet"))):

@@ -81,6 +81,10 @@ def make_loader(
     )
 
 
+STACK_FILE = "stack.json"
+"""What marks a run directory as a stacked ensemble's (`training/stack.py`)."""
+
+
 @dataclass
 class FittedModel:
     """A trained model with everything needed to predict on new samples.
@@ -209,6 +213,11 @@ class FittedModel:
         """Load a run directory written by `save`. Only safetensors and JSON are read: a run
         whose weights are a pickle (`.pt`, `.ckpt`, `.pkl`), or that is incomplete, is refused."""
         directory = Path(directory)
+        if (directory / STACK_FILE).is_file():
+            raise ConfigError(
+                f"{directory} holds a stacked ensemble: `polyfuse predict` and `serve` take it "
+                "(`Predictor.load`); explain or export one of its networks, under members/"
+            )
         _check_complete(directory)
         try:
             meta = json.loads((directory / "model.json").read_text())

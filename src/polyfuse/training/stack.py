@@ -1,9 +1,10 @@
 """`stack`: a stacked ensemble ("super learner") of polyfuse models and classical floors.
 
-On one outer training part, every member's out-of-fold scores are collected over inner folds
+On a training part, every member's out-of-fold scores are collected over inner folds
 (stratified like every polyfuse split); a meta-learner with non-negative weights is fitted on
-them; every member is refitted on the whole training part and its scores on the outer test fold
-are combined with those weights. Nothing of the outer test fold is seen before it is scored.
+them; every member is refitted on the whole training part, and the scores of new patients (an
+outer test fold) are combined with those weights. Nothing of an outer test fold is seen before
+it is scored.
 
 The meta-learner reads each member's score z-scored with the mean and sd of its out-of-fold
 scores (a risk for survival, the logit of the probability for a binary task, the prediction
@@ -18,16 +19,19 @@ for regression), so the weights of members on different scales compare:
 The weights are bounded below by 0 (a member can be ignored, never turned upside down), and
 survival and binary weights carry a ridge penalty `penalty · Σ w_j²` (0.01 by default, on the
 per-event / per-sample loss) that keeps them finite when members agree perfectly. A floor that
-cannot be fitted on an inner or the outer fold (`FloorFailed`) leaves the stack of that fold,
+cannot be fitted on an inner fold or the whole part (`FloorFailed`) leaves the stack of that part,
 with a `FallbackWarning`; its weight there is NaN.
 
-The stack runs in `polyfuse benchmark` (an entry of the default suite) and in `polyfuse cv`
-(`model: {name: stack, params: <options>}`, `run_stack_cv`).
+The stack runs in `polyfuse benchmark` (an entry of the default suite), in `polyfuse cv`
+(`model: {name: stack, params: <options>}`), and `polyfuse fit` saves one fitted on every
+sample (`fit_stack`, `FittedStack`) for `polyfuse predict` and `serve`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,22 +41,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from polyfuse.data.contract import InputContract
 from polyfuse.data.dataset import MultimodalDataset
+from polyfuse.data.pooled import numeric_modalities
+from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.splits import Split, kfold
-from polyfuse.errors import ConfigError, FallbackWarning
-from polyfuse.evaluation.classical import (
+from polyfuse.errors import ConfigError, DataError, FallbackWarning
+from polyfuse.io import write_text
+from polyfuse.training.floors import (
     CLASSICAL,
+    FittedFloor,
     FloorFailed,
     FoldData,
     make_fold,
     resolve_floor,
+    risk_task,
+    score_objective,
 )
-from polyfuse.evaluation.pooled import numeric_modalities
 from polyfuse.training.settings import FitSettings
 
 if TYPE_CHECKING:
-    from polyfuse.config import ExperimentConfig
-    from polyfuse.training.cv import CVResult, FoldFitter, FoldResult
+    from polyfuse.tasks.objective import TaskObjective
+    from polyfuse.training.cv import FoldFitter, FoldResult
+    from polyfuse.training.fit import FittedModel
 
 DEFAULT_MEMBERS: dict[str, tuple[str, ...]] = {
     "survival": ("late", "coxnet[all]", "rsf[all]", "late-cox"),
@@ -167,63 +178,197 @@ def _floor_name(name: str) -> str:
     return name.split("[", 1)[0].strip()
 
 
-@dataclass
-class StackFold:
-    """One outer fold: the combined test scores, and each member's weight (NaN: left out)."""
+def fit_stack(
+    data: MultimodalDataset,
+    plan: StackPlan,
+    settings: FitSettings,
+    *,
+    repeat: int = 0,
+    fold: int = 0,
+) -> FittedStack:
+    """The stack fitted on every sample of `data`: the members' out-of-fold scores on inner
+    folds, the meta-learner on them, and every member refitted on all of `data` (`repeat` and
+    `fold` name the outer split in messages and seed its floors; a progress bar counts the
+    member fits when `settings` asks for one). A member that cannot be fitted on an inner fold
+    or on all of `data` leaves the stack, with a warning."""
+    from polyfuse.progress import Progress
 
-    scores: np.ndarray
-    weights: dict[str, float]
-    intercept: float = 0.0
-
-
-def stack_fold(
-    data: MultimodalDataset, split: Split, plan: StackPlan, settings: FitSettings
-) -> StackFold:
-    """Fit the stack on `split.train` (members' out-of-fold scores on inner folds, then the
-    meta-learner) and combine the members refitted on all of `split.train` on `split.test`."""
-    kind = data.tasks[plan.task].type
-    train = data.subset(split.train)
-    inner = kfold(train, plan.inner_folds, 1, settings.seed)
-    oof = np.full((len(train), len(plan.members)), np.nan)
-    test = np.full((len(split.test), len(plan.members)), np.nan)
+    everything = Split(repeat, fold, np.arange(len(data)), np.arange(0))
+    parts = [*kfold(data, plan.inner_folds, 1, settings.seed), everything]
+    oof = np.full((len(data), len(plan.members)), np.nan)
+    members: dict[str, FittedModel | FittedFloor] = {}
     failed: dict[str, str] = {}
-    jobs = [(train, s, oof, s.test) for s in inner] + [(data, split, test, slice(None))]
-    for source, part, out, rows in jobs:
-        # the floors of one split share its preprocessing and per-modality Cox fits
-        fold = functools.cache(functools.partial(make_fold, source, part, plan.task, settings.seed))
-        for j, member in enumerate(plan.members):
-            if member in failed:
-                continue
-            try:
-                out[rows, j] = _member_scores(member, source, part, plan, settings, fold)
-            except FloorFailed as exc:
-                failed[member] = str(exc)
+    with Progress(settings.training.progress) as bar:
+        bar.add("stack", len(parts) * len(plan.members))
+        for part in parts:
+            # the floors of one split share its preprocessing and per-modality Cox fits
+            floors = functools.cache(
+                functools.partial(make_fold, data, part, plan.task, settings.seed)
+            )
+            for j, member in enumerate(plan.members):
+                bar.advance()
+                if member in failed:
+                    continue
+                try:
+                    fitted = _fit_member(member, data, part, plan, settings.quiet(), floors)
+                except FloorFailed as exc:
+                    failed[member] = str(exc)
+                    continue
+                if part is everything:
+                    members[member] = fitted
+                else:
+                    oof[part.test, j] = _member_scores(fitted, data.subset(part.test), plan)
     for member, why in failed.items():
         warnings.warn(
-            f"stack member '{member}' could not be fitted ({why}) on repeat {split.repeat}, "
-            f"fold {split.fold}; the stack of that fold goes without it",
+            f"stack member '{member}' could not be fitted ({why}) on repeat {repeat}, "
+            f"fold {fold}; the stack of that fold goes without it",
             FallbackWarning,
             stacklevel=2,
         )
-    used = np.array([m not in failed for m in plan.members])
-    if used.sum() == 0:
-        raise ConfigError(f"stack: no member could be fitted on repeat {split.repeat}")
-    y = train.targets[plan.task]
+    if not members:
+        raise ConfigError(f"stack: no member could be fitted on repeat {repeat}, fold {fold}")
+    kind = data.tasks[plan.task].type
+    used = [j for j, m in enumerate(plan.members) if m in members]
+    y = data.targets[plan.task]
     known = ~np.isnan(y.reshape(len(y), -1)).any(1)
-    features = _features(oof[:, used], kind)
-    centre, scale = features[known].mean(0), features[known].std(0) + EPS
-    z = (features[known] - centre) / scale
+    features = _features(oof[known][:, used], kind)
+    centre, scale = features.mean(0), features.std(0) + EPS
+    z = (features - centre) / scale
     if plan.meta == "mean":  # one weight shared by all: only the scale and intercept are fitted
         shared = fit_meta(kind, z.mean(1, keepdims=True), y[known], plan.penalty)
-        m = z.shape[1]
-        meta = Meta(kind, np.full(m, shared.weights[0] / m), shared.intercept)
+        meta = Meta(kind, np.full(len(used), shared.weights[0] / len(used)), shared.intercept)
     else:
         meta = fit_meta(kind, z, y[known], plan.penalty)
-    z = (_features(test[:, used], kind) - centre) / scale
-    weights = dict.fromkeys(plan.members, float("nan"))
-    for name, w in zip(np.asarray(plan.members)[used], meta.weights, strict=True):
-        weights[str(name)] = float(w)
-    return StackFold(meta.combine(z), weights, meta.intercept)
+    return FittedStack(plan, kind, members, meta, centre, scale, _contract(data, plan.task))
+
+
+def _fit_member(
+    member: str,
+    data: MultimodalDataset,
+    split: Split,
+    plan: StackPlan,
+    settings: FitSettings,
+    floors: Callable[[], FoldData],
+) -> FittedModel | FittedFloor:
+    """A member fitted on `split.train` (`floors`: the split as the floors see it, made on
+    first use)."""
+    from polyfuse.training.fit import fit_model
+
+    if _floor_name(member) in CLASSICAL:
+        return FittedFloor.fit(member, floors())
+    settings = settings.replace(hparams=plan.hparams.get(member, {}))
+    return fit_model(member, data.subset(split.train), settings)
+
+
+def _member_scores(
+    fitted: FittedModel | FittedFloor, data: MultimodalDataset, plan: StackPlan
+) -> np.ndarray:
+    """A fitted member's scores of the stack's task for every patient of `data`."""
+    if isinstance(fitted, FittedFloor):
+        scores = fitted.predict(data)
+    else:
+        kind = data.tasks[plan.task].type
+        scores = fitted.predict(data)[plan.task][SCORE[kind]]
+    return np.asarray(scores, dtype=np.float64).reshape(len(data))
+
+
+@dataclass
+class FittedStack:
+    """A fitted stack: its members (those that could be fitted, refitted on all of its
+    training data) and the meta-learner over their scores, z-scored with the out-of-fold
+    `centre` and `scale`. It scores new patients like a `FittedModel` (`predict`), and a run
+    directory holds it (`save`, `load_fitted`): `stack.json`, the input contract, and each
+    member under `members/` (a network's run directory, a floor's skops file)."""
+
+    plan: StackPlan
+    kind: str
+    members: dict[str, FittedModel | FittedFloor]
+    meta: Meta
+    centre: np.ndarray
+    scale: np.ndarray
+    contract: InputContract
+    model_name: str = "stack"
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each member's weight (NaN: left out, it could not be fitted)."""
+        fitted = dict(zip(self.members, self.meta.weights, strict=True))
+        return {m: float(fitted.get(m, np.nan)) for m in self.plan.members}
+
+    @property
+    def objectives(self) -> dict[str, TaskObjective]:
+        """The task's metrics, for a score that is a risk, not a survival curve."""
+        return {self.plan.task: score_objective(self.contract.task_specs[self.plan.task])}
+
+    def predict(self, data: MultimodalDataset) -> dict[str, dict[str, np.ndarray]]:
+        """The stack's score of every patient of `data` (raw, as the training data were read),
+        under the task and its type's score name (risk, prob, pred)."""
+        scores = np.stack([_member_scores(f, data, self.plan) for f in self.members.values()], 1)
+        z = (_features(scores, self.kind) - self.centre) / self.scale
+        return {self.plan.task: {SCORE[self.kind]: self.meta.combine(z)}}
+
+    def save(self, directory: Path) -> None:
+        """The run directory: members first, `stack.json` (which marks it complete) last."""
+        from polyfuse.training.fit import STACK_FILE
+
+        members = []
+        for j, (name, fitted) in enumerate(self.members.items()):
+            path = Path("members") / (
+                f"member{j}.skops" if isinstance(fitted, FittedFloor) else f"member{j}"
+            )
+            (directory / path.parent).mkdir(parents=True, exist_ok=True)
+            fitted.save(directory / path)
+            members.append(dict(name=name, path=str(path)))
+        self.contract.save(directory)
+        meta = dict(
+            model=self.model_name,
+            plan=dataclasses.asdict(self.plan),
+            members=members,
+            weights=self.meta.weights.tolist(),
+            intercept=self.meta.intercept,
+            centre=self.centre.tolist(),
+            scale=self.scale.tolist(),
+        )
+        write_text(directory / STACK_FILE, json.dumps(meta, indent=2))
+
+
+def load_fitted(directory: Path) -> FittedModel | FittedStack:
+    """A run directory written by `polyfuse fit`: a network's (`FittedModel`) or a stack's."""
+    from polyfuse.training.fit import STACK_FILE, FittedModel
+
+    directory = Path(directory)
+    if not (directory / STACK_FILE).is_file():
+        return FittedModel.load(directory)
+    try:
+        meta = json.loads((directory / STACK_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{directory / STACK_FILE} is corrupt ({exc})") from None
+    plan = meta["plan"]
+    plan = StackPlan(**{**plan, "members": tuple(plan["members"])})
+    members: dict[str, FittedModel | FittedFloor] = {}
+    for entry in meta["members"]:
+        path = directory / entry["path"]
+        members[entry["name"]] = (
+            FittedFloor.load(path) if path.suffix == ".skops" else FittedModel.load(path)
+        )
+    contract = InputContract.load(directory)
+    kind = contract.task_specs[plan.task].type
+    return FittedStack(
+        plan,
+        kind,
+        members,
+        Meta(kind, np.asarray(meta["weights"]), meta["intercept"]),
+        np.asarray(meta["centre"]),
+        np.asarray(meta["scale"]),
+        contract,
+    )
+
+
+def _contract(data: MultimodalDataset, task: str) -> InputContract:
+    """The stack's input contract: every modality as read (each member preprocesses its own
+    way), the task as a risk model predicts it."""
+    spec = risk_task(data.tasks[task])
+    return InputContract.fitted(data.specs, {task: spec}, Preprocessor(), {})
 
 
 @dataclass
@@ -240,19 +385,19 @@ class ScoredStackFold:
 def score_stack_fold(
     data: MultimodalDataset, split: Split, plan: StackPlan, settings: FitSettings
 ) -> ScoredStackFold:
-    """`stack_fold`, scored on the test part with the task's metrics."""
+    """The stack fitted on `split.train` (`fit_stack`), scored on `split.test` with the task's
+    metrics."""
     import time
 
-    from polyfuse.evaluation.classical import score_objective
-
     start = time.perf_counter()
-    fold = stack_fold(data, split, plan, settings)
+    train = data.subset(split.train)
+    fitted = fit_stack(train, plan, settings, repeat=split.repeat, fold=split.fold)
+    scores = fitted.predict(data.subset(split.test))[plan.task]
     seconds = time.perf_counter() - start
-    spec = data.tasks[plan.task]
-    scores = {SCORE[spec.type]: fold.scores}
     truth = data.targets[plan.task]
-    metrics = score_objective(spec).metrics(scores, truth[split.test], truth[split.train])
-    return ScoredStackFold(scores, metrics, fold.weights, seconds)
+    objective = fitted.objectives[plan.task]
+    metrics = objective.metrics(scores, truth[split.test], truth[split.train])
+    return ScoredStackFold(scores, metrics, fitted.weights, seconds)
 
 
 def fold_fitter(data: MultimodalDataset, options: dict[str, Any]) -> FoldFitter:
@@ -273,23 +418,6 @@ def fold_fitter(data: MultimodalDataset, options: dict[str, Any]) -> FoldFitter:
     return fit
 
 
-def run_stack_cv(
-    config: ExperimentConfig, *, overwrite: bool = False, resume: bool = False
-) -> tuple[Path, CVResult]:
-    """`polyfuse cv` of a stack (`model: {name: stack, params: <options>}`): `run_cv` with its
-    run directory, resume and clean-up, each fold fitted by the stack; `stack_weights.csv`
-    beside the folds."""
-    from polyfuse.training.experiment import run_cv
-
-    check_options(config.model.params)  # before the data are read
-    return run_cv(
-        config,
-        overwrite=overwrite,
-        resume=resume,
-        fold_fitter=lambda data: fold_fitter(data, config.model.params),
-    )
-
-
 def weight_summary(weights: pd.DataFrame) -> pd.DataFrame:
     """Each member's weight over folds: mean, sd, and the folds where it was left out; per
     dataset, model and task where `weights` has those columns."""
@@ -298,29 +426,6 @@ def weight_summary(weights: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {"mean": g.mean(), "sd": g.std(ddof=1), "left_out": g.apply(lambda w: w.isna().sum())}
     ).reset_index()
-
-
-def _member_scores(
-    member: str,
-    data: MultimodalDataset,
-    split: Split,
-    plan: StackPlan,
-    settings: FitSettings,
-    fold: Callable[[], FoldData],
-) -> np.ndarray:
-    """A member's scores on `split.test` after fitting on `split.train` (`fold`: the split as
-    the floors see it, made on first use)."""
-    from polyfuse.training.fit import fit_model
-
-    if _floor_name(member) in CLASSICAL:
-        floor, modalities, _ = resolve_floor(member, data)
-        scores = floor(fold(), modalities)
-    else:
-        settings = settings.replace(hparams=plan.hparams.get(member, {}))
-        fitted = fit_model(member, data.subset(split.train), settings)
-        kind = data.tasks[plan.task].type
-        scores = fitted.predict(data.subset(split.test))[plan.task][SCORE[kind]]
-    return np.asarray(scores, dtype=np.float64).reshape(len(split.test))
 
 
 def _features(scores: np.ndarray, kind: str) -> np.ndarray:

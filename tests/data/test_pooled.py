@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from polyfuse.data.dataset import ArraySource, ListSource, MultimodalDataset
+from polyfuse.data.pooled import numeric_modalities, pooled
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.data.splits import kfold
 from polyfuse.errors import FallbackWarning
 from polyfuse.evaluation.classical import default_floors, floored_tasks, run_floors
-from polyfuse.evaluation.pooled import numeric_modalities, pooled
 
 
 def test_bags_and_sequences_pooled_by_hand():

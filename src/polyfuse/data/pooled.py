@@ -61,10 +61,11 @@ def _pool(spec: ModalitySpec, source: Source) -> tuple[np.ndarray, list[str]]:
         rows = [
             np.full(width, np.nan) if b is None else np.asarray(b, float).mean(0) for b in items
         ]
-        return np.stack(rows), features
-    features = [f"{spec.name}.mean[{c}]" for c in range(width)]
-    features += [f"{spec.name}.last[{c}]" for c in range(width)]
-    return np.stack([_sequence_summary(s, width) for s in items]), features
+    else:
+        features = [f"{spec.name}.mean[{c}]" for c in range(width)]
+        features += [f"{spec.name}.last[{c}]" for c in range(width)]
+        rows = [_sequence_summary(s, width) for s in items]
+    return np.asarray(rows, float).reshape(len(items), len(features)), features  # none: (0, p)
 
 
 def _sequence_summary(item, width: int) -> np.ndarray:
