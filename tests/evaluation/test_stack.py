@@ -171,7 +171,7 @@ def test_mean_meta_shares_one_weight_and_unknown_options_are_refused():
 
 def test_a_floor_that_cannot_be_fitted_leaves_the_stack_of_that_fold():
     """Five events in 90 patients: a Coxnet cannot choose its penalty by inner CV on the stack's
-    inner folds; the fold's stack goes on with the forest, says so, and weighs Coxnet NaN."""
+    3 inner folds; the fold's stack goes on with the forest, says so, and weighs Coxnet NaN."""
     pytest.importorskip("sksurv")
     from polyfuse.errors import FallbackWarning
 
@@ -181,7 +181,7 @@ def test_a_floor_that_cannot_be_fitted_leaves_the_stack_of_that_fold():
     y[np.argsort(y[:, 0])[:5], 1] = 1.0
     data = data.replace(targets={"os": y})
     split = kfold(data, 3, 1, seed=0)[0]
-    plan = stack_plan(data, ["coxnet[a]", "rsf[all]"])
+    plan = stack_plan(data, ["coxnet[a]", "rsf[all]"], inner_folds=3)
     with pytest.warns(FallbackWarning, match=r"stack member 'coxnet\[a\]'"):
         fold = score_stack_fold(data, split, plan, FitSettings.of(seed=0))
     assert np.isnan(fold.weights["coxnet[a]"]) and fold.weights["rsf[all]"] >= 0

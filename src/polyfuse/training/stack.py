@@ -76,6 +76,11 @@ SCORE = {"survival": "risk", "binary": "prob", "regression": "pred"}
 META = ("fit", "mean")
 """fit: a weight per member; mean: one weight shared by all (the members' mean z-score)."""
 EPS = 1e-6
+INNER_FOLDS = 5
+"""The inner folds of the members' out-of-fold scores: 5, not 3, so that each member is scored
+after fitting on 80% of the training part, closer to its refit on all of it. Chosen by
+leave-one-cohort-out over the four bundled cohorts (`benchmarks/stack_options.py`): each held-out
+cohort's best variant on the other three had 5 inner folds, and 5 is no worse than 3 on any."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class StackPlan:
 
     members: tuple[str, ...]
     task: str
-    inner_folds: int = 3
+    inner_folds: int = INNER_FOLDS
     penalty: float = 0.01
     meta: str = "fit"
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -97,7 +102,7 @@ def stack_plan(
     members: Sequence[str] | None = None,
     *,
     task: str | None = None,
-    inner_folds: int = 3,
+    inner_folds: int = INNER_FOLDS,
     penalty: float = 0.01,
     meta: str = "fit",
     hparams: dict[str, dict[str, Any]] | None = None,
@@ -186,11 +191,32 @@ def fit_stack(
     repeat: int = 0,
     fold: int = 0,
 ) -> FittedStack:
-    """The stack fitted on every sample of `data`: the members' out-of-fold scores on inner
-    folds, the meta-learner on them, and every member refitted on all of `data` (`repeat` and
-    `fold` name the outer split in messages and seed its floors; a progress bar counts the
-    member fits when `settings` asks for one). A member that cannot be fitted on an inner fold
-    or on all of `data` leaves the stack, with a warning."""
+    """The stack fitted on every sample of `data`: its members (`fit_members`) and the
+    meta-learner on their out-of-fold scores."""
+    oof, members = fit_members(data, plan, settings, repeat=repeat, fold=fold)
+    kind = data.tasks[plan.task].type
+    used = [j for j, m in enumerate(plan.members) if m in members]
+    y = data.targets[plan.task]
+    known = ~np.isnan(y.reshape(len(y), -1)).any(1)
+    features = _features(oof[known][:, used], kind)
+    centre, scale = features.mean(0), features.std(0) + EPS
+    meta = fit_meta_as(plan.meta, kind, (features - centre) / scale, y[known], plan.penalty)
+    return FittedStack(plan, kind, members, meta, centre, scale, _contract(data, plan.task))
+
+
+def fit_members(
+    data: MultimodalDataset,
+    plan: StackPlan,
+    settings: FitSettings,
+    *,
+    repeat: int = 0,
+    fold: int = 0,
+) -> tuple[np.ndarray, dict[str, FittedModel | FittedFloor]]:
+    """The members' out-of-fold scores of every sample on inner folds `(n, M)`, and every
+    member refitted on all of `data` (`repeat` and `fold` name the outer split in messages and
+    seed its floors; a progress bar counts the fits when `settings` asks for one). A member
+    that cannot be fitted on an inner fold or on all of `data` is left out of the fitted ones
+    (its column stays NaN), with a warning."""
     from polyfuse.progress import Progress
 
     everything = Split(repeat, fold, np.arange(len(data)), np.arange(0))
@@ -227,19 +253,17 @@ def fit_stack(
         )
     if not members:
         raise ConfigError(f"stack: no member could be fitted on repeat {repeat}, fold {fold}")
-    kind = data.tasks[plan.task].type
-    used = [j for j, m in enumerate(plan.members) if m in members]
-    y = data.targets[plan.task]
-    known = ~np.isnan(y.reshape(len(y), -1)).any(1)
-    features = _features(oof[known][:, used], kind)
-    centre, scale = features.mean(0), features.std(0) + EPS
-    z = (features - centre) / scale
-    if plan.meta == "mean":  # one weight shared by all: only the scale and intercept are fitted
-        shared = fit_meta(kind, z.mean(1, keepdims=True), y[known], plan.penalty)
-        meta = Meta(kind, np.full(len(used), shared.weights[0] / len(used)), shared.intercept)
-    else:
-        meta = fit_meta(kind, z, y[known], plan.penalty)
-    return FittedStack(plan, kind, members, meta, centre, scale, _contract(data, plan.task))
+    return oof, members
+
+
+def fit_meta_as(meta: str, kind: str, z: np.ndarray, y: np.ndarray, penalty: float) -> Meta:
+    """The meta-learner `meta` ("fit": a weight per member; "mean": one shared weight, so
+    only the scale and intercept are fitted) on z-scored member scores `z`."""
+    if meta == "mean":
+        shared = fit_meta(kind, z.mean(1, keepdims=True), y, penalty)
+        m = z.shape[1]
+        return Meta(kind, np.full(m, shared.weights[0] / m), shared.intercept)
+    return fit_meta(kind, z, y, penalty)
 
 
 def _fit_member(

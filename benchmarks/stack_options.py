@@ -1,0 +1,145 @@
+"""Which members and meta-learner make `stack` no worse than its best member, on every cohort.
+
+For each bundled cohort and each outer fold of a 5 × 3 CV, every candidate member (`late`,
+`early` and the task type's default floors) is fitted once on the inner folds of the training
+part and on the whole part (`training.stack.fit_members`); the meta-learner variants are then
+fitted on the same out-of-fold scores and scored on the outer test fold. Printed: each member's
+and each variant's mean primary metric over the 15 folds, and the variant's mean minus the best
+member's (what #21 asks to be ≥ -0.005).
+
+    python benchmarks/stack_options.py                  # every cohort, 3 inner folds
+    python benchmarks/stack_options.py --inner 5 --cohorts tcga-acc
+
+One core, one thread (`taskset -c 0 env OMP_NUM_THREADS=1`): about 1-4 min per cohort.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+COHORTS = ("tcga-acc", "gse7390", "glaucoma-mvf", "pbc")
+
+
+def variants(
+    members: list[str], defaults: tuple[str, ...]
+) -> dict[str, tuple[list[str], str, float]]:
+    """name → (members, meta, penalty)."""
+    default = [m for m in members if m in defaults]
+    out = {}
+    for subset, chosen in (("default", default), ("all", members)):
+        for meta, penalty in (("fit", 0.01), ("fit", 0.1), ("fit", 1.0), ("mean", 0.01)):
+            out[f"{subset}/{meta}/{penalty:g}"] = (chosen, meta, penalty)
+    return out
+
+
+def run(cohort: str, inner: int, folds: int, repeats: int) -> pd.DataFrame:
+    from polyfuse.data.splits import kfold
+    from polyfuse.datasets import load_honest
+    from polyfuse.evaluation.classical import default_floors
+    from polyfuse.tasks.metric_facts import PRIMARY
+    from polyfuse.training.floors import score_objective
+    from polyfuse.training.settings import FitSettings
+    from polyfuse.training.stack import (
+        DEFAULT_MEMBERS,
+        EPS,
+        SCORE,
+        _features,
+        _member_scores,
+        fit_members,
+        fit_meta_as,
+        stack_plan,
+    )
+
+    data = load_honest(cohort)
+    task = next(iter(data.tasks))
+    spec = data.tasks[task]
+    candidates = ["late", "early", *default_floors(data, task)]
+    plan = stack_plan(data, candidates, task=task, inner_folds=inner)
+    objective, primary = score_objective(spec), PRIMARY[spec.type]
+    truth = data.targets[task]
+
+    def score(values: np.ndarray, split) -> float:
+        scores = {SCORE[spec.type]: values}
+        return objective.metrics(scores, truth[split.test], truth[split.train])[primary]
+
+    rows = []
+    for i, split in enumerate(kfold(data, folds, repeats, seed=0)):
+        start = time.process_time()
+        train, test = data.subset(split.train), data.subset(split.test)
+        settings = FitSettings.of(seed=i).quiet()
+        oof, fitted = fit_members(train, plan, settings, repeat=split.repeat, fold=split.fold)
+        tests = {m: _member_scores(f, test, plan) for m, f in fitted.items()}
+        for m, values in tests.items():
+            rows.append(
+                dict(cohort=cohort, fold=i, entry=m, kind="member", value=score(values, split))
+            )
+        y = train.targets[task]
+        known = ~np.isnan(y.reshape(len(y), -1)).any(1)
+        for name, (members, meta, penalty) in variants(
+            candidates, DEFAULT_MEMBERS[spec.type]
+        ).items():
+            used = [m for m in members if m in fitted]
+            cols = [plan.members.index(m) for m in used]
+            features = _features(oof[known][:, cols], spec.type)
+            centre, sd = features.mean(0), features.std(0) + EPS
+            model = fit_meta_as(meta, spec.type, (features - centre) / sd, y[known], penalty)
+            z = (_features(np.stack([tests[m] for m in used], 1), spec.type) - centre) / sd
+            rows.append(
+                dict(
+                    cohort=cohort,
+                    fold=i,
+                    entry=name,
+                    kind="stack",
+                    value=score(model.combine(z), split),
+                )
+            )
+        # the discrete super learner: the member with the best out-of-fold metric
+        default = [m for m in DEFAULT_MEMBERS[spec.type] if m in fitted]
+        oof_metric = {
+            m: objective.metrics(
+                {SCORE[spec.type]: oof[known][:, plan.members.index(m)]}, y[known], y[known]
+            )[primary]
+            for m in default
+        }
+        chosen = max(oof_metric, key=oof_metric.get)
+        rows.append(
+            dict(
+                cohort=cohort,
+                fold=i,
+                entry="discrete",
+                kind="stack",
+                value=score(tests[chosen], split),
+            )
+        )
+        print(f"{cohort} fold {i}: {time.process_time() - start:.1f} s CPU", flush=True)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohorts", nargs="*", default=list(COHORTS))
+    parser.add_argument("--inner", type=int, default=3)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=None, help="write every fold's rows to this CSV")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    frames = [run(c, args.inner, args.folds, args.repeats) for c in args.cohorts]
+    rows = pd.concat(frames, ignore_index=True)
+    if args.out:
+        rows.to_csv(args.out, index=False)
+    for cohort, part in rows.groupby("cohort", sort=False):
+        means = part.groupby(["kind", "entry"])["value"].agg(["mean", "std"])
+        best = means.loc["member", "mean"].max()
+        means["vs best member"] = means["mean"] - best
+        print(f"\n## {cohort} (inner folds {args.inner}; best member {best:.3f})")
+        print(means.sort_values("mean", ascending=False).round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
