@@ -256,7 +256,8 @@ def test_stages_follow_modalities_and_schedule() -> None:
     [
         [["img", "omics"]],
         [["img", "omics"], ["img", "labs"]],
-        [["img", "omics"]] * 2 + [["labs", "img"]],
+        [["img", "omics"]] * 2 + [[]],
+        [["img", "omics"]] * 2 + [["labs", "labs"]],
     ],
 )
 def test_bad_schedule_raises(schedule) -> None:
@@ -264,6 +265,53 @@ def test_bad_schedule_raises(schedule) -> None:
         EHPALNet(small_specs(), TASKS, injection_schedule=schedule)
     with pytest.raises(ConfigError, match="'ct'"):
         EHPALNet(small_specs(), TASKS, injection_schedule=[["img", "ct"]] * 2)
+
+
+def _tables(n_modalities: int) -> dict[str, ModalitySpec]:
+    return {f"t{i}": ModalitySpec(f"t{i}", "tabular", (3,)) for i in range(n_modalities)}
+
+
+def test_many_modalities_are_grouped_into_the_stages_whose_maps_stay_2x2() -> None:
+    """Stage k halves the grid k − 1 times: 3 stages on 8×8 (8, 4, 2), 4 on 16×16."""
+    torch.manual_seed(0)
+    six = create_model("ehpal", _tables(6), TASKS)
+    assert six.schedule == [["t0", "t1"], ["t0", "t1"], ["t2", "t3", "t4", "t5"]]
+    assert len(six.stages) == 3 and six.used_modalities == tuple(_tables(6))
+    wider = create_model("ehpal", _tables(7), TASKS, grid_size=16)
+    assert wider.schedule[2:] == [["t2", "t3", "t4"], ["t5", "t6"]] and len(wider.stages) == 4
+    paper = create_model("ehpal", _tables(6), TASKS, max_stages=6)
+    assert paper.schedule[2:] == [["t2"], ["t3"], ["t4"], ["t5"]]
+    assert create_model("ehpal", _tables(3), TASKS).schedule[2:] == [["t2"]]
+    with pytest.raises(ConfigError, match="max_stages"):
+        create_model("ehpal", _tables(4), TASKS, max_stages=1)
+
+
+def test_a_group_injects_the_mean_of_the_grids_each_sample_has() -> None:
+    from polyfuse.models.ehpal import _group_mean
+
+    grids = [torch.full((3, 2, 1, 1), v) for v in (1.0, 3.0, 8.0)]
+    present = [torch.tensor(p) for p in ([True, True, False], [True, False, False], [True] * 3)]
+    present[2] = torch.tensor([True, False, False])
+    mean, any_present = _group_mean(grids, present)
+    assert mean[:, 0, 0, 0].tolist() == [4.0, 1.0, 0.0]  # (1+3+8)/3, 1 alone, none
+    assert any_present.tolist() == [True, True, False]
+
+
+def test_a_grouped_modality_is_read_where_present_and_ignored_where_absent() -> None:
+    torch.manual_seed(0)
+    model = create_model("ehpal", _tables(5), TASKS, max_stages=3).eval()
+    g = torch.Generator().manual_seed(1)
+    inputs = {
+        m: ModalityBatch(torch.randn(4, 3, generator=g), torch.ones(4, dtype=torch.bool))
+        for m in _tables(5)
+    }
+    inputs["t3"] = ModalityBatch(inputs["t3"].data, torch.tensor([True, True, False, False]))
+    with torch.no_grad():
+        base = model(inputs).logits["y"]
+        changed = dict(inputs, t3=ModalityBatch(inputs["t3"].data + 5.0, inputs["t3"].present))
+        moved = model(changed).logits["y"]
+    assert not torch.allclose(moved[:2], base[:2])  # read where present
+    torch.testing.assert_close(moved[2:], base[2:])  # absent: the fill value does not matter
 
 
 def test_volumes_adapter_or_refused() -> None:

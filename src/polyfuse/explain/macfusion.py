@@ -93,7 +93,8 @@ def stream_names(schedule: Sequence[Sequence[str]] | None, stages: int) -> dict[
     """`{(stage, stream): name}`: the modality of stream b, the one (or the fusion) of a.
 
     With `[[m1, m2], [m1, m2], [m3], ...]`: stages 1-2 have a = m1, b = m2; stage k ≥ 3 has
-    a = "m1+…+m(k−1)" (the shared stream, each modality once) and b = m_k.
+    a = "m1+…+m(k−1)" (the shared stream, each modality once) and b = m_k (a stage of several
+    modalities: "m_k+m_l").
     """
     valid = (
         schedule is not None
@@ -111,7 +112,7 @@ def stream_names(schedule: Sequence[Sequence[str]] | None, stages: int) -> dict[
             continue
         earlier = [m for stage in schedule[: k - 1] for m in stage]
         names[k, "a"] = "+".join(dict.fromkeys(earlier))
-        names[k, "b"] = schedule[k - 1][0]
+        names[k, "b"] = "+".join(schedule[k - 1])
     return names
 
 

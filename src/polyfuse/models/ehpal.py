@@ -6,7 +6,7 @@ Submission-01/EHPAL@425259a (cells 19-33). Specification: `reference/methods.md`
 PyTorch, channels-first re-implementation.
 
 A two-stream staged CNN. Stream A is the running shared representation, stream B the modality
-being injected. Stage k (of K = len(injection_schedule), default max(2, M)):
+being injected. Stage k (of K = len(injection_schedule), default max(2, M) up to 4):
 
     stage 1:   EHF1 ∘ EHF1 (s=1)                       A = m1, B = m2; no merge
     stage k≥2: EHF2(s=2) ∘ EHF1(s=1)                  B = m2 (k=2) or m_k injected (k≥3)
@@ -24,11 +24,12 @@ MACFusion, the channel-wise cross gating of the two streams, is `models/macfusio
 
 EHPAL-Net is image-first. Its backbone is a 2D CNN whose multi-scale kernels and channel gates
 were designed for 128² images; every other modality enters through a learned to-grid adapter,
-and each stage halves the grid, so with many modalities the late stages run on 1×1 maps where
-the 3×3 and 5×5 kernels see one value (six tables on the default 8×8 grid: stages 4–6). On
-TCGA-ACC (six tables, 92 patients; `benchmarks/README.md`) it reaches a c-index of 0.70 in
-5 × 3 CV where a Coxnet on RNA reaches 0.80: for tabular cohorts, prefer `late`,
-`hierarchical` or `healnet`, or list fewer modalities in its `injection_schedule` (fewer stages).
+and each stage halves the grid, so with one modality per stage many modalities would run the
+late stages on 1×1 maps where the 3×3 and 5×5 kernels see one value (six tables on the default
+8×8 grid: stages 4–6). The default schedule therefore groups modalities into the stages whose
+maps stay at least 2×2 (`max_stages`). On TCGA-ACC (six tables, 92 patients, 5 × 3 CV;
+`benchmarks/README.md`) that takes its c-index from 0.699 ± 0.121 (one modality per stage) to
+0.830 ± 0.064, beside 0.80 for a Coxnet on RNA.
 
 Sequential injection: stage k≥3 brings modality m_k through its stem or adapter and k−2
 stride-2 MHCF(f_k) blocks to A's resolution. Widths f_k = min(64·2^(k−1), 512) · `width`
@@ -39,10 +40,16 @@ default `width=0.25, grid_size=8` is sized for ~100-patient cohorts on a CPU.
 Generalisation (methods.md §2(j), RECONSTRUCTION):
 
 * Any number and kind of modalities. `injection_schedule` lists per stage the modalities of
-  that stage: `[[a, b], [a, b], [c], [d], ...]` (the first two entries the same pair, then one
-  modality per stage). Default: the order of `specs`, K = max(2, M). A user may set a longer
-  schedule (re-injecting a modality: its stem is shared, its downsampling is per stage) or a
-  shorter one (modalities left out are not read, see `used_modalities`).
+  that stage: `[[a, b], [a, b], [c], [d, e], ...]` (the first two entries the same pair, then
+  one or more modalities per stage). Default: the order of `specs`, K = max(2, M) stages up
+  to `max_stages`, beyond which m3… are grouped, several per stage (a stage injects the mean of
+  its modalities' grids over those each sample has). `max_stages` defaults to the most stages
+  whose maps stay at least 2×2 (each stage from the second halves the grid: log2 G, 3 on the
+  default 8×8 grid, 5 on the paper's 32×32, where its four modalities keep one stage each).
+  Our choice, not the paper's: the paper has at most four modalities, and with six tables on an
+  8×8 grid one stage per modality ran stages 4–6 on 1×1 maps, where the 3×3 and 5×5 kernels
+  see one value. A user may set a longer schedule (re-injecting a modality: its stem is shared, its downsampling is per stage)
+  or a shorter one (modalities left out are not read, see `used_modalities`).
 * M = 1: both streams start from the one modality (`[[m, m], [m, m]]`), through one shared
   stem; their EMRC/PCMFA weights differ, so the net trains as a two-stream CNN on one input.
 * 2D images enter through the paper's stem (Conv7×7/2 → Norm → ReLU → MaxPool3/2), adaptively
@@ -344,32 +351,47 @@ class GridAdapter(nn.Module):
 # --------------------------------------------------------------------------- the model
 
 
-def default_schedule(modalities: Sequence[str]) -> list[list[str]]:
-    """`[[m1, m2], [m1, m2], [m3], ...]`; one modality gives `[[m, m], [m, m]]`."""
+def default_schedule(modalities: Sequence[str], max_stages: int | None = None) -> list[list[str]]:
+    """`[[m1, m2], [m1, m2], [m3], ...]`; one modality gives `[[m, m], [m, m]]`. With more
+    modalities than `max_stages` allows one per stage, m3… are split in order into
+    `max_stages − 2` groups (at least one) of near-equal size, one group per stage (None: no
+    limit)."""
     ms = list(modalities)
     pair = [ms[0], ms[1]] if len(ms) > 1 else [ms[0], ms[0]]
-    return [pair, list(pair)] + [[m] for m in ms[2:]]
+    rest = ms[2:]
+    slots = len(rest) if max_stages is None else max(1, max_stages - 2)
+    if len(rest) <= slots:
+        return [pair, list(pair)] + [[m] for m in rest]
+    size, extra = divmod(len(rest), slots)
+    sizes = [size + (i < extra) for i in range(slots)]
+    starts = [sum(sizes[:i]) for i in range(slots)]
+    return [pair, list(pair)] + [rest[a : a + n] for a, n in zip(starts, sizes, strict=True)]
 
 
 def _schedule(
-    schedule: Sequence[Sequence[str]] | None, specs: Mapping[str, ModalitySpec]
+    schedule: Sequence[Sequence[str]] | None,
+    specs: Mapping[str, ModalitySpec],
+    max_stages: int,
 ) -> list[list[str]]:
     """The checked injection schedule (the default one for None)."""
+    if max_stages < 2:
+        raise ConfigError(f"ehpal: max_stages must be at least 2, not {max_stages}")
     if schedule is None:
-        return default_schedule(list(specs))
+        return default_schedule(list(specs), max_stages)
 
     def fail(why: str) -> None:
         raise ConfigError(
             f"ehpal: injection_schedule {[list(s) for s in schedule]} {why}; expected "
-            "[[a, b], [a, b], [c], ...]: the same pair at stages 1-2, then one modality per stage"
+            "[[a, b], [a, b], [c], [d, e], ...]: the same pair at stages 1-2, then one or more "
+            "modalities per stage"
         )
 
     if len(schedule) < 2:
         fail("needs at least 2 stages")
     if len(schedule[0]) != 2 or list(schedule[0]) != list(schedule[1]):
         fail("must start with the same pair of modalities twice")
-    if any(len(s) != 1 for s in schedule[2:]):
-        fail("must inject exactly one modality per stage after stage 2")
+    if any(len(s) == 0 or len(set(s)) != len(s) for s in schedule[2:]):
+        fail("must inject one or more different modalities per stage after stage 2")
     unknown = [m for stage in schedule for m in stage if m not in specs]
     if unknown:
         raise ConfigError(
@@ -377,6 +399,17 @@ def _schedule(
             f"{list(specs)}"
         )
     return [list(s) for s in schedule]
+
+
+def _group_mean(grids: list[Tensor], present: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """The mean of a stage's grids over the modalities each sample has (zero where it has
+    none), and where it has any: one modality's grid and presence as they are."""
+    if len(grids) == 1:
+        return grids[0], present[0]
+    mask = torch.stack(present, 0).to(grids[0].dtype)  # (m, B)
+    total = sum(g * w[:, None, None, None] for g, w in zip(grids, mask, strict=True))
+    count = mask.sum(0).clamp(min=1.0)
+    return total / count[:, None, None, None], mask.sum(0) > 0
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -413,8 +446,12 @@ class EHPALNet(MultimodalModel):
             0.25 gives 16/32/64/128, for ~100-patient cohorts on a CPU).
         grid_size: G, the side of the grid every stem/adapter produces at stage 1 (the paper's
             128² images give 32).
-        injection_schedule: modalities per stage, `[[a, b], [a, b], [c], ...]`; None: the
-            order of `specs`, K = max(2, M) stages.
+        injection_schedule: modalities per stage, `[[a, b], [a, b], [c], [d, e], ...]`; a
+            stage of several modalities injects the mean of their grids over the ones each
+            sample has. None: the order of `specs`, one modality per stage up to `max_stages`.
+        max_stages: the most stages the default schedule has; with more modalities, m3… are
+            grouped into `max_stages − 2` stages. None: the most whose maps stay at least 2×2,
+            max(2, ⌊log2 G⌋) (3 at G = 8). At least M gives one modality per stage.
         groups: groups of the grouped 1×1 convs and of the channel shuffle (8 in the code).
         norm_groups: GroupNorm groups replacing BatchNorm (1: per-sample LayerNorm over C×H×W).
         mhcf_activation: "gelu" (survival notebook) or "relu" (classification notebook).
@@ -453,6 +490,7 @@ class EHPALNet(MultimodalModel):
         width: float = 0.25,
         grid_size: int = 8,
         injection_schedule: Sequence[Sequence[str]] | None = None,
+        max_stages: int | None = None,
         groups: int = 8,
         norm_groups: int = 1,
         mhcf_activation: Literal["gelu", "relu"] = "gelu",
@@ -485,7 +523,9 @@ class EHPALNet(MultimodalModel):
             )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"ehpal: dropout must lie in [0, 1), got {dropout}")
-        self.schedule = _schedule(injection_schedule, specs)
+        if max_stages is None:  # every stage's map at least 2×2
+            max_stages = max(2, int(math.log2(grid_size)))
+        self.schedule = _schedule(injection_schedule, specs, max_stages)
         used = {m for stage in self.schedule for m in stage}
         self.used_modalities = tuple(m for m in specs if m in used)
         self.per_sample_missing = per_sample_missing
@@ -547,8 +587,10 @@ class EHPALNet(MultimodalModel):
         sides_a, sides_b = [], []
         for k, stage in enumerate(self.stages):
             if k >= 2:
-                m = self.schedule[k][0]
-                b, pb = self.inject[str(k)](grids[m]), present[m]
+                grid, pb = _group_mean(
+                    [grids[m] for m in self.schedule[k]], [present[m] for m in self.schedule[k]]
+                )
+                b = self.inject[str(k)](grid)
             a, b, sides, infos = stage(a, b, pa, pb)
             if sides:
                 sides_a.append(sides[0])

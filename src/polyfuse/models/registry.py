@@ -49,7 +49,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     ),
     "ehpal": (
         "polyfuse.models.ehpal:EHPALNet",
-        "width=0.25, grid_size=8, injection_schedule=None, groups=8, norm_groups=1, mhcf_activation='gelu', always_project_shortcut=False, fractal_dim=1.8, fractal_constraint='elementwise_clip', poincare='exp_map', learnable_curvature=True, gate='per_channel', dropout=0.25, mc_dropout_at_inference=False, per_sample_missing=True, volumes='adapter', adapter_dim=64, encoder=None",
+        "width=0.25, grid_size=8, injection_schedule=None, max_stages=None, groups=8, norm_groups=1, mhcf_activation='gelu', always_project_shortcut=False, fractal_dim=1.8, fractal_constraint='elementwise_clip', poincare='exp_map', learnable_curvature=True, gate='per_channel', dropout=0.25, mc_dropout_at_inference=False, per_sample_missing=True, volumes='adapter', adapter_dim=64, encoder=None",
     ),
     "gated_bilinear": (
         "polyfuse.models.baselines.gated_bilinear:GatedBilinearFusion",
