@@ -89,6 +89,11 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     assert record["settings"]["folds"] == 2 and record["packages"]["torch"]
     assert "How this report was made" in html and cohort.fingerprint() in html
     assert record["settings_sha256"] in html and "TRIPOD+AI" in html
+    curves = pd.read_csv(out / "cost_curves.csv")  # per network, not per entry
+    assert list(curves["model"].unique()) == ["early", "unimodal"] and len(curves) == 2 * 6
+    ok = curves.query("model == 'early' and status == 'ok'").set_index("modalities")
+    assert ok.loc[16, "params"] > ok.loc[2, "params"]  # an encoder per modality
+    assert "Training-step time of each network against modalities" in html
     board = (out / "leaderboard.md").read_text()
     assert board.count("unimodal[") == 2 and board.count("too few folds") == 3
     assert "With fewer than 5 paired folds no difference can be supported" in board
@@ -100,8 +105,10 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     stamp = kept.stat().st_mtime_ns
     with pytest.raises(ConfigError, match="already exists"):
         benchmark([cohort], out=out, **kw)
+    curves_stamp = (out / "parts" / "cost_curves.csv").stat().st_mtime_ns
     second = benchmark([cohort], out=out, resume=True, **kw)
     assert kept.stat().st_mtime_ns == stamp and lost.is_file()
+    assert (out / "parts" / "cost_curves.csv").stat().st_mtime_ns == curves_stamp
     cols = ["model", "repeat", "fold", "condition", "task", "metric"]
     a = first.results.sort_values(cols).reset_index(drop=True)
     b = second.results.sort_values(cols).reset_index(drop=True)

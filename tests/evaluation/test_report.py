@@ -326,7 +326,7 @@ PROBE = (
 )
 SECTIONS = (
     "leaderboard", "metrics", "km", "roc", "calibration", "uncertainty", "subgroups", "pareto",
-    "robustness",
+    "cost", "robustness",
     "contributions", "features", "stack", "made", "tripod", "how",
 )  # fmt: skip
 SCREENSHOTS = Path(__file__).parents[2] / "artifacts" / "report"

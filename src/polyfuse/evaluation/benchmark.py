@@ -528,9 +528,13 @@ def _benchmark(
     )
     tables: dict[str, list[pd.DataFrame]] = {}
     with Progress(progress) as bar:
+        networks: dict[str, None] = {}
         for data in datasets:
-            for table, frames in _benchmark_dataset(data, plan, bar).items():
+            entries = _entries(data, plan)
+            for table, frames in _benchmark_dataset(data, entries, plan, bar).items():
                 tables.setdefault(table, []).extend(frames)
+            networks |= dict.fromkeys(e.model for e in entries if e.model != STACK)
+        tables["cost_curves"] = [_cost_curves(list(networks), plan, bar)]
         bar.add("report", 1)
         bar.describe(f"comparisons, tables and report → {plan.out}")
         final = _final_tables(tables)
@@ -557,13 +561,12 @@ def _benchmark(
 
 
 def _benchmark_dataset(
-    data: MultimodalDataset, plan: _Plan, bar: Progress
+    data: MultimodalDataset, entries: list[Entry], plan: _Plan, bar: Progress
 ) -> dict[str, list[pd.DataFrame]]:
     """One dataset: the floors, every entry on every fold (the folds done before are read
     back), the profiles; its tables, each tagged with the dataset's name."""
     name = data.name or "dataset"
     splits = kfold(data, plan.folds, plan.repeats, plan.settings.seed)
-    entries = _entries(data, plan)
     # the work after training counts too: one step per model profiled
     floors = len(splits) if plan.classical else 0
     bar.add(name, len(entries) * len(splits) + floors + len(entries))
@@ -666,7 +669,7 @@ def _final_tables(tables: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFra
         "contributions": _mean_contributions(tables.get("contributions", [])),
         "features": pd.concat(tables.get("features", [pd.DataFrame()]), ignore_index=True),
     }
-    for table in ("tuning", "stack"):
+    for table in ("tuning", "stack", "cost_curves"):
         if table in tables:
             final[table] = pd.concat(tables[table], ignore_index=True)
     return final
@@ -703,6 +706,7 @@ def _report(
         stack=final.get("stack"),
         record=record,
         subgroups=groups,
+        cost_curves=final.get("cost_curves"),
     )
 
 
@@ -748,6 +752,31 @@ def _efficiency(
         frames.append(row.assign(model=e.name, dataset=name))
         bar.advance()
     return pd.concat(frames, ignore_index=True)
+
+
+def _cost_curves(models: list[str], plan: _Plan, bar: Progress) -> pd.DataFrame:
+    """Each network's training-step time and peak memory against modalities and tokens per
+    modality on synthetic bags (`cost_curves.py`, with the hyper-parameters given to the
+    model), so that a reader sees which model fits data of another size; kept in parts/ for a
+    resumed run."""
+    from polyfuse.evaluation.cost_curves import cost_curve, sizes
+
+    path = plan.out / "parts" / "cost_curves.csv"
+    if plan.resume and path.is_file():
+        return pd.read_csv(path)
+    bar.add("cost curves", len(models) * len(sizes(CURVE_MODALITIES, CURVE_TOKENS)))
+
+    def step(model: str, m: int, t: int) -> None:
+        bar.describe(f"cost curves: {model}, {m} modalities × {t} tokens")
+        bar.advance()
+
+    frame = cost_curve(models, CURVE_MODALITIES, CURVE_TOKENS, hparams=plan.hparams, on_size=step)
+    _write(path, frame)
+    return frame
+
+
+CURVE_MODALITIES = (2, 4, 8, 16)
+CURVE_TOKENS = (16, 64, 256)
 
 
 def _with_train_time(efficiency: pd.DataFrame, timing: pd.DataFrame) -> pd.DataFrame:

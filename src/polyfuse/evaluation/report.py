@@ -332,6 +332,10 @@ Levels with fewer than 20 patients or 10 events (or minority-class patients) are
 small to judge: their intervals are too wide to show a difference.</li>
 <li><b>Metric vs FLOPs.</b> Stars joined by a line are Pareto-optimal: no other model is both
 cheaper and better. Horizontal dashed lines are classical floors (no FLOPs counted).</li>
+<li><b>Cost against the size of the data.</b> Each network's training-step time and peak
+memory (batch 8, synthetic bags of 32 features) as the number of modalities and the tokens per
+modality grow, log-log: which model still fits a cohort with more modalities, or longer bags or
+sequences, than this one, before anything is trained. Gaps are sizes a model cannot take.</li>
 <li><b>Robustness.</b> Left: how the metric degrades as modalities go missing at random at
 inference. Right: the metric when one modality is absent for every patient; a large shift means
 the model leans on that modality.</li>
@@ -357,6 +361,7 @@ def write_report(
     record: dict[str, Any] | None = None,
     subgroups: pd.DataFrame | None = None,
     features: pd.DataFrame | None = None,
+    cost_curves: pd.DataFrame | None = None,
     title: str = "polyfuse benchmark",
 ) -> dict[str, Path]:
     """Write `leaderboard.md|csv`, `figures/*.png` and a self-contained `report.html`; with
@@ -364,7 +369,9 @@ def write_report(
     with `record` (`record.run_record`), how the benchmark was made and the TRIPOD+AI items;
     with `subgroups` (dataset, id, subgroup, level), performance per subgroup level; with
     `features` (per fold: dataset, model, task, modality, feature, mean_abs, mean), the best
-    fusion model's feature attributions on its test folds.
+    fusion model's feature attributions on its test folds; with `cost_curves`
+    (`cost_curves.cost_curve` rows), each network's step time and memory against modalities
+    and tokens.
 
     Returns `{relative name: path}` of everything written (e.g. `"figures/km_acc_os.png"`).
     """
@@ -400,6 +407,8 @@ def write_report(
             _features_figure(figures, block, features)
     if stack is not None and not stack.empty:
         _stack_weights(figures, stack, out_dir)
+    if cost_curves is not None and not cost_curves.empty:
+        _cost_curve_figures(figures, cost_curves)
     figures.sections["made"] = _record_html(record) if record is not None else []
     figures.sections["tripod"] = [_tripod_html()]
     write_text(out_dir / "report.html", _html(title, lb, figures.sections, results))
@@ -423,6 +432,7 @@ class _Figures:
                 "uncertainty",
                 "subgroups",
                 "pareto",
+                "cost",
                 "robustness",
                 "contributions",
                 "features",
@@ -782,6 +792,26 @@ def _pareto_figure(figures: _Figures, block: _Block) -> None:
     )
 
 
+def _cost_curve_figures(figures: _Figures, curves: pd.DataFrame) -> None:
+    """Step time and peak memory of every network against modalities and tokens."""
+    from polyfuse.evaluation.cost_curves import plot_cost_curves
+
+    time_path, memory_path = plot_cost_curves(curves, figures.directory / "cost_curves.png")
+    figures.add(
+        "cost",
+        time_path,
+        "Training-step time of each network against modalities and tokens per modality",
+        "Training step (forward and backward, batch 8) against the number of modalities and "
+        "the tokens per modality, log-log.",
+    )
+    figures.add(
+        "cost",
+        memory_path,
+        "Peak memory of each network against modalities and tokens per modality",
+        "Peak tensor memory of the same step, parameters and inputs included, log-log.",
+    )
+
+
 def _robustness_figure(figures: _Figures, block: _Block) -> None:
     """The metric under missing modalities, when the benchmark ran such conditions."""
     res = block.results
@@ -958,6 +988,7 @@ def _html(
         "uncertainty": "Uncertainty: conformal coverage",
         "subgroups": "Performance in subgroups",
         "pareto": "Metric versus FLOPs",
+        "cost": "Cost against the size of the data",
         "robustness": "Robustness to missing modalities",
         "contributions": "Modality contributions of the best fusion model",
         "features": "Feature attributions of the best fusion model",
@@ -973,6 +1004,7 @@ def _html(
         "subgroups": "No subgroups were asked for (benchmark --subgroup modality:column).",
         "uncertainty": "No model had conformal outputs (training.conformal: null).",
         "pareto": "",
+        "cost": "No cost curves were measured.",
         "robustness": "No missing-modality conditions were evaluated.",
         "contributions": "No contributions were computed for the best fusion models.",
         "stack": "No stacked ensemble in this benchmark.",
