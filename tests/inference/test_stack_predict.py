@@ -123,6 +123,24 @@ def test_explain_and_export_of_a_stack_name_its_members(fitted):
     assert result.exit_code == 2 and "members/" in result.output
 
 
+def test_a_corrupt_or_escaping_stack_json_is_refused(fitted, tmp_path):
+    import shutil
+
+    _, run_dir = fitted
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    meta = json.loads((copy / "stack.json").read_text())
+    del meta["centre"]
+    (copy / "stack.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"stack\.json is corrupt or incomplete.*centre"):
+        Predictor.load(copy)
+    meta = json.loads((run_dir / "stack.json").read_text())
+    meta["members"][1]["path"] = "../../elsewhere.skops"
+    (copy / "stack.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="'logreg\\[a\\]' lies outside the run directory"):
+        Predictor.load(copy)
+
+
 def _labelled(kind: str) -> MultimodalDataset:
     data = survival_cohort(task="y", without_b=0.3)
     if kind == "survival":

@@ -363,29 +363,26 @@ def load_fitted(directory: Path) -> FittedModel | FittedStack:
     directory = Path(directory)
     if not (directory / STACK_FILE).is_file():
         return FittedModel.load(directory)
+    file = directory / STACK_FILE
     try:
-        meta = json.loads((directory / STACK_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{directory / STACK_FILE} is corrupt ({exc})") from None
-    plan = meta["plan"]
-    plan = StackPlan(**{**plan, "members": tuple(plan["members"])})
+        meta = json.loads(file.read_text())
+        plan = StackPlan(**{**meta["plan"], "members": tuple(meta["plan"]["members"])})
+        paths = {e["name"]: directory / e["path"] for e in meta["members"]}
+        numbers = [np.asarray(meta[k], np.float64) for k in ("weights", "centre", "scale")]
+        intercept = float(meta["intercept"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{file} is corrupt or incomplete ({type(exc).__name__}: {exc})") from None
     members: dict[str, FittedModel | FittedFloor] = {}
-    for entry in meta["members"]:
-        path = directory / entry["path"]
-        members[entry["name"]] = (
+    for name, path in paths.items():
+        if directory.resolve() not in path.resolve().parents:
+            raise DataError(f"{file}: member '{name}' lies outside the run directory ({path})")
+        members[name] = (
             FittedFloor.load(path) if path.suffix == ".skops" else FittedModel.load(path)
         )
     contract = InputContract.load(directory)
     kind = contract.task_specs[plan.task].type
-    return FittedStack(
-        plan,
-        kind,
-        members,
-        Meta(kind, np.asarray(meta["weights"]), meta["intercept"]),
-        np.asarray(meta["centre"]),
-        np.asarray(meta["scale"]),
-        contract,
-    )
+    weights, centre, scale = numbers
+    return FittedStack(plan, kind, members, Meta(kind, weights, intercept), centre, scale, contract)
 
 
 def _contract(data: MultimodalDataset, task: str) -> InputContract:
