@@ -20,13 +20,17 @@ weights are copied into polyfuse's modules, logits and gradients are compared, t
 timed alternately (train step: forward, backward of the summed logits, zero_grad; eval forward
 under `torch.no_grad`), CPU time (`time.process_time`) and wall time, medians.
 
-A second race runs polyfuse's own layout (`wsi_tokens="patches"`: 4,000 tokens of 2,048
-channels) against the reference's patch layout, which appends 5 Fourier channels over the patch
-axis (polyfuse has no flag for them): the same sizes, not the same computation, so only timed.
+A second race runs the reference's patch layout (a WSI input (B, patches, features) with one
+spatial axis: 4,000 tokens of 2,048 features + 5 Fourier channels over the patch axis) against
+polyfuse's `wsi_tokens="patches"` with `bag_positions=True` (the same Fourier channels, over each
+bag's own instances: every bag here has 4,000). Weights are copied and logits and gradients
+compared as in the first race, then both are timed.
 
 `--before REV` also times polyfuse's models as they were at git revision REV of this checkout
 (copied out of git into a temporary package `polyfuse_before`; nothing is checked out), so
-that a change is measured against its predecessor in the same process.
+that a change is measured against its predecessor in the same process. A revision without a
+keyword of a race (`bag_positions`) builds that race's model without it: a different
+computation, only timed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import re
 import statistics
 import subprocess
@@ -67,9 +72,13 @@ CODE_FLAGS = dict(
     wsi_tokens="feature_dims",
     max_instances=PATCHES,
 )
-# polyfuse's own layout; the reference's patch layout appends 5 Fourier channels over the
-# patch axis, which polyfuse has no flag for: timed side by side, not compared
-PATCHES_FLAGS = {**CODE_FLAGS, "wsi_tokens": "patches", "max_instances": None}
+# the reference's patch layout: patches as tokens + 5 Fourier channels over the patch axis
+PATCHES_FLAGS = {
+    **CODE_FLAGS,
+    "wsi_tokens": "patches",
+    "max_instances": None,
+    "bag_positions": True,
+}
 
 
 def load_reference(checkout: Path) -> ModuleType:
@@ -248,27 +257,26 @@ HEALNET_BLCA: dict[str, Any] = {}
 
 
 def layout(
-    name: str, reference: nn.Module, ref_batch: list, models: dict[str, nn.Module], batch: Any
+    name: str,
+    reference: nn.Module,
+    ref_batch: list,
+    models: dict[str, nn.Module],
+    batch: Any,
+    timed_only: frozenset[str] = frozenset(),
 ) -> None:
-    """Check every polyfuse model against the first that can be checked, then race them."""
+    """Check every polyfuse model against the reference (its weights copied), except those in
+    `timed_only` (not the reference's computation), then race them all."""
     print(f"\n{name}")
     depth = HEALNET_BLCA["depth"]
-    same_model = name.startswith("feature dims")
     for label, model in models.items():
         params = sum(p.numel() for p in model.parameters())
-        if same_model:  # the reference's own computation: its weights, its outputs
-            copy_weights(model, reference, depth)
-            worst = max_difference(
-                model, (reference, ref_logits, ref_batch), batch, weight_map(depth)
-            )
-            against = "the reference"
-        elif label != "polyfuse":  # another version of polyfuse: the same weights
-            model.load_state_dict(models["polyfuse"].state_dict())
-            worst = max_difference(model, (models["polyfuse"], ours_logits, batch), batch, {})
-            against = "polyfuse"
-        else:
+        if label in timed_only:
             print(f"  {label}: {params:,} parameters (not the reference's computation)")
             continue
+        # the reference's own computation: its weights, its outputs
+        copy_weights(model, reference, depth)
+        worst = max_difference(model, (reference, ref_logits, ref_batch), batch, weight_map(depth))
+        against = "the reference"
         print(
             f"  {label}: {params:,} parameters; max |Δ| logits, gradients vs {against} {worst:.2e}"
         )
@@ -279,6 +287,14 @@ def layout(
 
 
 REPEATS = [7]
+
+
+def build_before(before: type[nn.Module], flags: dict[str, Any]) -> tuple[nn.Module, list[str]]:
+    """polyfuse at `--before`, with the flags its HEALNet takes; and those it does not."""
+    accepted = inspect.signature(before).parameters
+    dropped = [k for k in flags if k not in accepted]
+    kept = {k: v for k, v in flags.items() if k in accepted}
+    return before(SPECS, TASKS, **kept), dropped
 
 
 def main() -> None:
@@ -301,7 +317,7 @@ def main() -> None:
         for name, flags, ref_batch, channels in (
             ("feature dims (the reference's layout)", CODE_FLAGS, feature_dims, PATCHES),
             (
-                "patches (reference: + 5 Fourier channels over patches)",
+                "patches + 5 Fourier channels over patches (the reference's; bag_positions)",
                 PATCHES_FLAGS,
                 patches,
                 FEATURES,
@@ -310,9 +326,13 @@ def main() -> None:
             torch.manual_seed(0)
             reference = reference_model(module, channels)
             models = {"polyfuse": HEALNet(SPECS, TASKS, **flags)}
+            timed_only: frozenset[str] = frozenset()
             if before is not None:
-                models["before"] = before(SPECS, TASKS, **flags)
-            layout(name, reference, ref_batch, models, ours)
+                models["before"], dropped = build_before(before, flags)
+                if dropped:
+                    print(f"\n(polyfuse at {args.before} has no {', '.join(dropped)}: timed only)")
+                    timed_only = frozenset({"before"})
+            layout(name, reference, ref_batch, models, ours, timed_only)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ Raw tokens per modality kind (choices where the paper covers only omics and WSI 
 * bag (B, N, D): N tokens of D channels, padding masked, no positional channels (instances are
   an unordered set, and positions over a padded length would depend on the batch). The
   reference's WSI layout (tokens = feature dims, channels = patches zero-padded to the cohort
-  maximum) is `wsi_tokens="feature_dims"` with `max_instances`.
+  maximum) is `wsi_tokens="feature_dims"` with `max_instances`; its other layout (patches as
+  tokens + Fourier channels over the patch axis) is `bag_positions=True`, with positions over
+  each bag's own instances.
 * sequence (B, T, C): T tokens of [values, observed] (NaN = not measured, as in the sequence
   encoder) + `time_channels` sinusoidal channels of the observation times (`blocks/time.py`),
   batch-independent, unlike positions over the padded length.
@@ -55,6 +57,12 @@ Code-vs-intent choices (§1(j)); each is a flag and the default follows the pape
 3. `tabular_as_tokens`: the tabular layout, above.
 4. `wsi_tokens="patches"`: instances are tokens; "feature_dims" is the code's layout (without
    its stale-buffer extraction bug, which belongs to feature extraction, not to the model).
+   `bag_positions=False`: patch tokens carry no positions. True reproduces the code's patch
+   layout (a bag (B, patches, features) with one spatial axis): each instance token gets the
+   2K + 1 Fourier channels of its position p = linspace(−1, 1, n_b) among the n_b real
+   instances of its own bag b, in their order. Padding gets none and stays masked, so a
+   bag's tokens do not depend on the other bags of the batch; bags of equal size get the
+   code's positions exactly. It needs `wsi_tokens="patches"` and `fourier_encode_data=True`.
 5. `weight_tie_layers`: the code's meaning (its docstring says the opposite). True: layer 0 has
    its own weights and layers 1..depth−1 share one set, in which each modality keeps its own
    cross-attention while one cross-FF is shared by all modalities (the reference's `cache_fn`).
@@ -81,8 +89,9 @@ and each layer's γ, β are folded into its key/value weights (to_kv(x̂ ⊙ γ 
 x̂ (W diag γ)ᵀ + W β), all layers in one product. A bag is never normalised as a tensor: per
 token mean and 1/std are computed from the bag as it is and applied inside that product, so
 the feature-dims tokens are never transposed, padded or concatenated with their Fourier
-channels. Outputs and gradients stay within 1e-5 of the plain computation
-(`tests/models/test_healnet_speedups.py`); a bag whose tokens have |mean| > 4·std, where that
+channels (nor, under `bag_positions`, the instance tokens with theirs). Outputs and gradients
+stay within 1e-5 of the plain computation (`tests/models/test_healnet_speedups.py`,
+`tests/models/test_healnet_positions.py`); a bag whose tokens have |mean| > 4·std, where that
 rounding would grow, and a graph being captured for export take the plain path.
 
 Defaults: the settings shared by the four tuned configs of §1(f) (one cross head, no
@@ -106,7 +115,7 @@ from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.errors import ConfigError, DataError
 from polyfuse.models.blocks.attention import Attention
 from polyfuse.models.blocks.feedforward import FeedForward, PreNorm
-from polyfuse.models.blocks.fourier import FourierEncoding
+from polyfuse.models.blocks.fourier import FourierEncoding, fourier_encode
 from polyfuse.models.blocks.masking import where_present, with_observed, zero_absent
 from polyfuse.models.blocks.time import TimeEncoding, positions
 from polyfuse.models.blocks.weight_tying import tied_layers
@@ -239,6 +248,22 @@ def _check_token_options(
         )
 
 
+def _check_bag_positions(bag_positions: bool, wsi_tokens: str, fourier_encode_data: bool) -> None:
+    """A ConfigError where `bag_positions` cannot apply (whether or not `specs` has a bag)."""
+    if bag_positions and wsi_tokens != "patches":
+        raise ConfigError(
+            f"healnet: bag_positions=True gives positions to instance tokens and needs "
+            f"wsi_tokens='patches', got wsi_tokens={wsi_tokens!r} (whose tokens are feature "
+            f"dimensions with Fourier channels over the feature axis already); use one or the "
+            f"other"
+        )
+    if bag_positions and not fourier_encode_data:
+        raise ConfigError(
+            "healnet: bag_positions=True appends Fourier channels and needs "
+            "fourier_encode_data=True; set fourier_encode_data=True or bag_positions=False"
+        )
+
+
 # instances (rows of a bag) per block when summing squares: a block stays in the CPU's cache
 _SQUARES_BLOCK = 32
 
@@ -309,28 +334,44 @@ class _FeatureDimsNormalised:
 class _PatchesNormalised:
     """x̂ of a bag whose instances are tokens (B, N, D), never materialised: with μ and
     r = 1/√(var + ε) over each token's D channels, x̂ Wᵀ = r·(x Wᵀ − μ·W 1). The same
-    rounding as `_FeatureDimsNormalised`."""
+    rounding as `_FeatureDimsNormalised`.
+
+    Under `bag_positions` a token is [x, e], e its F Fourier channels: μ and r are taken over
+    all D + F channels and x̂ Wᵀ = r·(x W_xᵀ + e W_eᵀ − μ·W 1), so the (B, N, D + F) tokens are
+    never built either."""
 
     data: Tensor  # (B, N, D), absent samples and padded instances already zero
     mean: Tensor  # (B, N, 1)
     rstd: Tensor  # (B, N, 1)
+    pos: Tensor | None = None  # (B, N, F) Fourier channels of each instance, 0 on padding
 
     @classmethod
-    def of(cls, data: Tensor) -> _PatchesNormalised:
+    def of(cls, data: Tensor, pos: Tensor | None = None) -> _PatchesNormalised:
         squares = torch.cat(
             [(block * block).sum(dim=-1) for block in data.split(_SQUARES_BLOCK, dim=1)],
             dim=1,
         )
-        mean = data.mean(dim=-1)
-        var = (squares / data.shape[-1] - mean * mean).clamp_min(0.0)
-        return cls(data, mean[..., None], torch.rsqrt(var + _LN_EPS)[..., None])
+        if pos is None:
+            mean, channels = data.mean(dim=-1), data.shape[-1]
+        else:
+            channels = data.shape[-1] + pos.shape[-1]
+            mean = (data.sum(dim=-1) + pos.sum(dim=-1)) / channels
+            squares = squares + (pos * pos).sum(dim=-1)
+        var = (squares / channels - mean * mean).clamp_min(0.0)
+        return cls(data, mean[..., None], torch.rsqrt(var + _LN_EPS)[..., None], pos)
 
     @property
     def tokens(self) -> int:
         return self.data.shape[1]
 
     def project(self, weight: Tensor, bias: Tensor) -> Tensor:
-        out = torch.nn.functional.linear(self.data, weight)
+        """`x̂ Wᵀ + b`, (B, N, out), from `weight (out, D)` or, with positions, `(out, D + F)`."""
+        width = self.data.shape[-1]
+        if self.pos is None:
+            out = torch.nn.functional.linear(self.data, weight)
+        else:  # the data columns copied: a backward through the strided view is slower
+            out = torch.nn.functional.linear(self.data, weight[:, :width].contiguous())
+            out = out + torch.nn.functional.linear(self.pos, weight[:, width:])
         return (out - self.mean * weight.sum(dim=1)) * self.rstd + bias
 
 
@@ -350,6 +391,25 @@ def _mask_and_use(batch: ModalityBatch) -> tuple[Tensor, Tensor]:
     """A token modality's mask, and the samples that use it: present, with a real token."""
     assert batch.token_mask is not None  # prepare_inputs guarantees a mask for token kinds
     return batch.token_mask, batch.present & batch.token_mask.any(dim=1)
+
+
+def _instance_positions(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """Positions (B, N) of each bag's real instances: linspace(−1, 1, n_b) over the n_b real
+    instances of bag b, in their order (−1 for a bag of one); 0 on padding.
+
+    Spelled out with the arithmetic of `torch.linspace`'s CPU kernel (the first half counted
+    up from −1, the second down from 1, each a fused multiply-add), so that on the CPU a bag
+    gets the very positions linspace gives it, without a loop over the bags' sizes.
+    """
+    rank = mask.cumsum(dim=1) - 1  # (B, N): index among the bag's real instances
+    count = mask.sum(dim=1, keepdim=True)  # (B, 1): n_b
+    r, n = rank.to(dtype), count.to(dtype)
+    step = 2.0 / (n - 1).clamp_min(1.0)
+    up = torch.addcmul(torch.full_like(r, -1.0), r, step)
+    down = torch.addcmul(torch.ones_like(r), n - 1 - r, -step)
+    pos = torch.where(rank < count // 2, up, down)
+    pos = torch.where(count > 1, pos, -1.0)
+    return torch.where(mask, pos, 0.0)
 
 
 @dataclass(frozen=True)
@@ -456,6 +516,10 @@ class HEALNet(MultimodalModel):
         attn_leaky_relu: LeakyReLU(0.01) on every attention output.
         tabular_as_tokens: a tabular modality is F tokens of 1 channel instead of 1 of F.
         wsi_tokens: bag layout, "patches" (instances as tokens) or "feature_dims" (the code's).
+        bag_positions: with `wsi_tokens="patches"` and `fourier_encode_data`, append to each
+            instance token the 2K + 1 Fourier channels of its position linspace(−1, 1, n_b)
+            over the n_b real instances of its own bag (the code's patch layout; independent
+            of the other bags of the batch). False (default): instances are an unordered set.
         max_instances: instances per bag for `wsi_tokens="feature_dims"` (bags are zero-padded
             to it; a larger bag is an error).
         time_channels: sinusoidal time channels of sequence steps and text tokens; 0: none.
@@ -517,6 +581,7 @@ class HEALNet(MultimodalModel):
         attn_leaky_relu: bool = True,
         tabular_as_tokens: bool = False,
         wsi_tokens: Literal["patches", "feature_dims"] = "patches",
+        bag_positions: bool = False,
         max_instances: int | None = None,
         time_channels: int = 8,
         time_max_period: float = 10_000.0,
@@ -528,6 +593,7 @@ class HEALNet(MultimodalModel):
     ) -> None:
         super().__init__(specs, tasks)
         _check_token_options(specs, wsi_tokens, max_instances, time_channels, text_dim)
+        _check_bag_positions(bag_positions, wsi_tokens, fourier_encode_data)
         fusion = LatentFusion(
             depth=depth,
             num_latents=num_latents,
@@ -547,6 +613,7 @@ class HEALNet(MultimodalModel):
         )
         self.tabular_as_tokens = tabular_as_tokens
         self.wsi_tokens = wsi_tokens
+        self.bag_positions = bag_positions
         self.max_instances = max_instances
         self.per_sample_missing = per_sample_missing
         self.self_attn_on_missing = self_attn_on_missing
@@ -575,7 +642,7 @@ class HEALNet(MultimodalModel):
         if spec.kind == "bag":
             if self.wsi_tokens == "feature_dims":
                 return int(self.max_instances or 0) + fourier(1)
-            return spec.width
+            return spec.width + (fourier(1) if self.bag_positions else 0)
         if spec.kind == "sequence":
             return 2 * spec.width + time_channels
         if spec.kind == "text":
@@ -597,7 +664,9 @@ class HEALNet(MultimodalModel):
     def _tokens(self, m: str, batch: ModalityBatch) -> tuple[Tensor, Tensor | None, Tensor]:
         """Modality m as `(tokens (B, N, D_m), token mask (B, N) or None, use (B,))`.
 
-        `use` says which samples get m's update: present, with at least one real token.
+        `use` says which samples get m's update: present, with at least one real token. A bag
+        comes as it is, (B, N, D): `_normalised` builds its tokens (feature dims, or instances
+        with their positions) inside the normalisation.
         """
         spec, data = self.specs[m], batch.data
         if spec.kind == "tabular":
@@ -632,26 +701,44 @@ class HEALNet(MultimodalModel):
             )
         return data
 
-    def _normalised(self, m: str, x: Tensor) -> _Context:
-        """Modality m's tokens, layer-normalised without an affine map (`_tokens` gives x).
+    def _normalised(self, m: str, x: Tensor, mask: Tensor | None = None) -> _Context:
+        """Modality m's tokens, layer-normalised without an affine map (`_tokens` gives x and
+        the token mask, which only `bag_positions` reads: None counts every instance as real).
 
         A bag is normalised from its own tensor: only statistics per token are computed, and
         the normalisation is applied inside the key/value product. In the code's WSI layout
         (bag (B, P, D) → D tokens of [P instances zero-padded to max_instances, Fourier
-        channels]) that also spares transposing, padding and concatenating. While a graph is
-        captured, the tokens are built and normalised as plain tensors.
+        channels]) that also spares transposing, padding and concatenating, and under
+        `bag_positions` concatenating each instance with its Fourier channels. While a graph
+        is captured, the tokens are built and normalised as plain tensors.
         """
         bag = self.specs[m].kind == "bag"
         feature_dims = bag and self.wsi_tokens == "feature_dims"
         limit = int(self.max_instances or 0)
+        pos = self._instance_fourier(x, mask) if bag and self.bag_positions else None
         if bag and not capturing_graph():
-            fast = self._bag_normalised(x, limit) if feature_dims else _PatchesNormalised.of(x)
+            if feature_dims:
+                fast: _Context = self._bag_normalised(x, limit)
+            else:
+                fast = _PatchesNormalised.of(x, pos)
             if _precise(fast.mean, fast.rstd):
                 return fast
         if feature_dims:
             x = torch.nn.functional.pad(x, (0, 0, 0, limit - x.shape[1]))
             x = self._with_fourier(rearrange(x, "b p d -> b d p"))
+        elif pos is not None:
+            x = torch.cat([x, pos], dim=-1)
         return _Normalised(torch.nn.functional.layer_norm(x, x.shape[-1:], eps=_LN_EPS))
+
+    def _instance_fourier(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """`bag_positions`: the (B, N, 2K + 1) Fourier channels of each instance's position
+        in its own bag (`_instance_positions`), 0 on padding."""
+        assert self.fourier is not None  # bag_positions needs fourier_encode_data
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        pos = _instance_positions(mask, x.dtype)
+        enc = fourier_encode(pos, self.fourier.max_freq, self.fourier.num_bands)
+        return torch.where(mask[..., None], enc, 0.0)
 
     def _bag_normalised(self, x: Tensor, limit: int) -> _FeatureDimsNormalised:
         pos = None
@@ -697,7 +784,7 @@ class HEALNet(MultimodalModel):
             x, mask, use = self._tokens(m, inputs[m])
             if not self.per_sample_missing:
                 use = use.any().expand_as(use)
-            context = self._normalised(m, x)
+            context = self._normalised(m, x, mask)
             used = capturing_graph() or bool(use.any())
             contexts[m] = (
                 context.tokens,

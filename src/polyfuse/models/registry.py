@@ -57,7 +57,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     ),
     "healnet": (
         "polyfuse.models.healnet:HEALNet",
-        "preset=None, depth=2, num_latents=16, latent_dim=64, cross_heads=1, latent_heads=8, cross_dim_head=64, latent_dim_head=64, attn_dropout=0.0, ff_dropout=0.0, ff_mult=4, self_per_cross_attn=0, weight_tie_layers=False, snn=True, fourier_encode_data=True, num_freq_bands=2, max_freq=2.0, temperature=0.5, attn_leaky_relu=True, tabular_as_tokens=False, wsi_tokens='patches', max_instances=None, time_channels=8, time_max_period=10000.0, text_dim=16, per_sample_missing=True, self_attn_on_missing=False, self_attn_per_modality=True, return_attention=True",
+        "preset=None, depth=2, num_latents=16, latent_dim=64, cross_heads=1, latent_heads=8, cross_dim_head=64, latent_dim_head=64, attn_dropout=0.0, ff_dropout=0.0, ff_mult=4, self_per_cross_attn=0, weight_tie_layers=False, snn=True, fourier_encode_data=True, num_freq_bands=2, max_freq=2.0, temperature=0.5, attn_leaky_relu=True, tabular_as_tokens=False, wsi_tokens='patches', bag_positions=False, max_instances=None, time_channels=8, time_max_period=10000.0, text_dim=16, per_sample_missing=True, self_attn_on_missing=False, self_attn_per_modality=True, return_attention=True",
     ),
     "hierarchical": (
         "polyfuse.models.hierarchical:HierarchicalFusion",
