@@ -37,7 +37,9 @@ def present_gates(aux) -> np.ndarray:
 
 def measure(gate: str, seed: int, data) -> dict[str, float]:
     torch.manual_seed(seed)
-    model = create_model("ehpal", data.specs, data.tasks, gate=gate)
+    # one modality per stage: the layout the saturation was found in (the default now groups
+    # TCGA-ACC's six tables into 3 stages, `benchmarks/ehpal_stages.py`)
+    model = create_model("ehpal", data.specs, data.tasks, gate=gate, max_stages=len(data.specs))
     model.train()
     batch = data[list(range(len(data)))]
     for b in batch.inputs.values():
