@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from test_healnet_speedups import _Logits  # the model on plain tensors, as for export
 from torch import Tensor, nn
 
 from polyfuse.data.dataset import ModalityBatch
@@ -183,22 +184,6 @@ def test_model_equals_a_naive_forward_on_materialised_tokens(plain: bool, monkey
     assert len(naive) == 1 + sum(1 for _ in model.parameters())
     for name, value in naive.items():
         torch.testing.assert_close(fast[name], value, atol=1e-5, rtol=1e-5, msg=name)
-
-
-class _Logits(nn.Module):
-    """The model on plain tensors, as a graph is captured (`polyfuse.inference.export`)."""
-
-    def __init__(self, model: HEALNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, *tensors: Tensor) -> Tensor:
-        clinical, clinical_present, wsi, wsi_present, mask = tensors
-        inputs = {
-            "clinical": ModalityBatch(clinical, clinical_present),
-            "wsi": ModalityBatch(wsi, wsi_present, mask),
-        }
-        return self.model(inputs).logits["os"]
 
 
 def test_a_traced_graph_equals_the_fast_path() -> None:
