@@ -1,0 +1,27 @@
+"""The small-data regime each model trains with by default (`docs/defaults.md`): three seeds
+for the published methods chosen by leave-one-cohort-out, one for the baselines and presets,
+and a setting the user gives always wins."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyfuse.config import TrainingConfig
+from polyfuse.training.fit import with_model_defaults
+
+
+@pytest.mark.parametrize("model", ["healnet", "synergies", "hierarchical", "ehpal"])
+def test_the_published_methods_train_three_seeds_unless_told_otherwise(model):
+    assert with_model_defaults(model, {}, TrainingConfig()).ensemble == 3
+    assert with_model_defaults(model, {}, TrainingConfig(ensemble=1)).ensemble == 1
+
+
+@pytest.mark.parametrize("model", ["early", "late", "unimodal"])
+def test_the_baselines_train_one_seed(model):
+    assert with_model_defaults(model, {}, TrainingConfig()).ensemble == 1
+
+
+def test_a_preset_keeps_its_own_training_settings():
+    """HEALNet's tuned presets bring the reference's schedule, not the regime."""
+    training = with_model_defaults("healnet", {"preset": "blca"}, TrainingConfig())
+    assert training.ensemble == 1 and training.lr_schedule == "onecycle"
