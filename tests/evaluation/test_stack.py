@@ -79,6 +79,7 @@ def test_a_harmful_member_gets_weight_zero_and_a_useless_one_almost(kind):
 def test_plan_checks_members_and_task():
     data = survival_cohort()
     assert stack_plan(data).members == ("late", "coxnet[all]", "rsf[all]", "late-cox")
+    assert stack_plan(data).inner_folds == 5  # chosen across cohorts (docs/defaults.md)
     with pytest.raises(ConfigError, match="logreg"):
         stack_plan(data, ["late", "logreg[all]"])
     with pytest.raises(ConfigError, match="lat3"):
