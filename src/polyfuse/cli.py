@@ -333,6 +333,37 @@ def predict(
     console.print(f"predictions → {out}")
 
 
+@app.command()
+@_friendly
+def embed(
+    config: ConfigArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder to write into")],
+    modality: Annotated[
+        list[str] | None,
+        typer.Option("--modality", "-m", help="embed only this modality (repeatable)"),
+    ] = None,
+) -> None:
+    """Embed CONFIG's modalities that have an `encoder` once, into OUTPUT: a manifest with the
+    embeddings, slide bags, and an experiment.yaml that trains on them. Unchanged inputs are
+    read back from the cache, so a re-run embeds only what changed."""
+    import logging
+
+    from polyfuse.config import load_config
+
+    experiment = load_config(config)
+    logger = logging.getLogger("polyfuse.data.embedded")
+    if not logger.handlers and not logging.getLogger("polyfuse").handlers:
+        from rich.logging import RichHandler
+
+        logger.addHandler(RichHandler(show_path=False))
+        logger.setLevel(logging.INFO)
+    from polyfuse.data.embedding_files import write_embeddings
+
+    with _warnings_shown():
+        written = write_embeddings(experiment, output, modality)
+    _console().print(f"embeddings → {written.parent}; train on them with: polyfuse cv {written}")
+
+
 def _pairs(items: list[str], option: str) -> dict[str, Path]:
     """`NAME=PATH` options as a mapping."""
     out = {}

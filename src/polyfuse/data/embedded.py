@@ -1,0 +1,170 @@
+"""A modality read through a pretrained encoder: text and images become embedding vectors (a
+tabular modality), whole slides become bags of tile embeddings (HDF5 files in the cache).
+
+This runs after every modality was read and checked, so a bad cell or file is reported before
+any encoder loads. Each input is looked up in the `EmbeddingCache` by its content first: only
+new or changed inputs are embedded, in batches of `encoder.batch_size` (memory stays bounded
+whatever the cohort), and a stopped run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyfuse.config import EncoderConfig, ModalityConfig
+from polyfuse.data.cells import cell_label
+from polyfuse.data.dataset import FileSource, Source
+from polyfuse.data.modalities import array_modality
+from polyfuse.data.readers import resolve_path
+from polyfuse.data.specs import ModalitySpec
+from polyfuse.embed.cache import EmbeddingCache, cache_root, content_key, file_key
+from polyfuse.embed.encoders import Encoder, check_encoder, load_encoder
+from polyfuse.errors import DataError
+from polyfuse.progress import Progress
+
+__all__ = ["check_encoders", "embed_modality", "slide_modality"]
+
+log = logging.getLogger(__name__)
+
+
+def check_encoders(modalities: dict[str, ModalityConfig]) -> None:
+    """Every modality's encoder checked by name, before any data are read."""
+    for m, mod in modalities.items():
+        if mod.encoder is not None:
+            check_encoder(m, mod.kind, mod.encoder)
+
+
+def embed_modality(
+    name: str,
+    config: EncoderConfig,
+    spec: ModalitySpec,
+    source: Source,
+    ids: list[str],
+    where: str,
+    *,
+    progress: bool | None = None,
+) -> tuple[ModalitySpec, Source]:
+    """A text or image modality → its embeddings, an `(N, dim)` tabular modality (absent
+    samples stay absent). Features are named `<encoder>[j]`."""
+    encoder = load_encoder(config, spec.spatial_dims or 2)
+    cache = EmbeddingCache(cache_root(config.cache), encoder.fingerprint())
+    present = np.flatnonzero(source.present)
+    matrix = np.full((len(ids), encoder.dim), np.nan)
+    computed = 0
+    start = time.perf_counter()
+    with Progress(_shown(progress)) as bar:
+        bar.add(f"embedding {name} ({encoder.name})", len(present))
+        for first in range(0, len(present), config.batch_size):
+            rows = present[first : first + config.batch_size]
+            items = source.items(rows)
+            keys = [content_key(x) for x in items]
+            vectors = [cache.get(k) for k in keys]
+            todo = [j for j, v in enumerate(vectors) if v is None]
+            if todo:
+                fresh = _embed(
+                    encoder, [items[j] for j in todo], name, [ids[rows[j]] for j in todo]
+                )
+                for j, v in zip(todo, fresh, strict=True):
+                    cache.put(keys[j], v)
+                    vectors[j] = v
+            matrix[rows] = np.stack(vectors)
+            computed += len(todo)
+            bar.advance(len(rows))
+    _log_throughput(name, encoder.name, computed, len(present), time.perf_counter() - start)
+    names = [f"{encoder.name}[{j}]" for j in range(encoder.dim)]
+    return array_modality(name, matrix, names, ids, where)
+
+
+def slide_modality(
+    name: str,
+    mod: ModalityConfig,
+    frame: pd.DataFrame,
+    ids: list[str],
+    root: Path,
+    *,
+    progress: bool | None = None,
+) -> tuple[ModalitySpec, FileSource]:
+    """A column of whole-slide files → bags of tile embeddings (CLAM-layout HDF5 files in the
+    cache, one per slide content): every slide is opened and checked before any is embedded."""
+    from polyfuse.embed.slides import SlideTiling, embed_slide, open_slide
+
+    config = mod.encoder
+    assert config is not None and mod.path_column is not None
+    slides: list[Path | None] = []
+    for i, cell in enumerate(frame[mod.path_column]):
+        if cell_label(cell) is None:
+            slides.append(None)
+            continue
+        try:
+            path = resolve_path(root, str(cell).strip(), sample_id=ids[i], column=mod.path_column)
+            open_slide(path).close()
+        except DataError as exc:
+            raise DataError(f"modality '{name}', sample '{ids[i]}': {exc}") from exc
+        slides.append(path)
+    tiling = SlideTiling(
+        magnification=config.magnification,
+        tile_size=config.tile_size,
+        min_tissue=config.min_tissue,
+        base_magnification=config.base_magnification,
+        batch_size=config.batch_size,
+    )
+    size = tuple(config.size or (config.tile_size, config.tile_size))
+    encoder = load_encoder(config.model_copy(update={"size": list(size)}), 2)
+    fingerprint = encoder.fingerprint() | {"tiling": tiling.__dict__}
+    cache = EmbeddingCache(cache_root(config.cache), fingerprint)
+    bags: list[Path | None] = []
+    todo = [p for p in slides if p is not None]
+    with Progress(_shown(progress)) as bar:
+        bar.add(f"embedding {name} slides ({encoder.name})", len(todo))
+        for i, slide in enumerate(slides):
+            if slide is None:
+                bags.append(None)
+                continue
+            bag = cache.path(file_key(slide), ".h5")
+            if not bag.exists():
+                try:
+                    tiles = embed_slide(slide, encoder.embed_tiles, bag, tiling)
+                except DataError as exc:
+                    raise DataError(f"modality '{name}', sample '{ids[i]}': {exc}") from exc
+                log.info("modality '%s': %s → %d tiles", name, slide.name, tiles)
+            bags.append(bag)
+            bar.advance()
+    return ModalitySpec(name, "bag", (encoder.dim,)), FileSource(bags, "bag")
+
+
+def _embed(encoder: Encoder, items: list, modality: str, samples: list[str]) -> np.ndarray:
+    """One batch through the encoder; images must share a shape (the reader checked it)."""
+    batch = items if isinstance(items[0], str) else np.stack(items)
+    try:
+        vectors = np.asarray(encoder.embed(batch), np.float32)
+    except DataError as exc:
+        raise DataError(f"modality '{modality}', samples {samples[:3]}: {exc}") from exc
+    if not np.isfinite(vectors).all():
+        raise DataError(
+            f"modality '{modality}': encoder '{encoder.name}' gave non-finite embeddings for "
+            f"samples {samples[:3]}; check the inputs' values"
+        )
+    return vectors
+
+
+def _shown(progress: bool | None) -> bool:
+    """A progress bar when asked, or by default when a person watches a terminal."""
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def _log_throughput(modality: str, encoder: str, computed: int, total: int, seconds: float) -> None:
+    rate = f", {computed / seconds:.1f}/s" if computed and seconds > 0 else ""
+    log.info(
+        "modality '%s': %d embedded by %s, %d from the cache%s",
+        modality,
+        computed,
+        encoder,
+        total - computed,
+        rate,
+    )

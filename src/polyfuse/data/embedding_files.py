@@ -1,0 +1,114 @@
+"""`polyfuse embed`: a config's encoded modalities written once as files a config trains on.
+
+The embeddings are computed (or read back from the cache) exactly as training would, then
+written beside a copy of the manifest: a text or image modality becomes feature columns
+`<modality>__<encoder>_<j>` of `manifest.parquet` (an absent sample's row empty, so it stays
+absent), a slide modality one CLAM-layout HDF5 bag per sample under `<modality>/`. The folder
+also gets `experiment.yaml`, the same experiment reading those files instead of the raw inputs,
+so `polyfuse cv <folder>/experiment.yaml` trains on the embeddings without any encoder loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyfuse.config import ExperimentConfig, ModalityConfig, dump_config
+from polyfuse.data.dataset import ArraySource, FileSource
+from polyfuse.data.manifest import load_frame, read_table
+from polyfuse.errors import ConfigError
+from polyfuse.io import atomic_write, write_text
+
+__all__ = ["write_embeddings"]
+
+MARKER = "embed.json"
+"""Written in the output folder: a folder holding it may be written again (a re-run)."""
+
+
+def write_embeddings(
+    config: ExperimentConfig, out: Path, modalities: list[str] | None = None
+) -> Path:
+    """Embed `modalities` (default: every one with an encoder) of `config`'s manifest into
+    `out`; returns the new experiment file. Nothing of the user's is overwritten: `out` must be
+    new, empty, or an earlier output of this command."""
+    data = config.data
+    if data.table is None:
+        raise ConfigError("polyfuse embed reads a manifest table (data.table)")
+    encoded = [m for m, mod in data.modalities.items() if mod.encoder is not None]
+    chosen = encoded if modalities is None else modalities
+    for m in chosen:
+        if m not in encoded:
+            raise ConfigError(
+                f"modality '{m}' has no encoder to embed it with (modalities with one: "
+                f"{encoded or 'none'}); add an `encoder:` section to it"
+            )
+    if not chosen:
+        raise ConfigError("no modality has an encoder: add `encoder: {name: ...}` to one")
+    _check_output(out)
+    frame = read_table(data.table, id_column=data.id_column, what="manifest table")
+    root = data.root if data.root is not None else data.table.parent
+    picked = {m: data.modalities[m] for m in chosen}
+    dataset = load_frame(
+        frame, picked, {}, id_column=data.id_column, root=root, where=data.table.name
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    mods = dict(data.modalities)
+    for m in chosen:
+        source = dataset.sources[m]
+        encoder = picked[m].encoder
+        assert encoder is not None
+        if isinstance(source, ArraySource):
+            prefix = f"{m}__{encoder.name}_"
+            columns = [f"{prefix}{j}" for j in range(source.values.shape[1])]
+            clash = [c for c in columns if c in frame.columns]
+            if clash:
+                raise ConfigError(f"the manifest already has column(s) {clash[:3]}; rename them")
+            values = np.where(source.present[:, None], source.values, np.nan)
+            block = pd.DataFrame(values, columns=columns, index=frame.index)
+            frame = pd.concat([frame, block], axis=1)
+            mods[m] = ModalityConfig(kind="tabular", prefix=prefix)
+        else:
+            assert isinstance(source, FileSource)
+            column = f"{m}__{encoder.name}_bag"
+            frame[column] = _copy_bags(source, dataset.ids, out / m)
+            mods[m] = ModalityConfig(kind="bag", path_column=column)
+    manifest = out / "manifest.parquet"
+    atomic_write(manifest, lambda p: frame.to_parquet(p, index=False))
+    new_data = data.model_copy(update={"table": manifest, "root": out, "modalities": mods})
+    experiment = out / "experiment.yaml"
+    write_text(experiment, dump_config(config.model_copy(update={"data": new_data})))
+    write_text(out / MARKER, json.dumps({"modalities": chosen}) + "\n")
+    return experiment
+
+
+def _check_output(out: Path) -> None:
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise ConfigError(
+            f"{out} exists and holds files polyfuse did not write; choose a new folder"
+        )
+
+
+def _copy_bags(source: FileSource, ids: list[str], folder: Path) -> list[str | None]:
+    """Each sample's cached bag copied to `<folder>/<id>.h5`; paths relative to the output."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[str | None] = []
+    for sample, bag in zip(ids, source.paths, strict=True):
+        if bag is None:
+            paths.append(None)
+            continue
+        target = folder / f"{_file_name(sample)}.h5"
+        atomic_write(target, lambda p, bag=bag: shutil.copyfile(bag, p))
+        paths.append(f"{folder.name}/{target.name}")
+    return paths
+
+
+def _file_name(sample: str) -> str:
+    """A sample id as a file name; an id with '/' or ':' gets its hash too, so that two ids
+    never share a file."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample)
+    return safe if safe == sample else f"{safe}-{hashlib.sha256(sample.encode()).hexdigest()[:8]}"

@@ -1,0 +1,82 @@
+"""The pretrained encoders by name: which modality kinds each takes, checked before any import.
+
+`check_encoder` runs while the config is checked (cheap: names only); `load_encoder` builds the
+encoder (heavy: torch, sentence-transformers or MONAI are imported then).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from polyfuse.config import EncoderConfig
+from polyfuse.embed.images import BACKBONES
+from polyfuse.errors import ConfigError, did_you_mean
+
+__all__ = ["ENCODERS", "Encoder", "check_encoder", "load_encoder"]
+
+TEXT_ENCODERS = ("minilm", "wordllama")
+
+ENCODERS: dict[str, tuple[str, ...]] = {
+    **{name: ("text",) for name in TEXT_ENCODERS},
+    **{name: ("image", "bag") for name in BACKBONES},
+}
+"""Encoder name → the modality kinds it embeds (a bag: whole slides, tile by tile)."""
+
+
+class Encoder(Protocol):
+    """What the data layer needs of an encoder."""
+
+    name: str
+    dim: int
+
+    def fingerprint(self) -> dict[str, Any]: ...
+
+    def embed(self, items: Any) -> np.ndarray: ...
+
+
+def check_encoder(modality: str, kind: str, config: EncoderConfig) -> None:
+    """Refuse an unknown encoder, one for another kind, or a backbone without weights."""
+    if config.name not in ENCODERS:
+        raise ConfigError(
+            f"modality '{modality}': unknown encoder '{config.name}'"
+            f"{did_you_mean(config.name, ENCODERS)}; available: {', '.join(ENCODERS)}"
+        )
+    if kind not in ENCODERS[config.name]:
+        raise ConfigError(
+            f"modality '{modality}': encoder '{config.name}' embeds "
+            f"{' or '.join(ENCODERS[config.name])} modalities, not {kind}; text encoders: "
+            f"{', '.join(TEXT_ENCODERS)}; image and slide backbones: {', '.join(BACKBONES)}"
+        )
+    if config.name in BACKBONES and config.weights is None:
+        raise ConfigError(
+            f"modality '{modality}': backbone '{config.name}' needs encoder.weights, a "
+            "safetensors (or weights-only PyTorch) file of pretrained weights; polyfuse never "
+            "downloads them"
+        )
+    if config.size is not None and len(config.size) not in (2, 3):
+        raise ConfigError(f"modality '{modality}': encoder.size is (H, W) or (D, H, W)")
+
+
+def load_encoder(config: EncoderConfig, spatial_dims: int = 2) -> Encoder:
+    """The encoder `config` names (checked by `check_encoder`), ready to embed."""
+    if config.name == "minilm":
+        from polyfuse.embed.text import MiniLM
+
+        return MiniLM()
+    if config.name == "wordllama":
+        from polyfuse.embed.text import WordLlama
+
+        return WordLlama()
+    from polyfuse.embed.images import ImageBackbone
+
+    assert config.weights is not None
+    size = tuple(config.size) if config.size is not None else None
+    if size is None and spatial_dims == 2:
+        size = (224, 224)
+    if size is not None and len(size) != spatial_dims:
+        raise ConfigError(
+            f"encoder.size {list(size)} has {len(size)} axes, the images {spatial_dims}"
+        )
+    return ImageBackbone(config.name, config.weights, spatial_dims, size, config.normalize)
