@@ -161,6 +161,31 @@ def test_data_errors_come_before_torch(data: Path, case: str) -> None:
     assert_answered_without_torch(("cv", config), data, 2, "error:", *fragments)
 
 
+@pytest.mark.parametrize(
+    ("encoder", "broken", "fragments"),
+    [
+        ("{name: resnet18, weights: nowhere.safetensors}", False, ("nowhere.safetensors",)),
+        ("{name: resnt18, weights: w.safetensors}", False, ("did you mean 'resnet18'",)),
+        ("{name: resnet18, weights: w.safetensors}", True, ("P999.png",)),
+    ],
+)
+def test_encoder_and_file_errors_come_before_any_encoder_loads(
+    data: Path, encoder: str, broken: bool, fragments: tuple[str, ...]
+) -> None:
+    """A modality's encoder is checked with the config, and it runs only once every file of
+    every modality was read: a bad scan is reported without torch (issue #20)."""
+    (data / "w.safetensors").write_bytes(b"weights")
+    if broken:
+        _missing_scan(data)
+    config = write_config(data)
+    text = config.read_text().replace(
+        "scan: {kind: image, path_column: scan}",
+        f"scan: {{kind: image, path_column: scan, encoder: {encoder}}}",
+    )
+    config.write_text(text, encoding="utf-8")
+    assert_answered_without_torch(("cv", config), data, 2, "error:", *fragments)
+
+
 def cohort(columns: str) -> str:
     return (
         "{table: patients.csv, id_column: patient_id, modalities: {clinical: {kind: tabular, "

@@ -37,6 +37,11 @@ class EncoderConfig(_Section):
         description="image backbones: a safetensors (or weights-only PyTorch) file of the "
         "backbone's weights; text encoders carry theirs in their package",
     )
+    trainable: bool = Field(
+        default=False,
+        description="images: fine-tune the backbone inside the model, with the model's "
+        "optimiser, instead of embedding every image once with it frozen",
+    )
     batch_size: int = Field(default=32, ge=1)
     cache: Path | None = None
     size: list[int] | None = Field(

@@ -32,7 +32,7 @@ from polyfuse.data.checks import check_dataset
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.manifest import load_frame
 from polyfuse.data.preprocess import Preprocessor
-from polyfuse.data.specs import ModalitySpec, TaskSpec
+from polyfuse.data.specs import Backbone, ModalitySpec, TaskSpec
 from polyfuse.data.targets import task_columns
 from polyfuse.embed.cache import file_key
 from polyfuse.errors import ConfigError, DataError
@@ -94,6 +94,7 @@ class InputContract:
                 dtype="str" if s.kind == "text" else "float32",
                 features=None if s.feature_names is None else list(s.feature_names),
                 vocab_size=s.vocab_size,
+                backbone=None if s.backbone is None else dataclasses.asdict(s.backbone),
                 read={},
             )
             for m, s in specs.items()
@@ -145,6 +146,7 @@ class InputContract:
                 tuple(e["shape"]),
                 None if e["features"] is None else tuple(e["features"]),
                 e["vocab_size"],
+                _backbone(e.get("backbone")),
             )
             for m, e in self.modalities.items()
         }
@@ -422,6 +424,15 @@ def _modality_recipe(entry: dict[str, Any], mod: ModalityConfig | None, kind: st
         "categorical": {c: v for c, v in levels.items() if c in columns},
         "unknown_category": mod.unknown_category,
     }
+
+
+def _backbone(entry: dict[str, Any] | None) -> Backbone | None:
+    if entry is None:
+        return None
+    size = entry.get("size")
+    return Backbone(
+        entry["name"], entry["weights"], None if size is None else tuple(size), entry["normalize"]
+    )
 
 
 def _encoder_recipe(config: EncoderConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ whatever the cohort), and a stopped run resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -22,13 +23,19 @@ from polyfuse.data.cells import cell_label
 from polyfuse.data.dataset import FileSource, Source
 from polyfuse.data.modalities import array_modality
 from polyfuse.data.readers import resolve_path
-from polyfuse.data.specs import ModalitySpec
+from polyfuse.data.specs import Backbone, ModalitySpec
 from polyfuse.embed.cache import EmbeddingCache, cache_root, content_key, file_key
 from polyfuse.embed.encoders import Encoder, check_encoder, load_encoder
 from polyfuse.errors import DataError
 from polyfuse.progress import Progress
 
-__all__ = ["check_encoders", "embed_modality", "slide_modality"]
+__all__ = [
+    "check_encoders",
+    "embed_modality",
+    "embed_slides",
+    "slide_paths",
+    "with_backbone",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,21 +88,25 @@ def embed_modality(
     return array_modality(name, matrix, names, ids, where)
 
 
-def slide_modality(
-    name: str,
-    mod: ModalityConfig,
-    frame: pd.DataFrame,
-    ids: list[str],
-    root: Path,
-    *,
-    progress: bool | None = None,
-) -> tuple[ModalitySpec, FileSource]:
-    """A column of whole-slide files → bags of tile embeddings (CLAM-layout HDF5 files in the
-    cache, one per slide content): every slide is opened and checked before any is embedded."""
-    from polyfuse.embed.slides import SlideTiling, embed_slide, open_slide
+def with_backbone(spec: ModalitySpec, config: EncoderConfig) -> ModalitySpec:
+    """An image modality whose model fine-tunes the backbone: the pixels stay, the spec names
+    the backbone (built by the model, its weights checked then)."""
+    assert config.weights is not None
+    size = None if config.size is None else tuple(config.size)
+    if size is None and spec.spatial_dims == 2:
+        size = (224, 224)
+    backbone = Backbone(config.name, str(config.weights), size, config.normalize)
+    return dataclasses.replace(spec, backbone=backbone)
 
-    config = mod.encoder
-    assert config is not None and mod.path_column is not None
+
+def slide_paths(
+    name: str, mod: ModalityConfig, frame: pd.DataFrame, ids: list[str], root: Path
+) -> list[Path | None]:
+    """A column of whole-slide files, each resolved and opened once (a missing, corrupt or
+    unsupported slide is an error naming the sample) before anything is embedded."""
+    from polyfuse.embed.slides import open_slide
+
+    assert mod.path_column is not None
     slides: list[Path | None] = []
     for i, cell in enumerate(frame[mod.path_column]):
         if cell_label(cell) is None:
@@ -107,6 +118,21 @@ def slide_modality(
         except DataError as exc:
             raise DataError(f"modality '{name}', sample '{ids[i]}': {exc}") from exc
         slides.append(path)
+    return slides
+
+
+def embed_slides(
+    name: str,
+    config: EncoderConfig,
+    slides: list[Path | None],
+    ids: list[str],
+    *,
+    progress: bool | None = None,
+) -> tuple[ModalitySpec, FileSource]:
+    """Checked slides → bags of tile embeddings: CLAM-layout HDF5 files in the cache, one per
+    slide content, so a slide is cut and embedded once whatever the runs that read it."""
+    from polyfuse.embed.slides import SlideTiling, embed_slide
+
     tiling = SlideTiling(
         magnification=config.magnification,
         tile_size=config.tile_size,
@@ -116,23 +142,30 @@ def slide_modality(
     )
     size = tuple(config.size or (config.tile_size, config.tile_size))
     encoder = load_encoder(config.model_copy(update={"size": list(size)}), 2)
-    fingerprint = encoder.fingerprint() | {"tiling": tiling.__dict__}
+    fingerprint = encoder.fingerprint() | {"tiling": dataclasses.asdict(tiling)}
     cache = EmbeddingCache(cache_root(config.cache), fingerprint)
     bags: list[Path | None] = []
-    todo = [p for p in slides if p is not None]
     with Progress(_shown(progress)) as bar:
-        bar.add(f"embedding {name} slides ({encoder.name})", len(todo))
+        bar.add(f"embedding {name} slides ({encoder.name})", sum(p is not None for p in slides))
         for i, slide in enumerate(slides):
             if slide is None:
                 bags.append(None)
                 continue
             bag = cache.path(file_key(slide), ".h5")
             if not bag.exists():
+                start = time.perf_counter()
                 try:
                     tiles = embed_slide(slide, encoder.embed_tiles, bag, tiling)
                 except DataError as exc:
                     raise DataError(f"modality '{name}', sample '{ids[i]}': {exc}") from exc
-                log.info("modality '%s': %s → %d tiles", name, slide.name, tiles)
+                seconds = time.perf_counter() - start
+                log.info(
+                    "modality '%s': %s → %d tiles, %.1f tiles/s",
+                    name,
+                    slide.name,
+                    tiles,
+                    tiles / seconds if seconds > 0 else float("nan"),
+                )
             bags.append(bag)
             bar.advance()
     return ModalitySpec(name, "bag", (encoder.dim,)), FileSource(bags, "bag")

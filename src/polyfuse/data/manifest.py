@@ -28,7 +28,13 @@ from polyfuse.data.cells import cell_label, first_few
 from polyfuse.data.checks import check_dataset
 from polyfuse.data.columns import resolve_columns
 from polyfuse.data.dataset import MultimodalDataset, Source
-from polyfuse.data.embedded import check_encoders, embed_modality, slide_modality
+from polyfuse.data.embedded import (
+    check_encoders,
+    embed_modality,
+    embed_slides,
+    slide_paths,
+    with_backbone,
+)
 from polyfuse.data.modalities import (
     file_modality,
     sequence_modality,
@@ -173,11 +179,12 @@ def load_frame(
     task_specs, targets = load_targets(tasks, frame, ids, where)
     specs: dict[str, ModalitySpec] = {}
     sources: dict[str, Source] = {}
+    slides: dict[str, list[Path | None]] = {}  # whole slides: checked now, embedded last
     # Cheap modalities first, so a typo in a cell is reported before thousands of files are read.
     for m in sorted(modalities, key=lambda m: modalities[m].path_column is not None):
         mod = modalities[m]
         if mod.kind == "bag" and mod.encoder is not None:
-            specs[m], sources[m] = slide_modality(m, mod, frame, ids, root)
+            slides[m] = slide_paths(m, mod, frame, ids, root)
         elif mod.path_column is not None:
             specs[m], sources[m] = file_modality(m, mod, frame, ids, root, where)
         elif mod.text_column is not None:
@@ -196,7 +203,13 @@ def load_frame(
             fixed = (levels or {}).get(m)
             specs[m], sources[m] = tabular_modality(m, mod, frame, columns[m], ids, where, fixed)
     for m, mod in modalities.items():  # encoders run once every cell and file was checked
-        if mod.encoder is not None and mod.kind != "bag":
+        if mod.encoder is None:
+            continue
+        if m in slides:
+            specs[m], sources[m] = embed_slides(m, mod.encoder, slides[m], ids)
+        elif mod.encoder.trainable:
+            specs[m] = with_backbone(specs[m], mod.encoder)
+        else:
             specs[m], sources[m] = embed_modality(m, mod.encoder, specs[m], sources[m], ids, where)
     specs = {m: specs[m] for m in modalities}  # the config's order
     sources = {m: sources[m] for m in modalities}

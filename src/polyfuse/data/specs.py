@@ -16,13 +16,25 @@ TASK_TYPES: tuple[str, ...] = get_args(TaskType)
 
 
 @dataclass(frozen=True)
+class Backbone:
+    """A pretrained image backbone that a model fine-tunes as the modality's encoder
+    (`encoder: {trainable: true}`); `polyfuse.embed.images.BackboneNet` builds it."""
+
+    name: str
+    weights: str
+    size: tuple[int, ...] | None = None
+    normalize: str = "auto"
+
+
+@dataclass(frozen=True)
 class ModalitySpec:
     """One modality: its name, kind and per-sample shape.
 
     `shape` is the shape of one present sample, without the batch axis:
     tabular `(F,)`; image `(C, H, W)` or `(C, D, H, W)`; bag `(D,)`, the width of one instance
     (the number of instances varies); sequence `(C,)`, the channels per time step; text `()`,
-    where `vocab_size` says how many hashed token ids the text tokenizer produces.
+    where `vocab_size` says how many hashed token ids the text tokenizer produces. An image
+    modality may name the pretrained `backbone` its model fine-tunes.
     """
 
     name: str
@@ -30,6 +42,7 @@ class ModalitySpec:
     shape: tuple[int, ...]
     feature_names: tuple[str, ...] | None = None
     vocab_size: int = 0
+    backbone: Backbone | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:
@@ -46,6 +59,8 @@ class ModalitySpec:
             raise ConfigError(
                 f"modality '{self.name}' of kind {self.kind} cannot have shape {self.shape}"
             )
+        if self.backbone is not None and self.kind != "image":
+            raise ConfigError(f"modality '{self.name}': only an image has a backbone")
         if self.kind == "text" and self.vocab_size < 2:
             raise ConfigError(f"text modality '{self.name}' needs vocab_size >= 2")
 

@@ -11,12 +11,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from polyfuse.config import EncoderConfig
-from polyfuse.embed.images import BACKBONES
 from polyfuse.errors import ConfigError, did_you_mean
 
-__all__ = ["ENCODERS", "Encoder", "check_encoder", "load_encoder"]
+__all__ = ["BACKBONES", "ENCODERS", "Encoder", "check_encoder", "load_encoder"]
 
 TEXT_ENCODERS = ("minilm", "wordllama")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "densenet121", "vit-s", "vit-b")
+"""MONAI image backbones (`polyfuse.embed.images.ARCHITECTURES` builds each)."""
 
 ENCODERS: dict[str, tuple[str, ...]] = {
     **{name: ("text",) for name in TEXT_ENCODERS},
@@ -55,6 +56,15 @@ def check_encoder(modality: str, kind: str, config: EncoderConfig) -> None:
             "safetensors (or weights-only PyTorch) file of pretrained weights; polyfuse never "
             "downloads them"
         )
+    if config.weights is not None and not config.weights.is_file():
+        raise ConfigError(
+            f"modality '{modality}': the weights file of encoder '{config.name}' is not there: "
+            f"{config.weights}"
+        )
+    if config.trainable and kind != "image":
+        raise ConfigError(
+            f"modality '{modality}': only an image backbone can be trainable (encoder.trainable)"
+        )
     if config.size is not None and len(config.size) not in (2, 3):
         raise ConfigError(f"modality '{modality}': encoder.size is (H, W) or (D, H, W)")
 
@@ -69,7 +79,7 @@ def load_encoder(config: EncoderConfig, spatial_dims: int = 2) -> Encoder:
         from polyfuse.embed.text import WordLlama
 
         return WordLlama()
-    from polyfuse.embed.images import ImageBackbone
+    from polyfuse.embed.images import BackboneNet, ImageBackbone
 
     assert config.weights is not None
     size = tuple(config.size) if config.size is not None else None
@@ -79,4 +89,6 @@ def load_encoder(config: EncoderConfig, spatial_dims: int = 2) -> Encoder:
         raise ConfigError(
             f"encoder.size {list(size)} has {len(size)} axes, the images {spatial_dims}"
         )
-    return ImageBackbone(config.name, config.weights, spatial_dims, size, config.normalize)
+    return ImageBackbone(
+        BackboneNet(config.name, config.weights, spatial_dims, size, config.normalize)
+    )

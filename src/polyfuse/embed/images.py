@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from polyfuse.errors import ConfigError, DataError, require
 
-if TYPE_CHECKING:
-    import torch
+__all__ = ["ARCHITECTURES", "BackboneNet", "FrozenBatchNorm", "ImageBackbone"]
 
-__all__ = ["BACKBONES", "ImageBackbone"]
-
-BACKBONES: dict[str, dict[str, Any]] = {
+ARCHITECTURES: dict[str, dict[str, Any]] = {
     "resnet18": {"family": "resnet", "depth": 18},
     "resnet34": {"family": "resnet", "depth": 34},
     "resnet50": {"family": "resnet", "depth": 50},
@@ -43,11 +43,15 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ImageBackbone:
-    """A frozen backbone: `embed(images)` takes `(n, C, *spatial)` arrays, returns `(n, dim)`.
+class BackboneNet(nn.Module):
+    """A MONAI backbone with its preprocessing, as a module: `forward` gives the pooled
+    features `(B, dim)`, `tokens` the ViT's patch tokens `(B, P, dim)` (a CNN's pooled vector
+    as one token). Trainable when a model fine-tunes it; batch-norm statistics stay at their
+    pretrained values even then (`FrozenBatchNorm`): a small cohort's batches would ruin them,
+    and a sample's output must not depend on the rest of its batch.
 
     Args:
-        name: a key of `BACKBONES`.
+        name: a key of `ARCHITECTURES` (`BACKBONES` in `polyfuse.embed.encoders`).
         weights: the weights file.
         spatial_dims: 2 or 3.
         size: what the backbone sees (images are resized to it); None keeps their size.
@@ -62,8 +66,9 @@ class ImageBackbone:
         size: tuple[int, ...] | None = None,
         normalize: str = "auto",
     ) -> None:
-        import torch
-
+        super().__init__()
+        if name not in ARCHITECTURES:
+            raise ConfigError(f"unknown backbone '{name}'; use one of {', '.join(ARCHITECTURES)}")
         self.name = name
         self.weights = Path(weights)
         self.spatial_dims = spatial_dims
@@ -71,43 +76,30 @@ class ImageBackbone:
         self.normalize = (
             {2: "imagenet", 3: "zscore"}[spatial_dims] if normalize == "auto" else normalize
         )
-        state = _read_weights(self.weights)
-        self.in_channels = _input_channels(state, self.weights)
-        self.net = _build(BACKBONES[name], spatial_dims, self.in_channels, size, state)
-        _load(self.net, state, self.weights, name)
-        self.net.eval().requires_grad_(False)
+        state = _read_weights(Path(weights))
+        self.in_channels = _input_channels(state, Path(weights))
+        self.net = _build(ARCHITECTURES[name], spatial_dims, self.in_channels, size, state)
+        _freeze_batch_norm(self.net)
+        _load(self.net, state, Path(weights), name)
+        probe = torch.zeros(1, self.in_channels, *_probe(size, spatial_dims))
         with torch.no_grad():
-            self.dim = int(
-                self._forward(torch.zeros(1, self.in_channels, *_probe(size, spatial_dims))).shape[
-                    1
-                ]
-            )
+            self.dim = int(self(probe).shape[1])
+            tokens = self.tokens(probe)
+        self.token_shape: tuple[int, int] = (int(tokens.shape[1]), int(tokens.shape[2]))
+        """Tokens per image and their width."""
 
-    def fingerprint(self) -> dict[str, Any]:
-        digest = hashlib.sha256(self.weights.read_bytes()).hexdigest()
-        return {
-            "encoder": self.name,
-            "weights": digest,
-            "spatial_dims": self.spatial_dims,
-            "size": self.size,
-            "normalize": self.normalize,
-        }
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.net(self.prepare(x))
+        if isinstance(out, tuple):  # ViT: (tokens, hidden states) → mean over tokens
+            return out[0].mean(dim=1)
+        return out
 
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        import torch
+    def tokens(self, x: Tensor) -> Tensor:
+        out = self.net(self.prepare(x))
+        return out[0] if isinstance(out, tuple) else out[:, None]
 
-        with torch.no_grad():
-            x = self._prepare(torch.as_tensor(np.asarray(images, np.float32)))
-            return self._forward(x).numpy().astype(np.float32)
-
-    def embed_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        """Slide tiles, uint8 `(n, H, W, 3)` RGB, as the slide embedder hands them."""
-        return self.embed(np.moveaxis(tiles, -1, 1))
-
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+    def prepare(self, x: Tensor) -> Tensor:
         """Channels to the backbone's, intensities normalised, resized."""
-        import torch.nn.functional as F
-
         x = _match_channels(x, self.in_channels)
         if self.normalize == "imagenet":
             top = x.flatten(1).amax(1).view(-1, *[1] * (x.dim() - 1))
@@ -124,21 +116,68 @@ class ImageBackbone:
             x = F.interpolate(x, size=tuple(self.size), mode=mode, align_corners=False)
         return x
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        if isinstance(out, tuple):  # ViT: (tokens, hidden states) → mean over tokens
-            return out[0].mean(dim=1)
-        return out
+
+class ImageBackbone:
+    """A frozen `BackboneNet` for the data layer: NumPy in, `(n, dim)` embeddings out."""
+
+    def __init__(self, net: BackboneNet) -> None:
+        self.net = net.eval().requires_grad_(False)
+        self.name = net.name
+        self.weights = net.weights
+        self.dim = net.dim
+
+    def fingerprint(self) -> dict[str, Any]:
+        digest = hashlib.sha256(self.weights.read_bytes()).hexdigest()
+        return {
+            "encoder": self.name,
+            "weights": digest,
+            "spatial_dims": self.net.spatial_dims,
+            "size": self.net.size,
+            "normalize": self.net.normalize,
+        }
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(images, np.float32))
+            return self.net(x).numpy().astype(np.float32)
+
+    def embed_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """Slide tiles, uint8 `(n, H, W, 3)` RGB, as the slide embedder hands them."""
+        return self.embed(np.moveaxis(tiles, -1, 1))
 
 
-def _pixel_scale(top: torch.Tensor) -> torch.Tensor:
+class FrozenBatchNorm(nn.Module):
+    """Batch norm with its running statistics fixed, in training too; the affine scale and
+    shift still train. Its tensors keep batch norm's names, so pretrained weights load."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        self.eps = bn.eps
+        self.weight = nn.Parameter(bn.weight.detach().clone())
+        self.bias = nn.Parameter(bn.bias.detach().clone())
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, getattr(bn, name).detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return x * scale.view(shape) + (self.bias - self.running_mean * scale).view(shape)
+
+
+def _freeze_batch_norm(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and child.affine:
+            setattr(module, name, FrozenBatchNorm(child))
+        else:
+            _freeze_batch_norm(child)
+
+
+def _pixel_scale(top: Tensor) -> Tensor:
     """The divisor that brings pixels to 0–1: 1 (already), 255 (8-bit) or 65535 (16-bit)."""
-    import torch
-
     return torch.where(top <= 1, 1.0, torch.where(top <= 255, 255.0, 65535.0))
 
 
-def _zscore_nonzero(x: torch.Tensor) -> torch.Tensor:
+def _zscore_nonzero(x: Tensor) -> Tensor:
     """Per volume, (x − mean) / std over its non-zero voxels; background stays at 0."""
     flat = x.flatten(1)
     nonzero = flat != 0
@@ -150,7 +189,7 @@ def _zscore_nonzero(x: torch.Tensor) -> torch.Tensor:
     return ((x - mean.view(shape)) / std.view(shape)) * nonzero.view_as(x)
 
 
-def _match_channels(x: torch.Tensor, want: int) -> torch.Tensor:
+def _match_channels(x: Tensor, want: int) -> Tensor:
     c = x.shape[1]
     if c == want:
         return x
@@ -181,8 +220,6 @@ def _read_weights(path: Path) -> dict[str, Any]:
 
             state = load_file(str(path))
         else:
-            import torch
-
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = state.get("state_dict", state) if isinstance(state, dict) else state
     except Exception as exc:  # each format raises its own types for a bad file
@@ -235,10 +272,8 @@ def _build(spec: dict[str, Any], dims: int, channels: int, size: Any, state: dic
     )
 
 
-def _identity() -> Any:
-    import torch
-
-    return torch.nn.Identity()
+def _identity() -> nn.Module:
+    return nn.Identity()
 
 
 def _load(net: Any, state: dict[str, Any], path: Path, name: str) -> None:

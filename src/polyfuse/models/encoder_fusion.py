@@ -54,6 +54,8 @@ class EncoderFusionModel(MultimodalModel):
     the encoders with them. The default search space is the encoders' (`ENCODER_SPACE`).
     """
 
+    fine_tunes_backbones = True
+
     encoder_defaults: ClassVar[EncoderKeywords] = EncoderKeywords()
     search_space: ClassVar[Mapping[str, Any]] = ENCODER_SPACE
 

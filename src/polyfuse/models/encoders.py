@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec
 from polyfuse.errors import ConfigError, DataError, did_you_mean
+from polyfuse.models.blocks.backbone import backbone_net
 from polyfuse.models.blocks.masking import with_observed, zero_absent
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.pooling import GatedAttentionPool, masked_mean
@@ -104,8 +105,8 @@ class ImageEncoder(Encoder):
     Each block is `conv 3×3(×3), stride 2 → GroupNorm → ReLU` (MONAI-style, one class for every
     dimension); then a global average pool and a linear projection to `dim`. GroupNorm
     normalises each sample on its own, unlike BatchNorm. Kept small on purpose: a baseline
-    encoder trainable on ~100-patient cohorts; pretrained backbones plug in as precomputed
-    features (a `tabular` or `bag` modality).
+    encoder trainable on ~100-patient cohorts; a pretrained backbone replaces it when the
+    modality names one (`BackboneEncoder`), or embeds the images once, frozen, before training.
     """
 
     def __init__(self, spec: ModalitySpec, dim: int, options: EncoderOptions) -> None:
@@ -127,6 +128,20 @@ class ImageEncoder(Encoder):
     def _encode(self, batch: ModalityBatch) -> tuple[Tensor, dict[str, Tensor]]:
         x = reduce(self.features(batch.data), "b c ... -> b c", "mean")
         return self.proj(self.dropout(x)), {}
+
+
+class BackboneEncoder(Encoder):
+    """A pretrained image backbone (`spec.backbone`), fine-tuned with the model, then dropout
+    and a linear projection of its pooled features to `dim`."""
+
+    def __init__(self, spec: ModalitySpec, dim: int, options: EncoderOptions) -> None:
+        super().__init__(spec, dim)
+        self.backbone = backbone_net(spec)
+        self.dropout = nn.Dropout(options.dropout)
+        self.proj = nn.Linear(self.backbone.dim, dim)
+
+    def _encode(self, batch: ModalityBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.proj(self.dropout(self.backbone(batch.data))), {}
 
 
 class BagEncoder(Encoder):
@@ -255,6 +270,8 @@ def build_encoder(spec: ModalitySpec, dim: int, **options: Any) -> Encoder:
         raise ConfigError(
             f"modality '{spec.name}': dim {dim} is not divisible by heads {opts.heads}"
         )
+    if spec.backbone is not None:
+        return BackboneEncoder(spec, dim, opts)
     return ENCODERS[spec.kind](spec, dim, opts)
 
 
@@ -277,6 +294,7 @@ def encode_all(
 
 __all__ = [
     "ENCODERS",
+    "BackboneEncoder",
     "BagEncoder",
     "Encoder",
     "EncoderOptions",

@@ -149,6 +149,9 @@ class MultimodalModel(nn.Module):
     """
 
     search_space: ClassVar[Mapping[str, Any]] = {}
+    fine_tunes_backbones: ClassVar[bool] = False
+    """Whether an image modality's pretrained backbone (`ModalitySpec.backbone`) is the
+    model's encoder for it; a model that reads pixels its own way refuses such a modality."""
 
     def __init__(self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec]) -> None:
         super().__init__()
@@ -156,6 +159,14 @@ class MultimodalModel(nn.Module):
             raise DataError("a model needs at least one modality")
         if not tasks:
             raise DataError("a model needs at least one task")
+        tuned = [m for m, s in specs.items() if s.backbone is not None]
+        if tuned and not self.fine_tunes_backbones:
+            raise ConfigError(
+                f"model '{type(self).__name__}' reads images its own way and cannot fine-tune "
+                f"the pretrained backbone of modality {tuned[0]!r}; set encoder.trainable: false "
+                "to embed the images once with it (frozen), or choose a model that fine-tunes "
+                "backbones (late, early, synergies and the other encoder-based models)"
+            )
         self.specs = dict(specs)
         self.tasks = dict(tasks)
         self.used_modalities: tuple[str, ...] = tuple(specs)  # a model reading fewer says so

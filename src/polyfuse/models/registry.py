@@ -97,7 +97,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     ),
     "synergies": (
         "polyfuse.models.synergies:Synergies",
-        "preset=None, dim=64, depth=2, heads=4, dim_head=16, ff_mult=2, attn_dropout=0.0, ff_dropout=0.0, tabular_tokens='single', text_tokens='tokens', patch_size=16, time_max_period=10000.0, missing='mask', modality_embeddings=True, position_encoding='none', return_attention=True, num_latents=16, memory_dim=None, memory_depth=1, memory_cross_heads=1, memory_cross_dim_head=64, memory_heads=4, memory_dim_head=16, memory_ff_mult=2, memory_attn_dropout=0.0, memory_ff_dropout=0.0, memory_threshold=64, memory_modalities=None",
+        "preset=None, dim=64, depth=2, heads=4, dim_head=16, ff_mult=2, attn_dropout=0.0, ff_dropout=0.0, tabular_tokens='single', text_tokens='tokens', patch_size=16, time_max_period=10000.0, missing='mask', modality_embeddings=True, position_encoding='none', return_attention=True, num_latents=16, memory_dim=None, memory_depth=1, memory_cross_heads=1, memory_cross_dim_head=64, memory_heads=4, memory_dim_head=16, memory_ff_mult=2, memory_attn_dropout=0.0, memory_ff_dropout=0.0, memory_threshold=64, image_memory=True, memory_modalities=None",
     ),
     "tfn": (
         "polyfuse.models.baselines.tfn:TensorFusionNetwork",

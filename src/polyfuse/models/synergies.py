@@ -31,8 +31,11 @@ the generalisation of §3(j), a RECONSTRUCTION):
 * image (B, C, H, W) / (B, C, D, H, W): a ViT patch embedding written here (a convolution with
   kernel = stride = `patch_size`, Conv2d or Conv3d by `spatial_dims`) plus a learned position
   embedding per patch; the image is zero-padded to whole patches (`blocks/tokenizers.py`). The paper
-  uses a pretrained ViT-S (timm) whose 12 encoder layers we do not have: pretrained backbones
-  plug in as precomputed features (a bag or tabular modality).
+  fine-tunes a pretrained ViT-S (timm): give the modality `encoder: {name: vit-s, weights: …,
+  trainable: true, size: [384, 384]}` and its patch tokens (MONAI's ViT-S/16: 384 wide, so
+  they enter unprojected at the paper's d = 384) replace the patch embedding, fine-tuned with
+  the model. MONAI's ViT has no CLS token of its own, so the image gives P tokens where timm's
+  gives 1 + P; the paper's runs used patches of 32 (P = 144), MONAI's ViT-S here patches of 16.
 * tabular (B, F): one token Linear(F, d) (`tabular_tokens="single"`, the default), or the
   feature tokenizer of FT-Transformer (Gorishniy et al. 2021), token_f = x_f · W_f + b_f with
   b_f a learned feature embedding (`"features"`). On TCGA-ACC (5 × 3 CV, 92 patients, omics
@@ -51,7 +54,8 @@ Which modalities get a memory (`memory_modalities=None`: this rule; or a list of
 sequences always (as in the paper); bags always (their length varies with the batch padding, so
 it cannot be compared with a threshold at construction, and deciding per batch would make a
 sample's output depend on its batch company; WSI bags run to thousands of instances); tabular
-and image when their fixed token count exceeds `memory_threshold`; text never (short reports).
+and image when their fixed token count exceeds `memory_threshold` (images only with
+`image_memory`, off in the paper preset, and never a pretrained backbone's tokens); text never.
 
 Missing modalities (`missing=`):
 
@@ -148,6 +152,7 @@ SYNERGIES_PRESETS: dict[str, dict[str, Any]] = {
         memory_ff_mult=4,
         memory_attn_dropout=0.1,
         patch_size=32,
+        image_memory=False,
         missing="zero_fill",
         modality_embeddings=False,
         position_encoding="sinusoid_doubled",
@@ -246,6 +251,9 @@ class MemoryKeywords:
         memory_ff_mult: hidden width of a memory's feed-forward blocks.
         memory_attn_dropout, memory_ff_dropout: dropout inside the memories.
         memory_threshold: a fixed-size modality with more tokens than this gets a memory.
+        image_memory: whether an image of many patches may get a memory by that rule (the
+            paper's radiograph has none: its ViT tokens go straight to the joint transformer;
+            the tokens of a pretrained backbone never get one).
         memory_modalities: names of the modalities that get a memory (None: the rule in the
             module docstring).
     """
@@ -261,6 +269,7 @@ class MemoryKeywords:
     memory_attn_dropout: float = 0.0
     memory_ff_dropout: float = 0.0
     memory_threshold: int = 64
+    image_memory: bool = True
     memory_modalities: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
@@ -282,7 +291,11 @@ class MemoryKeywords:
                 m
                 for m, s in specs.items()
                 if s.kind in ("sequence", "bag")
-                or (s.kind in FIXED_SIZE and (counts[m] or 0) > self.memory_threshold)
+                or (
+                    s.kind in FIXED_SIZE
+                    and (counts[m] or 0) > self.memory_threshold
+                    and (s.kind == "tabular" or (self.image_memory and s.backbone is None))
+                )
             )
         unknown = [m for m in self.memory_modalities if m not in specs]
         if unknown:
@@ -365,6 +378,8 @@ class Synergies(MultimodalModel):
 
     It also takes the memory keywords (`MemoryKeywords`): `num_latents` and `memory_*`.
     """
+
+    fine_tunes_backbones = True
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {

@@ -9,7 +9,9 @@ tokens of one common width rather than as one vector. Per kind:
   tokens through the vectorised `FeatureTokenizer`.
   Order the features so that each group is meaningful (e.g. one pathway or signature).
 * image `(B, C, *spatial)`: ViT patches (a stride-p convolution, 2D or 3D), zero-padded to a
-  multiple of the patch size, plus a learned position per patch.
+  multiple of the patch size, plus a learned position per patch; or, when the modality names a
+  pretrained backbone, its tokens (a ViT's patch tokens, a CNN's pooled vector as one token),
+  fine-tuned, projected to `dim` unless they already have that width.
 * bag `(B, N, D)`: one token per instance, `Linear`; no positions (an unordered set).
 * sequence `(B, T, C)`: steps `[values, observed]` (NaN = not measured, as in the sequence
   encoder) → `Linear` + `TimeEncoding` of the observation times (the step index without times).
@@ -33,6 +35,7 @@ from torch import Tensor, nn
 from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec
 from polyfuse.errors import ConfigError, DataError
+from polyfuse.models.blocks.backbone import backbone_net
 from polyfuse.models.blocks.masking import with_observed, zero_absent
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.time import TimeEncoding, positions
@@ -101,6 +104,10 @@ class ModalityTokenizer(nn.Module):
                 else mlp(n, (dim,), dim, activation="selu", dropout=dropout)
                 for n in self.group_sizes
             )
+        elif spec.kind == "image" and spec.backbone is not None:
+            self.backbone = backbone_net(spec)
+            self.num_patches, width = self.backbone.token_shape
+            self.proj = nn.Identity() if width == dim else nn.Linear(width, dim)
         elif spec.kind == "image":
             sizes = spec.shape[1:]
             self.patch = tuple(min(patch_size, s) for s in sizes)
@@ -125,6 +132,8 @@ class ModalityTokenizer(nn.Module):
         mask = None  # every token of a present sample is real, unless set below
         if kind == "tabular":
             x = self._feature_groups(data)
+        elif kind == "image" and hasattr(self, "backbone"):
+            x = self.proj(self.backbone.tokens(data))
         elif kind == "image":
             pad = [(0, -s % p) for s, p in zip(data.shape[2:], self.patch, strict=True)]
             data = F.pad(data, [v for pair in reversed(pad) for v in pair])

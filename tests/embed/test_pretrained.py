@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 from polyfuse.config import EncoderConfig, ModalityConfig, TaskConfig
 from polyfuse.data.manifest import load_frame
 from polyfuse.embed.cache import EmbeddingCache, content_key
-from polyfuse.embed.encoders import check_encoder, load_encoder
-from polyfuse.embed.images import ImageBackbone
+from polyfuse.embed.encoders import BACKBONES, check_encoder, load_encoder
+from polyfuse.embed.images import ARCHITECTURES, BackboneNet, ImageBackbone
 from polyfuse.errors import ConfigError
 
 nets = pytest.importorskip("monai.networks.nets")
@@ -110,7 +110,7 @@ def test_a_3d_backbone_z_scores_each_volume_over_its_tissue(tmp_path):
     """MedicalNet's preprocessing: (x − mean)/sd over non-zero voxels, background kept at 0;
     its shortcut-A ResNet (no projection convolutions) is recognised from the weights."""
     weights = resnet_weights(tmp_path / "r3.safetensors", dims=3, channels=1, shortcut="A")
-    backbone = ImageBackbone("resnet18", weights, 3)
+    backbone = ImageBackbone(BackboneNet("resnet18", weights, 3))
     volume = np.zeros((1, 1, 8, 12, 12), np.float32)
     volume[0, 0, 2:6, 3:9, 3:9] = np.random.default_rng(1).normal(100, 20, (4, 6, 6))
     net = nets.resnet18(spatial_dims=3, n_input_channels=1, num_classes=4, shortcut_type="A").eval()
@@ -128,14 +128,18 @@ def test_a_3d_backbone_z_scores_each_volume_over_its_tissue(tmp_path):
 def test_weights_that_do_not_fit_are_refused_naming_the_file(tmp_path):
     weights = resnet_weights(tmp_path / "r18.safetensors")
     with pytest.raises(ConfigError, match=r"r18\.safetensors.*do not fit backbone 'resnet50'"):
-        ImageBackbone("resnet50", weights, 2, (64, 64))
+        BackboneNet("resnet50", weights, 2, (64, 64))
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a tensor file")
     with pytest.raises(Exception, match=r"broken\.safetensors"):
-        ImageBackbone("resnet18", broken, 2, (64, 64))
+        BackboneNet("resnet18", broken, 2, (64, 64))
 
 
 # ------------------------------------------------------------------------------ checks
+
+
+def test_every_backbone_name_has_an_architecture():
+    assert set(BACKBONES) == set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize(
