@@ -231,3 +231,19 @@ def test_a_second_read_comes_from_the_cache(monkeypatch):
     np.testing.assert_array_equal(
         second.sources["report"].values[same], first.sources["report"].values[same]
     )
+
+
+def test_a_warm_read_never_loads_the_encoder(monkeypatch):
+    """Every input cached: the embeddings come back without the encoder (a prediction or a
+    second run does not pay for loading MiniLM or a backbone)."""
+    pytest.importorskip("wordllama")
+    frame = _reports()
+    first = _read(frame, {"name": "wordllama"})
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the encoder was loaded for cached inputs")
+
+    monkeypatch.setattr("polyfuse.data.embedded.load_encoder", refuse)
+    second = _read(frame, {"name": "wordllama"})
+    assert second.specs["report"] == first.specs["report"]
+    np.testing.assert_array_equal(second.sources["report"].values, first.sources["report"].values)

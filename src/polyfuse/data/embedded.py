@@ -25,7 +25,7 @@ from polyfuse.data.modalities import array_modality
 from polyfuse.data.readers import resolve_path
 from polyfuse.data.specs import Backbone, ModalitySpec
 from polyfuse.embed.cache import EmbeddingCache, cache_root, content_key, file_key
-from polyfuse.embed.encoders import Encoder, check_encoder, load_encoder
+from polyfuse.embed.encoders import Encoder, check_encoder, encoder_fingerprint, load_encoder
 from polyfuse.errors import DataError
 from polyfuse.progress import Progress
 
@@ -58,15 +58,18 @@ def embed_modality(
     progress: bool | None = None,
 ) -> tuple[ModalitySpec, Source]:
     """A text or image modality → its embeddings, an `(N, dim)` tabular modality (absent
-    samples stay absent). Features are named `<encoder>[j]`."""
-    encoder = load_encoder(config, spec.spatial_dims or 2)
-    cache = EmbeddingCache(cache_root(config.cache), encoder.fingerprint())
+    samples stay absent). Features are named `<encoder>[j]`. The encoder is loaded only when
+    an input is missing from the cache: a warm read (a prediction, a second run) never pays
+    for loading it."""
+    dims = spec.spatial_dims or 2
+    cache = EmbeddingCache(cache_root(config.cache), encoder_fingerprint(config, dims))
+    encoder: Encoder | None = None
     present = np.flatnonzero(source.present)
-    matrix = np.full((len(ids), encoder.dim), np.nan)
+    rows_done: list[np.ndarray] = []
     computed = 0
     start = time.perf_counter()
     with Progress(_shown(progress)) as bar:
-        bar.add(f"embedding {name} ({encoder.name})", len(present))
+        bar.add(f"embedding {name} ({config.name})", len(present))
         for first in range(0, len(present), config.batch_size):
             rows = present[first : first + config.batch_size]
             items = source.items(rows)
@@ -74,17 +77,22 @@ def embed_modality(
             vectors = [cache.get(k) for k in keys]
             todo = [j for j, v in enumerate(vectors) if v is None]
             if todo:
+                encoder = encoder or load_encoder(config, dims)
                 fresh = _embed(
                     encoder, [items[j] for j in todo], name, [ids[rows[j]] for j in todo]
                 )
                 for j, v in zip(todo, fresh, strict=True):
                     cache.put(keys[j], v)
                     vectors[j] = v
-            matrix[rows] = np.stack(vectors)
+            rows_done.append(np.stack(vectors))
             computed += len(todo)
             bar.advance(len(rows))
-    _log_throughput(name, encoder.name, computed, len(present), time.perf_counter() - start)
-    names = [f"{encoder.name}[{j}]" for j in range(encoder.dim)]
+    _log_throughput(name, config.name, computed, len(present), time.perf_counter() - start)
+    width = rows_done[0].shape[1] if rows_done else load_encoder(config, dims).dim
+    matrix = np.full((len(ids), width), np.nan)
+    if rows_done:
+        matrix[present] = np.concatenate(rows_done)
+    names = [f"{config.name}[{j}]" for j in range(width)]
     return array_modality(name, matrix, names, ids, where)
 
 
@@ -140,19 +148,20 @@ def embed_slides(
         base_magnification=config.base_magnification,
         batch_size=config.batch_size,
     )
-    size = tuple(config.size or (config.tile_size, config.tile_size))
-    encoder = load_encoder(config.model_copy(update={"size": list(size)}), 2)
-    fingerprint = encoder.fingerprint() | {"tiling": dataclasses.asdict(tiling)}
+    config = config.model_copy(update={"size": list(config.size or (config.tile_size,) * 2)})
+    fingerprint = encoder_fingerprint(config, 2) | {"tiling": dataclasses.asdict(tiling)}
     cache = EmbeddingCache(cache_root(config.cache), fingerprint)
+    encoder: Encoder | None = None
     bags: list[Path | None] = []
     with Progress(_shown(progress)) as bar:
-        bar.add(f"embedding {name} slides ({encoder.name})", sum(p is not None for p in slides))
+        bar.add(f"embedding {name} slides ({config.name})", sum(p is not None for p in slides))
         for i, slide in enumerate(slides):
             if slide is None:
                 bags.append(None)
                 continue
             bag = cache.path(file_key(slide), ".h5")
             if not bag.exists():
+                encoder = encoder or load_encoder(config, 2)
                 start = time.perf_counter()
                 try:
                     tiles = embed_slide(slide, encoder.embed_tiles, bag, tiling)
@@ -168,7 +177,16 @@ def embed_slides(
                 )
             bags.append(bag)
             bar.advance()
-    return ModalitySpec(name, "bag", (encoder.dim,)), FileSource(bags, "bag")
+    made = [b for b in bags if b is not None]
+    width = _bag_width(made[0]) if made else load_encoder(config, 2).dim
+    return ModalitySpec(name, "bag", (width,)), FileSource(bags, "bag")
+
+
+def _bag_width(path: Path) -> int:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return int(f["features"].shape[-1])
 
 
 def _embed(encoder: Encoder, items: list, modality: str, samples: list[str]) -> np.ndarray:

@@ -11,9 +11,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from polyfuse.config import EncoderConfig
+from polyfuse.embed.cache import file_key
 from polyfuse.errors import ConfigError, did_you_mean
 
-__all__ = ["BACKBONES", "ENCODERS", "Encoder", "check_encoder", "load_encoder"]
+__all__ = [
+    "BACKBONES",
+    "ENCODERS",
+    "Encoder",
+    "check_encoder",
+    "encoder_fingerprint",
+    "load_encoder",
+]
 
 TEXT_ENCODERS = ("minilm", "wordllama")
 BACKBONES = ("resnet18", "resnet34", "resnet50", "densenet121", "vit-s", "vit-b")
@@ -31,8 +39,6 @@ class Encoder(Protocol):
 
     name: str
     dim: int
-
-    def fingerprint(self) -> dict[str, Any]: ...
 
     def embed(self, items: Any) -> np.ndarray: ...
 
@@ -69,6 +75,39 @@ def check_encoder(modality: str, kind: str, config: EncoderConfig) -> None:
         raise ConfigError(f"modality '{modality}': encoder.size is (H, W) or (D, H, W)")
 
 
+def encoder_fingerprint(config: EncoderConfig, spatial_dims: int = 2) -> dict[str, Any]:
+    """What decides an encoder's embeddings (its package's version or its weights' SHA-256,
+    and its options), known without loading it: the name of its folder in the cache."""
+    if config.name in TEXT_ENCODERS:
+        from polyfuse.embed.text import MiniLM, WordLlama
+
+        encoder = {"minilm": MiniLM, "wordllama": WordLlama}[config.name]
+        return {"encoder": config.name, "package": encoder.version(), **encoder.options}
+    assert config.weights is not None
+    size, normalize = _image_options(config, spatial_dims)
+    return {
+        "encoder": config.name,
+        "weights": file_key(config.weights),
+        "spatial_dims": spatial_dims,
+        "size": size,
+        "normalize": normalize,
+    }
+
+
+def _image_options(config: EncoderConfig, spatial_dims: int) -> tuple[Any, str]:
+    """The size (default 224 × 224 for 2D, the images' own for 3D) and the normalisation
+    (`auto`: ImageNet for 2D, z-score for 3D) a backbone runs with."""
+    size = tuple(config.size) if config.size is not None else None
+    if size is None and spatial_dims == 2:
+        size = (224, 224)
+    if size is not None and len(size) != spatial_dims:
+        raise ConfigError(
+            f"encoder.size {list(size)} has {len(size)} axes, the images {spatial_dims}"
+        )
+    auto = {2: "imagenet", 3: "zscore"}[spatial_dims]
+    return size, auto if config.normalize == "auto" else config.normalize
+
+
 def load_encoder(config: EncoderConfig, spatial_dims: int = 2) -> Encoder:
     """The encoder `config` names (checked by `check_encoder`), ready to embed."""
     if config.name == "minilm":
@@ -82,13 +121,5 @@ def load_encoder(config: EncoderConfig, spatial_dims: int = 2) -> Encoder:
     from polyfuse.embed.images import BackboneNet, ImageBackbone
 
     assert config.weights is not None
-    size = tuple(config.size) if config.size is not None else None
-    if size is None and spatial_dims == 2:
-        size = (224, 224)
-    if size is not None and len(size) != spatial_dims:
-        raise ConfigError(
-            f"encoder.size {list(size)} has {len(size)} axes, the images {spatial_dims}"
-        )
-    return ImageBackbone(
-        BackboneNet(config.name, config.weights, spatial_dims, size, config.normalize)
-    )
+    size, normalize = _image_options(config, spatial_dims)
+    return ImageBackbone(BackboneNet(config.name, config.weights, spatial_dims, size, normalize))

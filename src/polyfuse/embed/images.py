@@ -13,7 +13,6 @@ the backbone's pooled features are the embedding.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -125,16 +124,6 @@ class ImageBackbone:
         self.name = net.name
         self.weights = net.weights
         self.dim = net.dim
-
-    def fingerprint(self) -> dict[str, Any]:
-        digest = hashlib.sha256(self.weights.read_bytes()).hexdigest()
-        return {
-            "encoder": self.name,
-            "weights": digest,
-            "spatial_dims": self.net.spatial_dims,
-            "size": self.net.size,
-            "normalize": self.net.normalize,
-        }
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         with torch.no_grad():
