@@ -351,12 +351,13 @@ def embed(
     from polyfuse.config import load_config
 
     experiment = load_config(config)
-    logger = logging.getLogger("polyfuse.data.embedded")
-    if not logger.handlers and not logging.getLogger("polyfuse").handlers:
+    logger = logging.getLogger("polyfuse.data.embedded")  # what was embedded, how fast
+    if not logger.handlers:
         from rich.logging import RichHandler
 
         logger.addHandler(RichHandler(show_path=False))
         logger.setLevel(logging.INFO)
+        logger.propagate = False  # once, also under -v
     from polyfuse.data.embedding_files import write_embeddings
 
     with _warnings_shown():

@@ -153,6 +153,7 @@ def embed_slides(
     cache = EmbeddingCache(cache_root(config.cache), fingerprint)
     encoder: Encoder | None = None
     bags: list[Path | None] = []
+    cut, tiles, seconds = 0, 0, 0.0
     with Progress(_shown(progress)) as bar:
         bar.add(f"embedding {name} slides ({config.name})", sum(p is not None for p in slides))
         for i, slide in enumerate(slides):
@@ -164,22 +165,37 @@ def embed_slides(
                 encoder = encoder or load_encoder(config, 2)
                 start = time.perf_counter()
                 try:
-                    tiles = embed_slide(slide, encoder.embed_tiles, bag, tiling)
+                    tiles += embed_slide(slide, encoder.embed_tiles, bag, tiling)
                 except DataError as exc:
                     raise DataError(f"modality '{name}', sample '{ids[i]}': {exc}") from exc
-                seconds = time.perf_counter() - start
-                log.info(
-                    "modality '%s': %s → %d tiles, %.1f tiles/s",
-                    name,
-                    slide.name,
-                    tiles,
-                    tiles / seconds if seconds > 0 else float("nan"),
-                )
+                seconds += time.perf_counter() - start
+                cut += 1
+            _link(bag, slide)
             bags.append(bag)
             bar.advance()
+    rate = f" ({tiles} tiles, {tiles / seconds:.1f} tiles/s)" if cut and seconds > 0 else ""
+    log.info(
+        "modality '%s': %d slide(s) cut and embedded by %s%s, %d from the cache",
+        name,
+        cut,
+        config.name,
+        rate,
+        sum(b is not None for b in bags) - cut,
+    )
     made = [b for b in bags if b is not None]
     width = _bag_width(made[0]) if made else load_encoder(config, 2).dim
     return ModalitySpec(name, "bag", (width,)), FileSource(bags, "bag")
+
+
+def _link(bag: Path, slide: Path) -> None:
+    """Record in the bag where its slide is now (`slide_path`): `explain` draws the attention
+    over that slide's thumbnail. The cache keys bags by content, so the path is refreshed
+    whenever the same slide is read from another place."""
+    import h5py
+
+    with h5py.File(bag, "a") as f:
+        if f.attrs.get("slide_path") != str(slide):
+            f.attrs["slide_path"] = str(slide)
 
 
 def _bag_width(path: Path) -> int:

