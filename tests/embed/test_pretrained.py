@@ -247,3 +247,18 @@ def test_a_warm_read_never_loads_the_encoder(monkeypatch):
     second = _read(frame, {"name": "wordllama"})
     assert second.specs["report"] == first.specs["report"]
     np.testing.assert_array_equal(second.sources["report"].values, first.sources["report"].values)
+
+
+def test_a_missing_text_package_names_the_extra(monkeypatch):
+    """Checked while the cache folder is named, before any text is read or embedded."""
+    from importlib import metadata
+
+    from polyfuse.embed.encoders import encoder_fingerprint
+    from polyfuse.errors import MissingDependencyError
+
+    def absent(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr("polyfuse.embed.text.metadata.version", absent)
+    with pytest.raises(MissingDependencyError, match=r"polyfuse\[text\]"):
+        encoder_fingerprint(EncoderConfig(name="minilm"))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from polyfuse.data.readers import read_file, read_patch_coords
-from polyfuse.errors import DataError, MissingDependencyError
+from polyfuse.errors import ConfigError, DataError, MissingDependencyError
 
 tifffile = pytest.importorskip("tifffile")
 pytest.importorskip("openslide")
@@ -274,6 +274,22 @@ def test_a_stated_power_wins_and_cannot_be_exceeded(slide):
     assert grid.base_magnification == 20 and grid.tile_size_level0 == TILE
     with pytest.raises(DataError, match=r"case\.svs: the slide was scanned at 20×"):
         tile_grid(slide, SlideTiling(magnification=40, tile_size=TILE))
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"magnification": 0},
+        {"tile_size": 0},
+        {"min_tissue": 0},
+        {"min_tissue": 1.5},
+        {"base_magnification": -20},
+        {"batch_size": 0},
+    ],
+)
+def test_a_tiling_that_cannot_work_is_refused_by_name(option):
+    with pytest.raises(ConfigError, match=rf"{next(iter(option))} must be"):
+        SlideTiling(**option)
 
 
 def test_without_openslide_the_error_names_the_extra(monkeypatch, tmp_path):

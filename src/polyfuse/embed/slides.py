@@ -2,11 +2,11 @@
 
 A slide has billions of pixels, so it is never held in memory. Tissue is found on a thumbnail
 (Otsu's threshold on HSV saturation, near-white background excluded); the slide is cut into
-non-overlapping tiles at the chosen objective power, each read from the pyramid level nearest
-above it, and only tiles that are mostly tissue are kept. Tiles are embedded `batch_size` at a
-time and appended to the output file as they come, so memory stays bounded whatever the slide's
-size; the file is written under a temporary name and renamed at the end, so a stopped run never
-leaves half a bag under the final name.
+non-overlapping tiles at the chosen objective power, each read from the nearest pyramid level
+of at least that resolution, and only tiles that are mostly tissue are kept. Tiles are
+embedded `batch_size` at a time and appended to the output file as they come, so memory stays
+bounded whatever the slide's size; the file is written under a temporary name and renamed at
+the end, so a stopped run never leaves half a bag under the final name.
 
 OpenSlide (the `slides` extra), h5py and NumPy are imported only when a slide is read, so
 importing this module is cheap.
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from polyfuse.errors import DataError, require
+from polyfuse.errors import ConfigError, DataError, require
 from polyfuse.io import atomic_write
 from polyfuse.progress import Progress
 
@@ -91,6 +91,23 @@ class SlideTiling:
     min_tissue: float = 0.5
     base_magnification: float | None = None
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        """Refuse what would fail deep inside a run (a zero step, a division by zero)."""
+        wrong = {
+            "magnification": self.magnification <= 0,
+            "tile_size": self.tile_size < 1,
+            "min_tissue": not 0 < self.min_tissue <= 1,
+            "base_magnification": self.base_magnification is not None
+            and self.base_magnification <= 0,
+            "batch_size": self.batch_size < 1,
+        }
+        for name, bad in wrong.items():
+            if bad:
+                allowed = "in (0, 1]" if name == "min_tissue" else "positive"
+                raise ConfigError(
+                    f"slide tiling: {name} must be {allowed}, not {getattr(self, name)}"
+                )
 
 
 @dataclasses.dataclass(frozen=True)
