@@ -139,7 +139,7 @@ def embed_slides(
 ) -> tuple[ModalitySpec, FileSource]:
     """Checked slides → bags of tile embeddings: CLAM-layout HDF5 files in the cache, one per
     slide content, so a slide is cut and embedded once whatever the runs that read it."""
-    from polyfuse.embed.slides import SlideTiling, embed_slide
+    from polyfuse.embed.slides import SlideTiling, embed_slide, link_slide
 
     tiling = SlideTiling(
         magnification=config.magnification,
@@ -170,7 +170,7 @@ def embed_slides(
                     raise DataError(f"modality '{name}', sample '{ids[i]}': {exc}") from exc
                 seconds += time.perf_counter() - start
                 cut += 1
-            _link(bag, slide)
+            link_slide(bag, slide)
             bags.append(bag)
             bar.advance()
     rate = f" ({tiles} tiles, {tiles / seconds:.1f} tiles/s)" if cut and seconds > 0 else ""
@@ -185,17 +185,6 @@ def embed_slides(
     made = [b for b in bags if b is not None]
     width = _bag_width(made[0]) if made else load_encoder(config, 2).dim
     return ModalitySpec(name, "bag", (width,)), FileSource(bags, "bag")
-
-
-def _link(bag: Path, slide: Path) -> None:
-    """Record in the bag where its slide is now (`slide_path`): `explain` draws the attention
-    over that slide's thumbnail. The cache keys bags by content, so the path is refreshed
-    whenever the same slide is read from another place."""
-    import h5py
-
-    with h5py.File(bag, "a") as f:
-        if f.attrs.get("slide_path") != str(slide):
-            f.attrs["slide_path"] = str(slide)
 
 
 def _bag_width(path: Path) -> int:

@@ -103,6 +103,9 @@ def _copy_bags(source: FileSource, ids: list[str], folder: Path) -> list[str | N
             continue
         target = folder / f"{_file_name(sample)}.h5"
         atomic_write(target, lambda p, bag=bag: shutil.copyfile(bag, p))
+        link = Path(f"{bag}.slide")  # where its slide is, for explain's heatmap
+        if link.is_file():
+            atomic_write(Path(f"{target}.slide"), lambda p, link=link: shutil.copyfile(link, p))
         paths.append(f"{folder.name}/{target.name}")
     return paths
 

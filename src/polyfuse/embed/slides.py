@@ -32,6 +32,7 @@ __all__ = [
     "SlideTiling",
     "TileGrid",
     "embed_slide",
+    "link_slide",
     "open_slide",
     "read_slide_link",
     "slide_thumbnail",
@@ -218,10 +219,22 @@ def embed_slide(
     return len(grid.coords)
 
 
+def link_slide(bag: str | os.PathLike[str], slide: str | os.PathLike[str]) -> None:
+    """Record beside a bag where its slide is now (`<bag>.slide`, a one-line text file), for
+    `explain` to draw the attention over the slide's thumbnail. A sidecar, not an HDF5
+    attribute: the bag is never opened for writing once made, so processes that read it at
+    the same time (DDP ranks, benchmark workers) never meet a lock. Cached bags are keyed by
+    content, so the path is refreshed whenever the same slide is read from another place."""
+    sidecar = Path(f"{bag}.slide")
+    text = f"{Path(slide).resolve()}\n"
+    if not sidecar.exists() or sidecar.read_text() != text:
+        atomic_write(sidecar, lambda tmp: tmp.write_text(text))
+
+
 def read_slide_link(h5_path: str | os.PathLike[str]) -> tuple[str, float] | None:
-    """The slide (its path where the data layer recorded it as `slide_path`, else the file name
-    `embed_slide` stored) and the tile side in level-0 pixels of a bag; None for a bag from
-    elsewhere (an `.npy` file, a CLAM file of another tool)."""
+    """The slide (its path where `link_slide` recorded it, else the file name `embed_slide`
+    stored) and the tile side in level-0 pixels of a bag; None for a bag from elsewhere (an
+    `.npy` file, a CLAM file of another tool)."""
     path = Path(h5_path)
     if path.suffix.lower() not in (".h5", ".hdf5"):
         return None
@@ -229,12 +242,15 @@ def read_slide_link(h5_path: str | os.PathLike[str]) -> tuple[str, float] | None
 
     try:
         with h5py.File(path, "r") as store:
-            source = store.attrs.get("slide_path", store.attrs.get("source"))
+            source = store.attrs.get("source")
             side = store.attrs.get("tile_size_level0")
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 file ({exc})") from exc
     if source is None or side is None:
         return None
+    sidecar = Path(f"{path}.slide")
+    if sidecar.is_file():
+        source = sidecar.read_text().strip()
     return str(source), float(side)
 
 
