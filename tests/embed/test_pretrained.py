@@ -243,7 +243,7 @@ def test_a_warm_read_never_loads_the_encoder(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the encoder was loaded for cached inputs")
 
-    monkeypatch.setattr("polyfuse.data.embedded.load_encoder", refuse)
+    monkeypatch.setattr("polyfuse.data.embedded._loaded", refuse)
     second = _read(frame, {"name": "wordllama"})
     assert second.specs["report"] == first.specs["report"]
     np.testing.assert_array_equal(second.sources["report"].values, first.sources["report"].values)
@@ -262,3 +262,24 @@ def test_a_missing_text_package_names_the_extra(monkeypatch):
     monkeypatch.setattr("polyfuse.embed.text.metadata.version", absent)
     with pytest.raises(MissingDependencyError, match=r"polyfuse\[text\]"):
         encoder_fingerprint(EncoderConfig(name="minilm"))
+
+
+def test_an_encoder_loads_once_per_process(monkeypatch):
+    """A server embedding each request's new report loads the encoder for the first only."""
+    pytest.importorskip("wordllama")
+    from polyfuse.data import embedded
+
+    monkeypatch.setattr(embedded, "_LOADED", {})
+    calls = []
+    original = embedded.load_encoder
+
+    def counting(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(embedded, "load_encoder", counting)
+    for k in range(3):
+        frame = _reports()
+        frame.loc[0, "report"] = f"request {k}: a new finding"
+        _read(frame, {"name": "wordllama"})
+    assert len(calls) == 1

@@ -10,6 +10,7 @@ whatever the cohort), and a stopped run resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -77,7 +78,7 @@ def embed_modality(
             vectors = [cache.get(k) for k in keys]
             todo = [j for j, v in enumerate(vectors) if v is None]
             if todo:
-                encoder = encoder or load_encoder(config, dims)
+                encoder = encoder or _loaded(config, dims)
                 fresh = _embed(
                     encoder, [items[j] for j in todo], name, [ids[rows[j]] for j in todo]
                 )
@@ -88,7 +89,7 @@ def embed_modality(
             computed += len(todo)
             bar.advance(len(rows))
     _log_throughput(name, config.name, computed, len(present), time.perf_counter() - start)
-    width = rows_done[0].shape[1] if rows_done else load_encoder(config, dims).dim
+    width = rows_done[0].shape[1] if rows_done else _loaded(config, dims).dim
     matrix = np.full((len(ids), width), np.nan)
     if rows_done:
         matrix[present] = np.concatenate(rows_done)
@@ -162,7 +163,7 @@ def embed_slides(
                 continue
             bag = cache.path(file_key(slide), ".h5")
             if not bag.exists():
-                encoder = encoder or load_encoder(config, 2)
+                encoder = encoder or _loaded(config, 2)
                 start = time.perf_counter()
                 try:
                     tiles += embed_slide(slide, encoder.embed_tiles, bag, tiling)
@@ -183,8 +184,22 @@ def embed_slides(
         sum(b is not None for b in bags) - cut,
     )
     made = [b for b in bags if b is not None]
-    width = _bag_width(made[0]) if made else load_encoder(config, 2).dim
+    width = _bag_width(made[0]) if made else _loaded(config, 2).dim
     return ModalitySpec(name, "bag", (width,)), FileSource(bags, "bag")
+
+
+_LOADED: dict[str, Encoder] = {}
+"""Encoders loaded in this process, by fingerprint: a server embeds each request's new inputs
+without loading MiniLM or a backbone again (a few, so memory stays bounded)."""
+
+
+def _loaded(config: EncoderConfig, dims: int) -> Encoder:
+    key = json.dumps(encoder_fingerprint(config, dims), sort_keys=True, default=str)
+    if key not in _LOADED:
+        while len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load_encoder(config, dims)
+    return _LOADED[key]
 
 
 def _bag_width(path: Path) -> int:

@@ -9,6 +9,7 @@ name and renamed, so an interrupted run leaves only whole entries and simply res
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -45,7 +46,17 @@ def content_key(item: str | np.ndarray) -> str:
 
 
 def file_key(path: Path) -> str:
-    """The key of a file: the SHA-256 of its bytes, read in blocks (slides run to gigabytes)."""
+    """The key of a file: the SHA-256 of its bytes, read in blocks (slides run to gigabytes).
+
+    Remembered in this process for the file's path, size and modification time, so that a
+    server answering request after request hashes its backbone's weights once, not each time.
+    """
+    stat = os.stat(path)
+    return _file_key(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_key(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256(b"file\0")
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
