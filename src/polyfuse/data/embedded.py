@@ -68,7 +68,7 @@ def embed_modality(
     present = np.flatnonzero(source.present)
     rows_done: list[np.ndarray] = []
     computed = 0
-    start = time.perf_counter()
+    seconds = 0.0  # inside the encoder only: its loading is not its throughput
     with Progress(_shown(progress)) as bar:
         bar.add(f"embedding {name} ({config.name})", len(present))
         for first in range(0, len(present), config.batch_size):
@@ -79,16 +79,18 @@ def embed_modality(
             todo = [j for j, v in enumerate(vectors) if v is None]
             if todo:
                 encoder = encoder or _loaded(config, dims)
+                start = time.perf_counter()
                 fresh = _embed(
                     encoder, [items[j] for j in todo], name, [ids[rows[j]] for j in todo]
                 )
+                seconds += time.perf_counter() - start
                 for j, v in zip(todo, fresh, strict=True):
                     cache.put(keys[j], v)
                     vectors[j] = v
             rows_done.append(np.stack(vectors))
             computed += len(todo)
             bar.advance(len(rows))
-    _log_throughput(name, config.name, computed, len(present), time.perf_counter() - start)
+    _log_throughput(name, config.name, computed, len(present), seconds)
     width = rows_done[0].shape[1] if rows_done else _loaded(config, dims).dim
     matrix = np.full((len(ids), width), np.nan)
     if rows_done:
@@ -156,7 +158,7 @@ def embed_slides(
     bags: list[Path | None] = []
     cut, tiles, seconds = 0, 0, 0.0
     with Progress(_shown(progress)) as bar:
-        bar.add(f"embedding {name} slides ({config.name})", sum(p is not None for p in slides))
+        bar.add(f"embedding {name} ({config.name}, slides)", sum(p is not None for p in slides))
         for i, slide in enumerate(slides):
             if slide is None:
                 bags.append(None)
