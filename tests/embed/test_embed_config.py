@@ -162,3 +162,25 @@ def test_embed_writes_files_that_train_to_the_same_numbers(site, tmp_path):
     (mine / "notes.txt").write_text("keep")
     clean_error(run("embed", site / "experiment.yaml", "-o", mine), "polyfuse did not write")
     assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_embed_keeps_the_modalities_it_leaves_readable(site, tmp_path):
+    """A modality without an encoder still reads its files from the written experiment when
+    the embeddings go inside the data root; outside it, the command refuses, naming it. A
+    fine-tuned backbone has nothing to embed once: skipped, or refused when asked for."""
+    from polyfuse.data.manifest import load_data
+
+    config = yaml.safe_load((site / "experiment.yaml").read_text())
+    del config["data"]["modalities"]["scan"]["encoder"]  # the scans stay pixels
+    config["data"]["modalities"]["volume"]["encoder"]["trainable"] = True
+    raw = site / "raw.yaml"
+    raw.write_text(yaml.safe_dump(config))
+    clean_error(
+        run("embed", raw, "-o", tmp_path / "outside"), "modality 'scan'", "inside the data root"
+    )
+    clean_error(run("embed", raw, "-o", site / "e2", "-m", "volume"), "nothing to embed once")
+    result = run("embed", raw, "-o", site / "e1")
+    assert result.exit_code == 0, result.output
+    data = load_data(load_config(site / "e1" / "experiment.yaml").data)
+    assert data.specs["scan"].kind == "image" and data.specs["report"].kind == "tabular"
+    assert data.specs["volume"].backbone is not None  # still fine-tuned by the model

@@ -39,9 +39,19 @@ def write_embeddings(
     data = config.data
     if data.table is None:
         raise ConfigError("polyfuse embed reads a manifest table (data.table)")
-    encoded = [m for m, mod in data.modalities.items() if mod.encoder is not None]
+    encoded = [
+        m
+        for m, mod in data.modalities.items()
+        if mod.encoder is not None and not mod.encoder.trainable  # fine-tuned: nothing fixed
+    ]
     chosen = encoded if modalities is None else modalities
     for m in chosen:
+        mod = data.modalities.get(m)
+        if mod is not None and mod.encoder is not None and mod.encoder.trainable:
+            raise ConfigError(
+                f"modality '{m}' fine-tunes its backbone inside the model (trainable: true), so "
+                "its embeddings change as it trains; there is nothing to embed once"
+            )
         if m not in encoded:
             raise ConfigError(
                 f"modality '{m}' has no encoder to embed it with (modalities with one: "
@@ -50,8 +60,9 @@ def write_embeddings(
     if not chosen:
         raise ConfigError("no modality has an encoder: add `encoder: {name: ...}` to one")
     _check_output(out)
-    frame = read_table(data.table, id_column=data.id_column, what="manifest table")
     root = data.root if data.root is not None else data.table.parent
+    base = _new_root(data.modalities, chosen, root, out)
+    frame = read_table(data.table, id_column=data.id_column, what="manifest table")
     picked = {m: data.modalities[m] for m in chosen}
     dataset = load_frame(
         frame, picked, {}, id_column=data.id_column, root=root, where=data.table.name
@@ -75,11 +86,11 @@ def write_embeddings(
         else:
             assert isinstance(source, FileSource)
             column = f"{m}__{encoder.name}_bag"
-            frame[column] = _copy_bags(source, dataset.ids, out / m)
+            frame[column] = _copy_bags(source, dataset.ids, out / m, base)
             mods[m] = ModalityConfig(kind="bag", path_column=column)
     manifest = out / "manifest.parquet"
     atomic_write(manifest, lambda p: frame.to_parquet(p, index=False))
-    new_data = data.model_copy(update={"table": manifest, "root": out, "modalities": mods})
+    new_data = data.model_copy(update={"table": manifest, "root": base, "modalities": mods})
     experiment = out / "experiment.yaml"
     write_text(experiment, dump_config(config.model_copy(update={"data": new_data})))
     write_text(out / MARKER, json.dumps({"modalities": chosen}) + "\n")
@@ -93,8 +104,26 @@ def _check_output(out: Path) -> None:
         )
 
 
-def _copy_bags(source: FileSource, ids: list[str], folder: Path) -> list[str | None]:
-    """Each sample's cached bag copied to `<folder>/<id>.h5`; paths relative to the output."""
+def _new_root(
+    modalities: dict[str, ModalityConfig], chosen: list[str], root: Path, out: Path
+) -> Path:
+    """The data root of the written experiment: the old one when `out` lies inside it (the
+    files of modalities left as they were still resolve), else `out`, which is refused while
+    another modality reads files under the old root (its paths could not reach them)."""
+    if out.resolve().is_relative_to(root.resolve()):
+        return root
+    others = [m for m, mod in modalities.items() if mod.path_column and m not in chosen]
+    if others:
+        raise ConfigError(
+            f"modality '{others[0]}' reads files under the data root {root}, which the written "
+            f"experiment could not reach from {out}; write the embeddings inside the data root "
+            f"(e.g. -o {root / 'embedded'})"
+        )
+    return out
+
+
+def _copy_bags(source: FileSource, ids: list[str], folder: Path, base: Path) -> list[str | None]:
+    """Each sample's cached bag copied to `<folder>/<id>.h5`; paths relative to `base`."""
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[str | None] = []
     for sample, bag in zip(ids, source.paths, strict=True):
@@ -106,7 +135,7 @@ def _copy_bags(source: FileSource, ids: list[str], folder: Path) -> list[str | N
         link = Path(f"{bag}.slide")  # where its slide is, for explain's heatmap
         if link.is_file():
             atomic_write(Path(f"{target}.slide"), lambda p, link=link: shutil.copyfile(link, p))
-        paths.append(f"{folder.name}/{target.name}")
+        paths.append(target.resolve().relative_to(base.resolve()).as_posix())
     return paths
 
 
