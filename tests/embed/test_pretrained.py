@@ -149,6 +149,7 @@ def test_every_backbone_name_has_an_architecture():
         ("image", {"name": "minilm"}, "embeds text modalities, not image"),
         ("image", {"name": "resnet18"}, "needs encoder.weights"),
         ("text", {"name": "resnet18", "weights": "w.safetensors"}, "not text"),
+        ("image", {"name": "vit-s", "weights": __file__}, "needs encoder.size"),
     ],
 )
 def test_an_unusable_encoder_is_refused_before_anything_loads(kind, config, fragment):

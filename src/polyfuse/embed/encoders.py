@@ -71,6 +71,11 @@ def check_encoder(modality: str, kind: str, config: EncoderConfig) -> None:
         raise ConfigError(
             f"modality '{modality}': only an image backbone can be trainable (encoder.trainable)"
         )
+    if config.name.startswith("vit") and config.size is None:
+        raise ConfigError(
+            f"modality '{modality}': a ViT backbone needs encoder.size, the image size its "
+            "weights were trained at (e.g. [224, 224])"
+        )
     if config.size is not None and len(config.size) not in (2, 3):
         raise ConfigError(f"modality '{modality}': encoder.size is (H, W) or (D, H, W)")
 
