@@ -122,6 +122,21 @@ def cnn() -> Any:
     return net.eval()
 
 
+def backbone(name: str, tile_size: int, folder: Path) -> Any:
+    """A MONAI backbone as `polyfuse embed` runs it (`ImageBackbone`), with randomly
+    initialised weights written to a safetensors file: the cost of a real one, not its use."""
+    import torch
+    from monai.networks import nets
+    from safetensors.torch import save_file
+
+    from polyfuse.embed.images import BackboneNet, ImageBackbone
+
+    torch.manual_seed(0)
+    weights = folder / f"{name}.safetensors"
+    save_file(getattr(nets, name)(spatial_dims=2, n_input_channels=3).state_dict(), str(weights))
+    return ImageBackbone(BackboneNet(name, weights, 2, (tile_size, tile_size)))
+
+
 def embed(path: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """`embed_slide` through the CNN, timed, with memory before it and at its peak."""
     import torch
@@ -129,14 +144,17 @@ def embed(path: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from polyfuse.embed.slides import SlideTiling, embed_slide
 
     torch.set_num_threads(args.threads)
-    net = cnn()
+    net = cnn() if args.backbone is None else backbone(args.backbone, args.tile_size, out.parent)
     inside = [0.0]
 
     @torch.no_grad()
     def embed_tiles(batch: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
-        vectors = net(x).numpy()
+        if args.backbone is None:
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+            vectors = net(x).numpy()
+        else:  # polyfuse's own path: ImageNet normalisation, the MONAI network
+            vectors = net.embed_tiles(batch)
         inside[0] += time.perf_counter() - start
         return vectors
 
@@ -211,6 +229,12 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the CNN")
+    parser.add_argument(
+        "--backbone",
+        choices=["resnet18", "resnet50"],
+        default=None,
+        help="a MONAI backbone through polyfuse's ImageBackbone instead of the small CNN",
+    )
     parser.add_argument("--root", type=Path, default=None, help="where slides are written")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--write", type=int, default=None, help=argparse.SUPPRESS)
