@@ -401,9 +401,9 @@ def _modality_recipe(entry: dict[str, Any], mod: ModalityConfig | None, kind: st
     if kind == "mudata" or mod is None:
         return {"mudata": True}
     if mod.encoder is not None:  # read as the raw kind, then embedded by the same encoder
-        source = {"path_column": mod.path_column} if mod.path_column else {}
-        source = source or {"text_column": mod.text_column}
-        return source | {"kind": mod.kind, "encoder": _encoder_recipe(mod.encoder)}
+        column = "path_column" if mod.path_column is not None else "text_column"
+        recipe = {"kind": mod.kind, "encoder": _encoder_recipe(mod.encoder)}
+        return {column: getattr(mod, column)} | recipe
     if mod.path_column is not None:
         return {"path_column": mod.path_column}
     if mod.text_column is not None:

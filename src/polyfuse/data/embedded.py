@@ -26,7 +26,13 @@ from polyfuse.data.modalities import array_modality
 from polyfuse.data.readers import resolve_path
 from polyfuse.data.specs import Backbone, ModalitySpec
 from polyfuse.embed.cache import EmbeddingCache, cache_root, content_key, file_key
-from polyfuse.embed.encoders import Encoder, check_encoder, encoder_fingerprint, load_encoder
+from polyfuse.embed.encoders import (
+    Encoder,
+    check_encoder,
+    encoder_fingerprint,
+    image_size,
+    load_encoder,
+)
 from polyfuse.errors import DataError
 from polyfuse.progress import Progress
 
@@ -103,9 +109,7 @@ def with_backbone(spec: ModalitySpec, config: EncoderConfig) -> ModalitySpec:
     """An image modality whose model fine-tunes the backbone: the pixels stay, the spec names
     the backbone (built by the model, its weights checked then)."""
     assert config.weights is not None
-    size = None if config.size is None else tuple(config.size)
-    if size is None and spec.spatial_dims == 2:
-        size = (224, 224)
+    size = image_size(config, spec.spatial_dims)
     backbone = Backbone(config.name, str(config.weights), size, config.normalize)
     return dataclasses.replace(spec, backbone=backbone)
 

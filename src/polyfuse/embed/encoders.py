@@ -20,6 +20,7 @@ __all__ = [
     "Encoder",
     "check_encoder",
     "encoder_fingerprint",
+    "image_size",
     "load_encoder",
 ]
 
@@ -89,19 +90,18 @@ def encoder_fingerprint(config: EncoderConfig, spatial_dims: int = 2) -> dict[st
         encoder = {"minilm": MiniLM, "wordllama": WordLlama}[config.name]
         return {"encoder": config.name, "package": encoder.version(), **encoder.options}
     assert config.weights is not None
-    size, normalize = _image_options(config, spatial_dims)
     return {
         "encoder": config.name,
         "weights": file_key(config.weights),
         "spatial_dims": spatial_dims,
-        "size": size,
-        "normalize": normalize,
+        "size": image_size(config, spatial_dims),
+        "normalize": config.normalize,  # `auto` is decided by spatial_dims, recorded beside
     }
 
 
-def _image_options(config: EncoderConfig, spatial_dims: int) -> tuple[Any, str]:
-    """The size (default 224 × 224 for 2D, the images' own for 3D) and the normalisation
-    (`auto`: ImageNet for 2D, z-score for 3D) a backbone runs with."""
+def image_size(config: EncoderConfig, spatial_dims: int) -> tuple[int, ...] | None:
+    """What a backbone sees: `encoder.size`, else 224 × 224 for 2D and the volumes' own size
+    (None) for 3D."""
     size = tuple(config.size) if config.size is not None else None
     if size is None and spatial_dims == 2:
         size = (224, 224)
@@ -109,8 +109,7 @@ def _image_options(config: EncoderConfig, spatial_dims: int) -> tuple[Any, str]:
         raise ConfigError(
             f"encoder.size {list(size)} has {len(size)} axes, the images {spatial_dims}"
         )
-    auto = {2: "imagenet", 3: "zscore"}[spatial_dims]
-    return size, auto if config.normalize == "auto" else config.normalize
+    return size
 
 
 def load_encoder(config: EncoderConfig, spatial_dims: int = 2) -> Encoder:
@@ -126,5 +125,7 @@ def load_encoder(config: EncoderConfig, spatial_dims: int = 2) -> Encoder:
     from polyfuse.embed.images import BackboneNet, ImageBackbone
 
     assert config.weights is not None
-    size, normalize = _image_options(config, spatial_dims)
-    return ImageBackbone(BackboneNet(config.name, config.weights, spatial_dims, size, normalize))
+    size = image_size(config, spatial_dims)
+    return ImageBackbone(
+        BackboneNet(config.name, config.weights, spatial_dims, size, config.normalize)
+    )

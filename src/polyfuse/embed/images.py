@@ -69,7 +69,6 @@ class BackboneNet(nn.Module):
         if name not in ARCHITECTURES:
             raise ConfigError(f"unknown backbone '{name}'; use one of {', '.join(ARCHITECTURES)}")
         self.name = name
-        self.weights = Path(weights)
         self.spatial_dims = spatial_dims
         self.size = size
         self.normalize = (
@@ -122,7 +121,6 @@ class ImageBackbone:
     def __init__(self, net: BackboneNet) -> None:
         self.net = net.eval().requires_grad_(False)
         self.name = net.name
-        self.weights = net.weights
         self.dim = net.dim
 
     def embed(self, images: np.ndarray) -> np.ndarray:
@@ -202,7 +200,10 @@ def _read_weights(path: Path) -> dict[str, Any]:
     """A state dict from safetensors or a weights-only PyTorch file, `module.` prefixes
     dropped (DataParallel checkpoints such as MedicalNet's)."""
     if not path.is_file():
-        raise ConfigError(f"backbone weights not found: {path}")
+        raise ConfigError(
+            f"backbone weights not found: {path} (needed to build the backbone, also when a "
+            "saved run is loaded; put the file back)"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

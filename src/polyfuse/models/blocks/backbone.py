@@ -18,12 +18,10 @@ def backbone_net(spec: ModalitySpec) -> BackboneNet:
     """
     b = spec.backbone
     assert b is not None
-    if not Path(b.weights).is_file():
-        raise ConfigError(
-            f"modality '{spec.name}': the weights of backbone '{b.name}' ({b.weights}) are "
-            "needed to build the model and are not there; put the file back"
-        )
-    return BackboneNet(b.name, Path(b.weights), spec.spatial_dims, b.size, b.normalize)
+    try:
+        return BackboneNet(b.name, Path(b.weights), spec.spatial_dims, b.size, b.normalize)
+    except ConfigError as exc:  # e.g. the weights file is gone: say which modality needs it
+        raise ConfigError(f"modality '{spec.name}': {exc}") from exc
 
 
 __all__ = ["backbone_net"]
