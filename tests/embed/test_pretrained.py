@@ -284,3 +284,27 @@ def test_an_encoder_loads_once_per_process(monkeypatch):
         frame.loc[0, "report"] = f"request {k}: a new finding"
         _read(frame, {"name": "wordllama"})
     assert len(calls) == 1
+
+
+def test_a_file_is_hashed_once_across_processes_until_it_changes(tmp_path, monkeypatch):
+    """A slide's key is remembered under the cache root (a new process does not read a
+    gigabyte file again); an edited file, with a new modification time, is hashed again."""
+    import os
+
+    from polyfuse.embed import cache as cache_module
+
+    slide = tmp_path / "slide.svs"
+    slide.write_bytes(b"first scan")
+    store = EmbeddingCache(tmp_path / "cache", {"encoder": "a"})
+    first = store.file_key(slide)
+    assert first == cache_module.file_key(slide)
+
+    def no_hashing(path):
+        raise AssertionError("hashed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(cache_module, "file_key", no_hashing)
+        assert EmbeddingCache(tmp_path / "cache", {"encoder": "b"}).file_key(slide) == first
+    slide.write_bytes(b"second scan")
+    os.utime(slide, ns=(1, 1))
+    assert store.file_key(slide) != first

@@ -25,7 +25,7 @@ from polyfuse.data.dataset import FileSource, Source
 from polyfuse.data.modalities import array_modality
 from polyfuse.data.readers import resolve_path
 from polyfuse.data.specs import Backbone, ModalitySpec
-from polyfuse.embed.cache import EmbeddingCache, cache_root, content_key, file_key
+from polyfuse.embed.cache import EmbeddingCache, cache_root, content_key
 from polyfuse.embed.encoders import (
     Encoder,
     check_encoder,
@@ -167,7 +167,7 @@ def embed_slides(
             if slide is None:
                 bags.append(None)
                 continue
-            bag = cache.path(file_key(slide), ".h5")
+            bag = cache.path(cache.file_key(slide), ".h5")
             if not bag.exists():
                 encoder = encoder or _loaded(config, 2)
                 start = time.perf_counter()

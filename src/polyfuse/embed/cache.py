@@ -69,11 +69,25 @@ class EmbeddingCache:
 
     def __init__(self, root: Path, fingerprint: dict[str, Any]) -> None:
         text = json.dumps(fingerprint, sort_keys=True, default=str)
-        self.directory = Path(root) / "embeddings" / hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.root = Path(root)
+        self.directory = self.root / "embeddings" / hashlib.sha256(text.encode()).hexdigest()[:16]
         self.directory.mkdir(parents=True, exist_ok=True)
         about = self.directory / "encoder.json"
         if not about.exists():
             atomic_write(about, lambda p: p.write_text(text + "\n"))
+
+    def file_key(self, path: Path) -> str:
+        """`file_key` of a file, remembered across processes under the cache root for the
+        file's path, size and modification time: a cohort of gigabyte slides is hashed once,
+        not at every run that reads it."""
+        stat = os.stat(path)
+        where = f"{Path(path).resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        memo = self.root / "file-keys" / hashlib.sha256(where.encode()).hexdigest()
+        if memo.is_file():
+            return memo.read_text().strip()
+        key = file_key(path)
+        atomic_write(memo, lambda p: p.write_text(key + "\n"))
+        return key
 
     def path(self, key: str, suffix: str) -> Path:
         """Where the entry `key` lives (two-letter subfolders keep folders small)."""
