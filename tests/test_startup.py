@@ -258,3 +258,18 @@ def test_builtin_hparams_are_known_without_importing_the_model() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "['polyfuse.models.registry']", done.stdout
+
+
+@pytest.mark.parametrize(
+    ("storage", "fragment"),
+    [
+        ("ftp://host/studies", "give a database URL"),
+        ("postgresql://me:secret@localhost:1/db", "cannot open postgresql+psycopg://me:***@"),
+    ],
+)
+def test_a_shared_storage_error_comes_before_torch(data: Path, storage: str, fragment: str):
+    """A worker with a wrong or unreachable `--storage` stops before any data or torch."""
+    pytest.importorskip("optuna")
+    config = write_config(data)
+    args = ("tune", config, "--storage", storage)
+    assert_answered_without_torch(args, data, 2, "error:", fragment)

@@ -235,6 +235,19 @@ def cv(
     console.print(f"{result.seconds:.1f} s; per-fold metrics in {run}")
 
 
+SharedStorage = Annotated[
+    str | None,
+    typer.Option(
+        help="keep the studies in this shared storage (postgresql://… or journal:PATH) and "
+        "join them as one of several workers (default: tune.storage)"
+    ),
+]
+SharedStudy = Annotated[
+    str | None,
+    typer.Option(help="the shared studies' name (default: tune.study, else the config's name)"),
+]
+
+
 @app.command()
 @_friendly
 def tune(
@@ -255,9 +268,12 @@ def tune(
         bool, typer.Option("--resume", help="continue an interrupted search in its run directory")
     ] = False,
     overwrite: Overwrite = False,
+    storage: SharedStorage = None,
+    study: SharedStudy = None,
 ) -> None:
     """Hyper-parameter search (optuna) in nested CV; reports outer-fold scores, writes best.yaml
-    to <output>/<name>/tune/."""
+    to <output>/<name>/tune/. With --storage, every process started with the same config and
+    storage joins the search as a worker (docs/scaling.md)."""
     from polyfuse.config import load_config
 
     experiment = load_config(config)  # config errors first, before torch is imported
@@ -277,6 +293,8 @@ def tune(
             model=model,
             resume=resume,
             overwrite=overwrite,
+            storage=storage,
+            study=study,
         )
     target = result.target
     summary = result.summary().xs(target.task, level="task")

@@ -318,6 +318,16 @@ class TuneConfig(_Section):
     final: bool = Field(default=True, description="search all samples too, for best.yaml")
     untuned: bool = Field(default=True, description="score the untuned config on the same folds")
     space: dict[str, Any] = Field(default_factory=dict)
+    storage: str | None = Field(
+        default=None,
+        description="a PostgreSQL URL or journal:PATH that several workers share (docs/scaling.md)",
+    )
+    study: str | None = Field(
+        default=None, description="the shared studies' name (default: the experiment's name)"
+    )
+    heartbeat: float = Field(
+        default=15.0, gt=0, description="seconds between a shared trial's signs of life"
+    )
 
     @model_validator(mode="after")
     def _space_entries(self) -> TuneConfig:

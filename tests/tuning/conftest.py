@@ -1,8 +1,11 @@
-"""Tiny cohorts for the tuning tests, and a fake trainer for the search's bookkeeping tests."""
+"""Tiny cohorts for the tuning tests, a fake trainer for the search's bookkeeping tests, and a
+real PostgreSQL server for the shared-study tests."""
 
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,3 +137,84 @@ def fake_trainer(monkeypatch: pytest.MonkeyPatch):
         return trainer
 
     return install
+
+
+# --- a real PostgreSQL server for the shared-study tests (issue #19) -----------------------
+POSTGRES_HELP = (
+    "PostgreSQL is not available: install the server (Debian: apt-get install postgresql) so "
+    "that the tests start one of their own, or point POLYFUSE_POSTGRES_URL at a running one "
+    "(postgresql://user:password@localhost:5432/db); .ci/run does both"
+)
+
+
+def _postgres_bin(program: str) -> str | None:
+    import glob
+    import shutil
+
+    found = shutil.which(program)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{program}"))
+    return candidates[-1] if candidates else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_postgres(folder: Path) -> tuple[str, list[str]]:
+    """initdb and start a throw-away server on a free localhost port; (URL, stop command).
+    As root, the server runs as the `postgres` user (PostgreSQL refuses to run as root)."""
+    import os
+    import pwd
+    import subprocess
+
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise RuntimeError("initdb/pg_ctl not found")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")  # KeyError: no such user
+        prefix = ["runuser", "-u", "postgres", "--"]
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    data, port = folder / "data", _free_port()
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [*prefix, *args], check=True, capture_output=True, text=True, timeout=120
+    )
+    run(initdb, "-D", str(data), "-U", "polyfuse", "--auth=trust", "--no-sync")
+    options = f"-p {port} -k {folder} -c listen_addresses=localhost -c fsync=off"
+    run(pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+    stop = [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"]
+    return f"postgresql://polyfuse@localhost:{port}/postgres", stop
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):
+    """A reachable PostgreSQL URL: POLYFUSE_POSTGRES_URL, else a server started for the session;
+    skipped (failed where POLYFUSE_POSTGRES_TESTS=required, as in CI) when neither can be had."""
+    import os
+    import subprocess
+
+    pytest.importorskip("psycopg")
+    required = os.environ.get("POLYFUSE_POSTGRES_TESTS") == "required"
+    url, stop = os.environ.get("POLYFUSE_POSTGRES_URL"), None
+    try:
+        if url is None:
+            folder = Path(tempfile.mkdtemp(prefix="polyfuse-pg-", dir="/tmp"))  # short: socket
+            url, stop = _start_postgres(folder)
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=10).close()
+    except Exception as exc:  # no server binaries, no postgres user, a refused connection
+        message = f"{POSTGRES_HELP} ({type(exc).__name__}: {exc})"
+        if required:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield url
+    if stop is not None:
+        subprocess.run(stop, capture_output=True, timeout=60)

@@ -18,7 +18,8 @@ from polyfuse.training.settings import FitSettings
 from polyfuse.tuning.nested import tune
 from polyfuse.tuning.search import SearchPlan, configure, search_split
 from polyfuse.tuning.space import apply_overrides, model_space
-from polyfuse.tuning.study import importances, sqlite_storage, trials_frame
+from polyfuse.tuning.storage import sqlite_storage
+from polyfuse.tuning.study import importances, trials_frame
 from polyfuse.tuning.target import resolve_target
 
 SPACE = apply_overrides("early", model_space("early"), FAST_SPACE)

@@ -9,7 +9,7 @@ import pytest
 
 SCRIPT = """
 import logging, sys
-from polyfuse.tuning.study import sqlite_storage
+from polyfuse.tuning.storage import sqlite_storage
 sqlite_storage(sys.argv[1])
 try:
     raise KeyboardInterrupt

@@ -147,7 +147,8 @@ def _tune_fold(
     fold's parts (resumable)."""
     from polyfuse.tuning.search import SearchPlan, search_split
     from polyfuse.tuning.space import apply_overrides, model_space
-    from polyfuse.tuning.study import close_storage, quiet_optuna, sqlite_storage
+    from polyfuse.tuning.storage import close_storage, sqlite_storage
+    from polyfuse.tuning.study import quiet_optuna
     from polyfuse.tuning.target import resolve_target
 
     space = apply_overrides(

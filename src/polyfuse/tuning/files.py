@@ -21,7 +21,7 @@ from polyfuse.data.splits import Split
 from polyfuse.errors import ConfigError
 from polyfuse.io import atomic_write, prepare_run_dir, write_text
 from polyfuse.tuning.search import Chosen
-from polyfuse.tuning.study import STUDY_FILE
+from polyfuse.tuning.storage import STUDY_FILE
 from polyfuse.tuning.target import Target
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,18 @@ def _check_resume(out: Path, settings: dict[str, Any]) -> None:
     path = out / "settings.json"
     if not path.is_file():
         return
-    old = json.loads(path.read_text())
-    changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+    changed = differences(json.loads(path.read_text()), settings)
     if changed:
         raise ConfigError(
             f"{out} holds a search with different settings ({', '.join(changed)}); resume it "
             "with the same settings (only --trials and --timeout may change), or pass "
             "--overwrite to start again"
         )
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings whose values differ between two runs' records."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def _part(run: Path, study: str, table: str) -> Path:
@@ -188,6 +192,7 @@ def save_tables(run: Path, tables: dict[str, tuple[pd.DataFrame, bool]]) -> None
 
 __all__ = [
     "config_yaml",
+    "differences",
     "open_run",
     "plain",
     "read_study",

@@ -32,6 +32,7 @@ and only the remainder is run; a trial cut off by an interruption is run again.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -47,10 +48,12 @@ from polyfuse.config import ExperimentConfig, PreprocessConfig, TrainingConfig
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import Split, kfold
 from polyfuse.errors import ConfigError, require
+from polyfuse.io import check_run_dir
 from polyfuse.progress import Progress
 from polyfuse.search_space import describe
 from polyfuse.training.settings import FitSettings
 from polyfuse.tuning.files import (
+    differences,
     open_run,
     plain,
     read_study,
@@ -58,20 +61,19 @@ from polyfuse.tuning.files import (
     write_final_study,
     write_outer_study,
 )
-from polyfuse.tuning.search import Chosen, SearchPlan, check_space, search_split
+from polyfuse.tuning.search import Chosen, SearchPlan, check_space, configure, search_split
 from polyfuse.tuning.space import apply_overrides, model_space
+from polyfuse.tuning.storage import STUDY_FILE, close_storage, open_storage, sqlite_storage
 from polyfuse.tuning.study import (
-    STUDY_FILE,
     best_trial,
-    close_storage,
     finished_trials,
     importances,
     open_study,
     quiet_optuna,
-    sqlite_storage,
     trials_frame,
 )
 from polyfuse.tuning.target import Target, resolve_target
+from polyfuse.tuning.workers import WORKER, Sharing, once, wait_once
 
 FINAL = "all"  # the study name of the final search on all samples
 
@@ -132,6 +134,9 @@ def tune(
     overwrite: bool = False,
     progress: bool = True,
     template: ExperimentConfig | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    heartbeat: float = 15.0,
     **hparams: Any,
 ) -> TuneResult:
     """Tune `model` on `data` by nested cross-validation (see the module docstring).
@@ -140,8 +145,15 @@ def tune(
     `hparams` and `training` are the untuned configuration and the base of every trial.
     `timeout` (seconds) bounds the whole search, shared evenly by the outer folds still to do.
     With `out`, studies are stored in `out/study.db` and every table, figure and best
-    configuration is written there; `resume=True` continues an interrupted run. The keywords
-    are the documented API; the steps below share them as one `_NestedRun`.
+    configuration is written there; `resume=True` continues an interrupted run.
+
+    With `storage` (a PostgreSQL URL or `journal:PATH`, `tuning/storage.py`) the studies live
+    there, named `<study>/r<r>f<f>` (`study` defaults to the model's name), and every process
+    calling `tune` with the same arguments joins them as a worker (`tuning/workers.py`): the
+    trials are split between the workers, each outer fold is scored once, and one worker
+    writes `out` at the end; every worker returns the whole result. A worker silent for four
+    `heartbeat`s (seconds) is taken for dead and its trial is run again. The keywords are the
+    documented API; the steps below share them as one `_NestedRun`.
 
     Example:
         >>> import polyfuse as pf  # doctest: +SKIP
@@ -167,11 +179,10 @@ def tune(
         untuned=untuned,
         template=template,
         resume=resume,
+        overwrite=overwrite,
+        sharing=Sharing(study or model, heartbeat) if storage is not None else None,
     )
-    if out is not None:
-        run = open_run(Path(out), nested.record(), template, resume=resume, overwrite=overwrite)
-        nested = dataclasses.replace(nested, out=run)
-    return _tune(nested, timeout, progress)
+    return _tune(*_placed(nested, storage, out), timeout, progress)
 
 
 @dataclass(frozen=True)
@@ -186,11 +197,17 @@ class _NestedRun:
     untuned: bool
     template: ExperimentConfig | None
     resume: bool
+    overwrite: bool = False
+    sharing: Sharing | None = None  # set: the studies are shared with other workers
     out: Path | None = None
 
     @property
     def studies(self) -> list[str]:
         return [f"r{s.repeat}f{s.fold}" for s in self.splits] + ([FINAL] if self.final else [])
+
+    def study_name(self, name: str) -> str:
+        """The name of study `name` in the storage (prefixed when shared)."""
+        return self.sharing.name(name) if self.sharing is not None else name
 
     def record(self) -> dict[str, Any]:
         """What a resumed run must share with the run it continues (not trials nor timeout)."""
@@ -214,47 +231,107 @@ class _NestedRun:
         )
 
 
-@dataclass
-class _Outcome:
-    """What the studies gave so far: outer-fold tables, chosen rows, the final choice."""
-
-    folds: list[pd.DataFrame] = field(default_factory=list)
-    predictions: list[pd.DataFrame] = field(default_factory=list)
-    chosen: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] | None = None
+Record = dict[str, Any]  # a scored study: its chosen row, and its tables or the final choice
 
 
-def _tune(nested: _NestedRun, timeout: float | None, progress: bool) -> TuneResult:
-    """Every study in turn, then the tables of all of them; the studies' storage is closed
-    however the run ends."""
+def _placed(
+    nested: _NestedRun, storage: str | None, out: str | Path | None
+) -> tuple[_NestedRun, Any]:
+    """The run with its directory, and the studies' storage: shared (the directory is only
+    checked: one worker creates it at the end), the directory's SQLite file, or memory."""
+    if storage is not None:
+        checked = (
+            check_run_dir(Path(out), overwrite=nested.overwrite, resume=nested.resume)
+            if out is not None
+            else None
+        )
+        return dataclasses.replace(nested, out=checked), open_storage(storage)
+    if out is not None:
+        run = open_run(
+            Path(out),
+            nested.record(),
+            nested.template,
+            resume=nested.resume,
+            overwrite=nested.overwrite,
+        )
+        return dataclasses.replace(nested, out=run), sqlite_storage(run / STUDY_FILE)
     import optuna
 
-    if nested.out is not None:
-        storage = sqlite_storage(nested.out / STUDY_FILE)
-    else:
-        storage = optuna.storages.InMemoryStorage()
+    return nested, optuna.storages.InMemoryStorage()
+
+
+def _tune(nested: _NestedRun, storage: Any, timeout: float | None, progress: bool) -> TuneResult:
+    """Every study in turn, then the tables of all of them; the studies' storage is closed
+    however the run ends."""
     start = time.perf_counter()
     try:
+        if nested.sharing is not None:
+            _join(nested, storage)
         with quiet_optuna():
             outcome = _search_studies(nested, storage, timeout, progress)
         trials, imp = _study_tables(nested, storage)
+        result = TuneResult(
+            model=nested.plan.model,
+            target=nested.plan.target,
+            folds=_concat([r["folds"] for r in outcome.values() if "folds" in r]),
+            chosen=pd.DataFrame([r["row"] for r in outcome.values()]),
+            trials=trials,
+            predictions=_concat([r["predictions"] for r in outcome.values() if "folds" in r]),
+            best=outcome[FINAL]["best"] if FINAL in outcome else None,
+            seconds=time.perf_counter() - start,
+            out=nested.out,
+            importances=imp,
+        )
+        if nested.out is not None and nested.sharing is not None:
+            _report_once(nested, storage, result, outcome)
+        elif nested.out is not None:
+            _save(result, nested.out)
     finally:
         close_storage(storage)
-    result = TuneResult(
-        model=nested.plan.model,
-        target=nested.plan.target,
-        folds=_concat(outcome.folds),
-        chosen=pd.DataFrame(outcome.chosen),
-        trials=trials,
-        predictions=_concat(outcome.predictions),
-        best=outcome.best,
-        seconds=time.perf_counter() - start,
-        out=nested.out,
-        importances=imp,
-    )
-    if nested.out is not None:
-        _save(result, nested.out)
     return result
+
+
+def _join(nested: _NestedRun, storage: Any) -> None:
+    """Join the shared run: its first worker records the settings, later ones must match them
+    (the trial budget included: the workers split it)."""
+    import optuna
+
+    assert nested.sharing is not None
+    run = optuna.create_study(
+        storage=storage, study_name=nested.study_name("run"), load_if_exists=True
+    )
+    mine = json.loads(json.dumps(nested.record() | {"trials": nested.plan.trials}, default=str))
+    theirs = run.user_attrs.get("settings")
+    if theirs is None:
+        run.set_user_attr("settings", mine)
+    elif changed := differences(theirs, mine):
+        raise ConfigError(
+            f"the shared study '{nested.sharing.prefix}' was started with other settings "
+            f"({', '.join(changed)}); join it with the same config and --trials, or name a new "
+            "one with --study"
+        )
+    log.info("worker %s joined study '%s'", WORKER, nested.sharing.prefix)
+
+
+def _report_once(
+    nested: _NestedRun, storage: Any, result: TuneResult, outcome: dict[str, Record]
+) -> None:
+    """A shared run's directory, written by the first worker to get here."""
+    assert nested.sharing is not None and nested.out is not None
+    out = nested.out
+
+    def write() -> dict[str, Any]:
+        run = open_run(
+            out, nested.record(), nested.template, resume=nested.resume, overwrite=nested.overwrite
+        )
+        for k, name in enumerate(nested.studies):
+            _write_study(nested, k, name, outcome[name])
+        _save(result, run)
+        return dict(worker=WORKER, out=str(run))
+
+    done = once(storage, nested.study_name("run"), write, nested.sharing)
+    if done is not None and done["worker"] != WORKER:
+        log.info("the run directory %s is written by worker %s", done["out"], done["worker"])
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -263,68 +340,94 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _search_studies(
     nested: _NestedRun, storage: Any, timeout: float | None, progress: bool
-) -> _Outcome:
+) -> dict[str, Record]:
     """Each outer fold's search and refit, then the final search; a study an earlier run
-    finished is read back instead. `timeout` is shared evenly by the studies still to do."""
-    outcome = _Outcome()
+    finished is read back instead. `timeout` is shared evenly by the studies still to do.
+    Shared, a study another worker is scoring is waited for at the end."""
+    outcome: dict[str, Record] = {}
+    waiting: list[tuple[int, str, Chosen]] = []
     names, trials, label = nested.studies, nested.plan.trials, f"tune {nested.plan.model}"
     t0 = time.monotonic()
     with Progress(progress, eta=True) as bar:
         bar.add(label, len(names) * trials)
         shown = _TrialProgress(bar, label, nested.plan.target, trials, timeout, t0)
         for k, name in enumerate(names):
-            if _restore(nested, name, outcome):
+            if (saved := _restore(nested, name)) is not None:
+                outcome[name] = saved
                 bar.advance(trials)
                 continue
             deadline = None
             if timeout is not None:
                 left = timeout - (time.monotonic() - t0)
                 deadline = time.monotonic() + max(0.0, left) / (len(names) - k)
-            _run_study(nested, storage, k, name, deadline, shown, outcome)
-    return outcome
+            chosen = _search(nested, storage, k, name, deadline, shown)
+            if (record := _score(nested, storage, k, name, chosen)) is not None:
+                outcome[name] = record
+            else:
+                waiting.append((k, name, chosen))
+        for k, name, chosen in waiting:
+            bar.describe(f"{label}: another worker scores {name}")
+            outcome[name] = _score(nested, storage, k, name, chosen, wait=True)
+    return {name: outcome[name] for name in names}
 
 
-def _restore(nested: _NestedRun, name: str, outcome: _Outcome) -> bool:
-    """Whether an earlier run finished study `name` (searched and scored); its results are
-    added to `outcome` then."""
-    if not nested.resume or nested.out is None:
-        return False
-    saved = read_study(nested.out, name, nested.plan.trials)
-    if saved is None:
-        return False
-    outcome.chosen.append(saved["row"])
-    if name == FINAL:
-        outcome.best = saved["best"]
-    else:
-        outcome.folds.append(saved["folds"])
-        outcome.predictions.append(saved["predictions"])
-    return True
+def _restore(nested: _NestedRun, name: str) -> Record | None:
+    """Study `name` as an earlier run of this directory finished it (searched and scored)."""
+    if not nested.resume or nested.out is None or nested.sharing is not None:
+        return None  # a shared study's record is read back from the storage by `_score`
+    return read_study(nested.out, name, nested.plan.trials)
 
 
-def _run_study(
+def _search(
     nested: _NestedRun,
     storage: Any,
     k: int,
     name: str,
     deadline: float | None,
     shown: _TrialProgress,
-    outcome: _Outcome,
-) -> None:
-    """Search study `name` (the outer split `k`, or all samples), then score its choice."""
+) -> Chosen:
+    """Search study `name` (the outer split `k`, or all samples)."""
     split = None if name == FINAL else nested.splits[k]
     train = nested.data if split is None else nested.data.subset(split.train)
-    shown.start(name, open_study(storage, name, nested.plan.target, nested.plan.prune))
+    study = nested.study_name(name)
+    shown.start(name, open_study(storage, study, nested.plan.target, nested.plan.prune))
     chosen = search_split(
         nested.plan,
         train,
         nested.settings,
         storage=storage,
-        study_name=name,
+        study_name=study,
         key=k,  # the final search's key is len(splits): it comes after every outer fold
         deadline=deadline,
         on_trial=shown.trial,
+        sharing=nested.sharing,
     )
     shown.finish()
+    return chosen
+
+
+def _score(
+    nested: _NestedRun, storage: Any, k: int, name: str, chosen: Chosen, wait: bool = False
+) -> Record | None:
+    """Study `name`'s record, scored here (and written to the run directory when alone), or
+    shared: scored once by the first worker to get here and read back by the others (None
+    while another worker is on it, unless `wait`)."""
+    if nested.sharing is None:
+        record = _scored(nested, k, name, chosen)
+        if nested.out is not None:
+            _write_study(nested, k, name, record)
+        return record
+    job = lambda: _encode(_scored(nested, k, name, chosen))  # noqa: E731
+    shared = (wait_once if wait else once)(
+        storage, nested.study_name(f"{name}/score"), job, nested.sharing
+    )
+    return _decode(shared) if shared is not None else None
+
+
+def _scored(nested: _NestedRun, k: int, name: str, chosen: Chosen) -> Record:
+    """The row of a searched study; for an outer fold, its choice refitted on the training part
+    and scored on the test fold; for the final search, the configuration to use from now on."""
+    split = None if name == FINAL else nested.splits[k]
     row = dict(
         study=name,
         repeat=split.repeat if split is not None else -1,
@@ -335,55 +438,23 @@ def _run_study(
         params=json.dumps(plain(chosen.params)),
     )
     if split is None:
-        _final_choice(nested, chosen, row, outcome)
-    else:
-        _outer_choice(nested, split, k, train, chosen, row, outcome)
-
-
-def _final_choice(
-    nested: _NestedRun, chosen: Chosen, row: dict[str, Any], outcome: _Outcome
-) -> None:
-    """The final search's choice: the configuration to use from now on (`best.yaml`)."""
-    outcome.best = dict(
-        params=plain(chosen.params),
-        hparams=plain(dict(chosen.settings.hparams)),
-        training=chosen.settings.training.model_dump(mode="json"),
-        inner_best=chosen.value,
-    )
-    outcome.chosen.append(row)
-    if nested.out is not None:
-        plan = nested.plan
-        write_final_study(
-            nested.out, plan.model, chosen, plan.target, nested.template, row, outcome.best
+        log.info(
+            "final search done: %d trials, best inner score %.4f", chosen.finished, chosen.value
         )
-    log.info("final search done: %d trials, best inner score %.4f", chosen.finished, chosen.value)
-
-
-def _outer_choice(
-    nested: _NestedRun,
-    split: Split,
-    i: int,
-    train: MultimodalDataset,
-    chosen: Chosen,
-    row: dict[str, Any],
-    outcome: _Outcome,
-) -> None:
-    """Refit an outer fold's choice on its training part and score it on its test fold."""
+        best = dict(
+            params=plain(chosen.params),
+            hparams=plain(dict(chosen.settings.hparams)),
+            training=chosen.settings.training.model_dump(mode="json"),
+            inner_best=chosen.value,
+        )
+        return dict(row=row, best=best)
     plan = nested.plan
-    test = nested.data.subset(split.test)
-    frame, preds = _outer_fold(nested, train, test, split, chosen, nested.settings.seed + i)
+    train, test = nested.data.subset(split.train), nested.data.subset(split.test)
+    frame, preds = _outer_fold(nested, train, test, split, chosen, nested.settings.seed + k)
     outer = frame.query(
         "variant == 'tuned' and task == @plan.target.task and metric == @plan.target.metric"
     )["value"]
     row["outer"] = float(outer.iloc[0]) if len(outer) else math.nan
-    outcome.folds.append(frame)
-    outcome.predictions.append(preds)
-    outcome.chosen.append(row)
-    if nested.out is not None:
-        tables = {"folds": frame, "predictions": preds}
-        write_outer_study(
-            nested.out, plan.model, chosen, plan.target, nested.template, split, row, tables
-        )
     log.info(
         "outer fold %d of repeat %d done: %d trials, outer %s %.4f",
         split.fold,
@@ -392,6 +463,51 @@ def _outer_choice(
         plan.target.metric,
         row["outer"],
     )
+    return dict(row=row, folds=frame, predictions=preds)
+
+
+def _write_study(nested: _NestedRun, k: int, name: str, record: Record) -> None:
+    """A scored study's files: best.yaml (final) or best_<study>.yaml and its tables."""
+    assert nested.out is not None
+    plan, row = nested.plan, record["row"]
+    params = json.loads(row["params"])
+    chosen = Chosen(
+        params,
+        configure(plan.model, nested.settings, params),
+        row["inner_best"],
+        row["best_trial"],
+        row["trials"],
+    )
+    if name == FINAL:
+        write_final_study(
+            nested.out, plan.model, chosen, plan.target, nested.template, row, record["best"]
+        )
+        return
+    tables = {"folds": record["folds"], "predictions": record["predictions"]}
+    write_outer_study(
+        nested.out,
+        plan.model,
+        chosen,
+        plan.target,
+        nested.template,
+        nested.splits[k],
+        row,
+        tables,
+    )
+
+
+def _encode(record: Record) -> Record:
+    """A record as JSON-ready values (tables as CSV text: exact floats, the run's own format)."""
+    return {
+        k: v.to_csv(index=False) if isinstance(v, pd.DataFrame) else v for k, v in record.items()
+    }
+
+
+def _decode(record: Record) -> Record:
+    return {
+        k: pd.read_csv(io.StringIO(v)) if k in ("folds", "predictions") else v
+        for k, v in record.items()
+    }
 
 
 def _outer_fold(
@@ -421,7 +537,9 @@ def _study_tables(nested: _NestedRun, storage: Any) -> tuple[pd.DataFrame, pd.Da
     import optuna
 
     names, seed = nested.studies, nested.settings.seed
-    studies = {n: optuna.load_study(study_name=n, storage=storage) for n in names}
+    studies = {
+        n: optuna.load_study(study_name=nested.study_name(n), storage=storage) for n in names
+    }
     trials = pd.concat(
         [trials_frame(study, study=n) for n, study in studies.items()], ignore_index=True
     )

@@ -12,7 +12,7 @@ from polyfuse.interrupt import Interrupted
 from polyfuse.io import undo_on_failure
 from polyfuse.training.settings import FitSettings
 from polyfuse.tuning.nested import TuneResult, tune
-from polyfuse.tuning.study import STUDY_FILE
+from polyfuse.tuning.storage import STUDY_FILE, close_storage, open_storage
 
 
 def resolve_run(config: ExperimentConfig, model: str | None = None) -> ExperimentConfig:
@@ -36,15 +36,19 @@ def run_tune(
     model: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    storage: str | None = None,
+    study: str | None = None,
 ) -> tuple[Path, TuneResult]:
     """Tune the configured model (or `model`) by nested CV; everything in
     `<output>/<name>/tune/` (with `model`: `<output>/<name>-<model>/tune/`).
 
-    Outer folds come from the `cv` section, the search settings from `tune`; `trials` and
-    `timeout` override the config's. The run directory holds config.yaml, study.db,
-    trials.csv, folds.csv, summary.csv, chosen.csv, best.yaml, best_r<r>f<f>.yaml and figures.
-    The model, its search space and the run directory are checked before the data are read;
-    a run that stops before a search or a trial was finished leaves no directory.
+    Outer folds come from the `cv` section, the search settings from `tune`; `trials`,
+    `timeout`, `storage` and `study` override the config's. The run directory holds
+    config.yaml, study.db (unless the studies are in a shared `storage`: then this process is
+    one of its workers), trials.csv, folds.csv, summary.csv, chosen.csv, best.yaml,
+    best_r<r>f<f>.yaml and figures. The model, its search space, the storage and the run
+    directory are checked before the data are read; a run that stops before a search or a
+    trial was finished leaves no directory.
     """
     require("optuna", "tune")  # the missing extra is reported before the data is loaded
     from polyfuse.datasets import from_config
@@ -56,10 +60,13 @@ def run_tune(
         raise ConfigError("give one of --resume and --overwrite, not both")
     config = resolve_run(config, model)
     settings = config.tune
-    updates = {k: v for k, v in (("trials", trials), ("timeout", timeout)) if v is not None}
+    given = (("trials", trials), ("timeout", timeout), ("storage", storage), ("study", study))
+    updates = {k: v for k, v in given if v is not None}
     if updates:
         settings = settings.model_copy(update=updates)
         config = config.model_copy(update={"tune": settings})
+    if settings.storage is not None:  # reachable, before anything heavy is imported
+        close_storage(open_storage(settings.storage))
     run = check_experiment(config, "tune", overwrite=overwrite, resume=resume)
     name = config.model.name
     check_space(name, apply_overrides(name, model_space(name), settings.space), config.training)
@@ -124,6 +131,9 @@ def _run(
         overwrite=overwrite,
         progress=config.training.progress,
         template=config,
+        storage=settings.storage,
+        study=settings.study or config.name,
+        heartbeat=settings.heartbeat,
         **fit.hparams,
     )
     assert result.out is not None

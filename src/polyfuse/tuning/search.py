@@ -30,6 +30,14 @@ from polyfuse.training.settings import FitSettings
 from polyfuse.tuning.space import split_params
 from polyfuse.tuning.study import best_trial, finished_trials, open_study, seeded_sampler
 from polyfuse.tuning.target import Target
+from polyfuse.tuning.workers import (
+    Sharing,
+    claim,
+    fail_leftovers,
+    fail_stale,
+    heartbeat,
+    live_running,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +116,43 @@ def search_split(
     key: int = 0,
     deadline: float | None = None,
     on_trial: Callable[[Any, Any], None] | None = None,
+    sharing: Sharing | None = None,
 ) -> Chosen:
     """Search `plan.space` by inner cross-validation on `train`; the best configuration found.
 
     `settings` is the base of every trial; inner fold `j` is fitted with seed
     `settings.seed + j`, and the sampler is seeded from (`settings.seed`, `key`, finished
     trials). Runs trials until `plan.trials` are finished in the study (counting those of an
-    earlier, resumed run) or `deadline` (a `time.monotonic()` value) passes. A trial that
-    raises (a sampled configuration that does not build, an interruption) is marked failed
-    and the error goes on.
+    earlier, resumed run, and with `sharing` those of other workers, whose last running trials
+    it waits for) or `deadline` (a `time.monotonic()` value) passes. A trial that raises (a
+    sampled configuration that does not build, an interruption) is marked failed and the error
+    goes on. Without `sharing` the study is this process's alone: trials an earlier, killed run
+    left running are failed first.
     """
     require("optuna", "tune")
     inner = kfold(train, plan.inner_folds, 1, settings.seed, stratify=plan.target.task)
     study = open_study(storage, study_name, plan.target, plan.prune)
-    while (done := finished_trials(study)) < plan.trials and not _past(deadline):
-        study.sampler = seeded_sampler(settings.seed, key, done, plan.trials)
+    grace = sharing.grace if sharing is not None else None
+    if sharing is None:
+        fail_leftovers(study)
+    while not _past(deadline):
+        if sharing is not None:
+            fail_stale(study, sharing.grace)
+        done = finished_trials(study)
+        if done >= plan.trials:
+            break
+        if done + len(live_running(study, grace)) >= plan.trials:
+            assert sharing is not None  # alone, nothing else runs
+            time.sleep(sharing.poll)  # the budget is taken: wait for the other workers' trials
+            continue
         trial = study.ask()
-        _run_trial(study, trial, lambda t=trial: _objective(t, plan, train, inner, settings))
+        rank = claim(study, trial, plan.trials, grace)
+        if rank is None:
+            continue
+        study.sampler = seeded_sampler(settings.seed, key, done, plan.trials, rank)
+        objective = lambda t=trial: _objective(t, plan, train, inner, settings)  # noqa: E731
+        with heartbeat(trial, sharing.heartbeat if sharing is not None else None):
+            _run_trial(study, trial, objective)
         if on_trial is not None:
             on_trial(study, trial)
     if _past(deadline) and finished_trials(study) < plan.trials:
@@ -137,7 +165,8 @@ def _past(deadline: float | None) -> bool:
 
 
 def _run_trial(study: Any, trial: Any, objective: Callable[[], float]) -> None:
-    """Run one trial and tell the study how it ended: complete, pruned, or failed."""
+    """Run one trial and tell the study how it ended: complete, pruned, or failed (unless another
+    worker already declared it lost: the study has run it again then)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -145,18 +174,18 @@ def _run_trial(study: Any, trial: Any, objective: Callable[[], float]) -> None:
     try:
         value = objective()
     except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         log.info("study '%s': trial %d pruned", name, trial.number)
         return
     except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     if math.isfinite(value):
-        study.tell(trial, value)
+        study.tell(trial, value, skip_if_finished=True)
         log.info("study '%s': trial %d done, mean inner score %.4f", name, trial.number, value)
     else:
         trial.set_user_attr("failed", "no finite inner score")
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         log.info("study '%s': trial %d failed: no finite inner score", name, trial.number)
 
 

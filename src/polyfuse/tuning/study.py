@@ -1,4 +1,4 @@
-"""optuna's side of a search: studies in a SQLite file, the trials that count as finished, the
+"""optuna's side of a search: the trials that count as finished, the
 re-seeded sampler, the best trial, and the tables read back from a study.
 
 Reproducibility and resume rest here: before each trial the sampler is re-seeded from (seed,
@@ -10,62 +10,19 @@ failed with a non-finite score) are counted; a trial cut off by an interruption 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from polyfuse.errors import FallbackWarning, require
+from polyfuse.errors import FallbackWarning
 from polyfuse.tuning.target import Target
 
-STUDY_FILE = "study.db"
 PRUNER_STARTUP = 5  # trials completed before the median pruner may stop one
-
-
-def sqlite_storage(path: Path) -> Any:
-    """An optuna storage in the SQLite file `path`.
-
-    Write-ahead logging with normal syncing: every commit survives a crash or a kill of the
-    process (a power cut may lose the last ones), and costs ~0.02 ms instead of ~15 ms with
-    SQLite's default full sync, which matters for many short trials.
-    """
-    import sqlite3
-
-    optuna = require("optuna", "tune")
-    path = Path(path).resolve()
-    _no_last_resort("sqlalchemy")
-
-    def connect() -> sqlite3.Connection:
-        con = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        return con
-
-    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
-
-
-def close_storage(storage: Any) -> None:
-    """Close a SQLite storage's connections (the write-ahead log is folded into the file)."""
-    engine = getattr(storage, "engine", None)
-    if engine is not None:
-        engine.dispose()
-
-
-def _no_last_resort(name: str) -> None:
-    """Give logger `name` a NullHandler, so that Python's last-resort handler does not print
-    its records to stderr when the user configured no logging. An interrupt (Ctrl+C, SIGTERM)
-    that lands inside a database fetch makes SQLAlchemy log an "Error closing cursor"
-    traceback, which would otherwise appear above polyfuse's one-line message on what was
-    kept. The records still propagate to any handler the user configures (`polyfuse -v`)."""
-    logger = logging.getLogger(name)
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
 
 
 @contextmanager
@@ -99,26 +56,34 @@ def open_study(storage: Any, name: str, target: Target, prune: bool) -> Any:
     )
 
 
-def finished_trials(study: Any) -> int:
-    """Trials that need not run again: complete, pruned, or failed on their own merit (a
-    non-finite score). A trial cut off by an interruption is not counted."""
+def finished(trial: Any) -> bool:
+    """Whether a trial need not run again: complete, pruned, or failed on its own merit (a
+    non-finite score). A trial cut off by an interruption is not finished."""
     from optuna.trial import TrialState
 
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    return sum(
-        t.state in finished or (t.state == TrialState.FAIL and "failed" in t.user_attrs)
-        for t in study.get_trials(deepcopy=False)
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        trial.state == TrialState.FAIL and "failed" in trial.user_attrs
     )
 
 
-def seeded_sampler(seed: int, key: int, done: int, trials: int) -> Any:
-    """A TPE sampler seeded from (seed, study, finished trials): resumable and reproducible."""
+def finished_trials(study: Any) -> int:
+    """How many trials of `study` are finished (see `finished`)."""
+    return sum(finished(t) for t in study.get_trials(deepcopy=False))
+
+
+def seeded_sampler(seed: int, key: int, done: int, trials: int, rank: int = 0) -> Any:
+    """A TPE sampler seeded from (seed, study, finished trials): resumable and reproducible.
+
+    `rank` > 0 is a trial asked while `rank` trials of other workers were running: its own
+    seed, so that workers never propose the same configuration, and the constant-liar
+    heuristic, so that TPE steers away from what they are evaluating."""
     import optuna
 
-    state = np.random.SeedSequence([seed, key, done]).generate_state(1)[0]
+    entropy = [seed, key, done] + ([rank] if rank else [])
+    state = np.random.SeedSequence(entropy).generate_state(1)[0]
     startup = max(3, min(10, trials // 3))  # random trials before TPE models the history
     return optuna.samplers.TPESampler(
-        seed=int(state), n_startup_trials=startup, constant_liar=False
+        seed=int(state), n_startup_trials=startup, constant_liar=rank > 0
     )
 
 
@@ -139,6 +104,8 @@ def trials_frame(optuna_study: Any, **keys: Any) -> pd.DataFrame:
     """One row per trial: state, mean inner value, inner-fold scores, duration, parameters."""
     rows = []
     for t in optuna_study.get_trials(deepcopy=False):
+        if "surplus" in t.user_attrs:  # asked past the budget by a worker, never run
+            continue
         duration = t.duration.total_seconds() if t.duration is not None else math.nan
         row = dict(
             keys,
@@ -175,14 +142,12 @@ def importances(study: Any, seed: int) -> dict[str, float]:
 
 
 __all__ = [
-    "STUDY_FILE",
     "best_trial",
-    "close_storage",
+    "finished",
     "finished_trials",
     "importances",
     "open_study",
     "quiet_optuna",
     "seeded_sampler",
-    "sqlite_storage",
     "trials_frame",
 ]
