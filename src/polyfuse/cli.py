@@ -492,6 +492,17 @@ TuneTrials = Annotated[
         "(inner CV on the training part) before scoring it; 0: no tuning",
     ),
 ]
+Executor = Annotated[
+    str,
+    typer.Option(
+        help="where folds are trained: local (processes on this machine) or dask (tasks on the "
+        "Dask cluster at --address; the cluster extra, docs/scaling.md)"
+    ),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(help="the Dask scheduler for --executor dask, e.g. tcp://node01:8786"),
+]
 
 
 @app.command()
@@ -521,8 +532,11 @@ def benchmark(
     overwrite: Overwrite = False,
     classical: Annotated[bool, typer.Option(help="run the classical floors")] = True,
     workers: Annotated[
-        int | None, typer.Option(help="folds trained at once (default: one per CPU core)")
+        int | None,
+        typer.Option(help="folds trained at once (default: one per CPU core; local executor)"),
     ] = None,
+    executor: Executor = "local",
+    address: Address = None,
     tune_trials: TuneTrials = 0,
     subgroups: Annotated[
         list[str] | None,
@@ -537,6 +551,9 @@ def benchmark(
     """The main job: every model and the classical floors on identical folds, with a report."""
     # every name, the config and the output folder are checked before any data are read
     experiment, names, hparams = _benchmark_inputs(config, models, datasets, suite)
+    from polyfuse.evaluation.executors import check_executor
+
+    check_executor(executor, address)
     if out is None:
         out = experiment.run_dir("benchmark") if experiment is not None else Path("runs/benchmark")
     from polyfuse.io import check_run_dir
@@ -566,6 +583,8 @@ def benchmark(
             workers=workers or os.cpu_count() or 1,
             tune=tuning,
             subgroups=subgroups or None,  # typer gives [] for an option not given
+            executor=executor,
+            address=address,
         )
     _print_benchmark(result, tuning)
 

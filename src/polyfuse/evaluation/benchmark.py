@@ -4,7 +4,9 @@ For each dataset: one set of repeated stratified folds; every fusion model is tr
 training fold and evaluated on its test fold under every robustness condition; the classical
 floors run on the same folds; each model is compared with the best floor (paired over folds);
 efficiency is profiled once per model. Each finished fold is written to `parts/` at once, so an
-interrupted benchmark resumed with `resume=True` skips the folds it already has.
+interrupted benchmark resumed with `resume=True` skips the folds it already has. The folds run
+here, in local worker processes or on a Dask cluster (`executors.py`); wherever they run, they
+return their tables and this process writes them.
 
 With `tune` (`--tune-trials N`), every fusion model is tuned inside each outer fold before it
 is trained there: the same number of optuna trials for every model, each trial scored by inner
@@ -346,64 +348,31 @@ def _fold_tables(tune: TuneConfig | None, entry: Entry) -> tuple[str, ...]:
     return FOLD_TABLES + (("tuning",) if tune is not None else ())
 
 
-def _fold_job(job: tuple) -> tuple[Entry, Split]:
-    """Run one fold and write its tables to parts/ (results last: the completion marker)."""
-    entry, data, split, settings, out, name, tune = job
-    study = _part(out, name, entry.name, split, "study", tune).with_suffix(".db")
-    tuned = tune if entry.model != STACK else None
-    parts = _run_fold(entry, data, split, settings, tune=tuned, study=study)
-    for table in _fold_tables(tune, entry)[::-1]:
-        _write(_part(out, name, entry.name, split, table, tune), parts[table])
-    return entry, split
+@dataclass(frozen=True)
+class _FoldJob:
+    """One entry on one fold, as sent to a worker (the dataset is sent apart, once). `study`:
+    where a tuned fold keeps its optuna study (an absolute path: a worker's working directory
+    may be another), so that an interrupted search resumes."""
+
+    entry: Entry
+    split: Split
+    settings: FitSettings
+    tune: TuneConfig | None
+    study: Path | None
 
 
-def _worker_init(gpus: int) -> None:
-    """One CPU thread per worker; with GPUs, worker k sees only GPU k mod `gpus`, so parallel
-    folds spread over the devices (set before the worker first touches CUDA)."""
-    import multiprocessing
-    import os
-    import signal
-
-    import torch
-
-    # Ctrl+C reaches the whole process group: the main process decides, and ends the workers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
-    if gpus:
-        rank = multiprocessing.current_process()._identity[0] - 1
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(rank % gpus)
+def _fold_job(data: MultimodalDataset, job: _FoldJob) -> dict[str, pd.DataFrame]:
+    """Run one fold; its tables, returned to be written where the benchmark runs (a worker
+    on another machine needs no access to the run directory)."""
+    return _run_fold(job.entry, data, job.split, job.settings, tune=job.tune, study=job.study)
 
 
-def _map(fn, jobs: list, workers: int):
-    """`fn` over `jobs`, yielding results as they finish; in worker processes when asked."""
-    if workers <= 1 or len(jobs) <= 1:
-        yield from map(fn, jobs)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn, not fork: a forked child of a process that already ran torch can deadlock
-    context = multiprocessing.get_context("spawn")
-    import torch
-
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_init, initargs=(gpus,)
-    )
-    try:
-        futures = [pool.submit(fn, job) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
-    except BaseException:  # a failure or an interruption: stop the folds in flight now
-        # (their parts are written atomically, results last: an unfinished fold leaves nothing)
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join(timeout=10)
-        raise
-    pool.shutdown()
+def _write_fold(
+    out: Path, name: str, job: _FoldJob, tune: TuneConfig | None, tables: dict[str, pd.DataFrame]
+) -> None:
+    """A fold's tables to parts/, results last: the completion marker `resume` looks for."""
+    for table in _fold_tables(tune, job.entry)[::-1]:
+        _write(_part(out, name, job.entry.name, job.split, table, tune), tables[table])
 
 
 def _write(path: Path, frame: pd.DataFrame) -> None:
@@ -428,6 +397,8 @@ def benchmark(
     workers: int = 1,
     tune: TuneConfig | None = None,
     subgroups: Sequence[str] | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> BenchmarkResult:
     """Benchmark models on datasets (names of bundled cohorts or loaded datasets).
 
@@ -440,36 +411,44 @@ def benchmark(
     that take them; `tune.timeout` is not used) and `hparams` are the base of every trial.
     `subgroups` (`modality:column`, `evaluation/subgroups.py`) are reported on every dataset;
     by default a bundled cohort's own (`DatasetInfo.subgroups`), none for data of your own.
+    `executor="dask"` trains the folds as tasks on the Dask distributed cluster whose scheduler
+    is at `address` (`workers` is then the cluster's: unused here); its workers return each
+    fold's tables and this process writes them (`evaluation/executors.py`, docs/scaling.md).
     The keywords are the documented API; the steps below share them as one `_Plan`.
     """
-    import lightning  # noqa: F401  (imported before timing, so fold 1 does not pay for it)
-
     from polyfuse.datasets import dataset_info, load_honest
+    from polyfuse.evaluation.executors import connect
     from polyfuse.models.registry import model_class
 
     out = check_run_dir(Path(out), overwrite=overwrite, resume=resume)
-    for model in models or []:
-        if model != STACK:
-            model_class(model)  # with a did-you-mean, before any data are read
-    for item in datasets:
-        if isinstance(item, str):
-            dataset_info(item)
-    loaded = [load_honest(item) if isinstance(item, str) else item for item in datasets]
-    groups = _subgroups(datasets, loaded, subgroups)  # checked before any training
-    with undo_on_failure(out, lambda exc: any(out.rglob("*.results.csv"))):
-        plan = _Plan(
-            models=models,
-            hparams=hparams or {},
-            folds=folds,
-            repeats=repeats,
-            settings=FitSettings.of(training=training, preprocess=preprocess, seed=seed).quiet(),
-            out=prepare_run_dir(out, overwrite=overwrite, resume=resume),
-            classical=classical,
-            resume=resume,
-            workers=workers,
-            tune=tune,
-        )
-        return _benchmark(loaded, plan, progress, groups)
+    settings = FitSettings.of(training=training, preprocess=preprocess, seed=seed).quiet()
+    # a missing or unreachable scheduler is reported first, before torch is imported
+    with connect(executor, address) as client:
+        for model in models or []:
+            if model != STACK:
+                model_class(model)  # with a did-you-mean, before any data are read
+        for item in datasets:
+            if isinstance(item, str):
+                dataset_info(item)
+        loaded = [load_honest(item) if isinstance(item, str) else item for item in datasets]
+        groups = _subgroups(datasets, loaded, subgroups)  # checked before any training
+        import lightning  # noqa: F401  (imported before timing, so fold 1 does not pay for it)
+
+        with undo_on_failure(out, lambda exc: any(out.rglob("*.results.csv"))):
+            plan = _Plan(
+                models=models,
+                hparams=hparams or {},
+                folds=folds,
+                repeats=repeats,
+                settings=settings,
+                out=prepare_run_dir(out, overwrite=overwrite, resume=resume),
+                classical=classical,
+                resume=resume,
+                workers=workers,
+                tune=tune,
+                client=client,
+            )
+            return _benchmark(loaded, plan, progress, groups)
 
 
 def _subgroups(
@@ -508,6 +487,8 @@ class _Plan:
     resume: bool
     workers: int
     tune: TuneConfig | None
+    client: Any = None
+    """The Dask client the folds are submitted through; None: local processes."""
 
 
 def _benchmark(
@@ -634,7 +615,10 @@ def _train_folds(
     bar: Progress,
 ) -> None:
     """Every entry on every fold not done yet (a resumed run skips those in parts/), in
-    `plan.workers` processes; each fold's tables go to parts/."""
+    `plan.workers` processes or on the Dask cluster of `plan.client`; each fold's tables are
+    written to parts/ here as it finishes."""
+    from polyfuse.evaluation.executors import map_jobs
+
     tune = plan.tune
     todo = [
         (e, i, split)
@@ -643,19 +627,24 @@ def _train_folds(
         if not (plan.resume and _part(plan.out, name, e.name, split, "results", tune).is_file())
     ]
     bar.advance(len(entries) * len(splits) - len(todo))
-    jobs = [
-        (e, data, split, _fold_settings(plan, e, i), plan.out, name, tune) for e, i, split in todo
-    ]
+    jobs = [_fold_plan(plan, name, e, i, split) for e, i, split in todo]
     verb = "tuned + trained" if tune is not None else "trained"
-    for e, split in _map(_fold_job, jobs, plan.workers):
-        done = f"{name}: {e.name} {verb} (repeat {split.repeat}, fold {split.fold})"
+    for job, tables in map_jobs(_fold_job, data, jobs, workers=plan.workers, client=plan.client):
+        _write_fold(plan.out, name, job, tune, tables)
+        split = job.split
+        done = f"{name}: {job.entry.name} {verb} (repeat {split.repeat}, fold {split.fold})"
         bar.describe(done)
         bar.advance()
         log.info(done)
 
 
-def _fold_settings(plan: _Plan, entry: Entry, i: int) -> FitSettings:
-    return plan.settings.replace(hparams=entry.hparams, seed=plan.settings.seed + i)
+def _fold_plan(plan: _Plan, name: str, entry: Entry, i: int, split: Split) -> _FoldJob:
+    """Entry `entry` on split `i`: tuned first with `plan.tune` (never the stack), its study
+    beside the fold's parts."""
+    tune = plan.tune if entry.model != STACK else None
+    study = _part(plan.out, name, entry.name, split, "study", tune).with_suffix(".db")
+    settings = plan.settings.replace(hparams=entry.hparams, seed=plan.settings.seed + i)
+    return _FoldJob(entry, split, settings, tune, study.absolute() if tune is not None else None)
 
 
 def _final_tables(tables: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
