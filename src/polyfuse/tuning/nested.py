@@ -262,33 +262,41 @@ def _placed(
 
 def _tune(nested: _NestedRun, storage: Any, timeout: float | None, progress: bool) -> TuneResult:
     """Every study in turn, then the tables of all of them; the studies' storage is closed
-    however the run ends."""
+    however the run ends. optuna's INFO lines stay off (the progress bar shows the trials)."""
     start = time.perf_counter()
     try:
-        if nested.sharing is not None:
-            _join(nested, storage)
         with quiet_optuna():
+            if nested.sharing is not None:
+                _join(nested, storage)
             outcome = _search_studies(nested, storage, timeout, progress)
-        trials, imp = _study_tables(nested, storage)
-        result = TuneResult(
-            model=nested.plan.model,
-            target=nested.plan.target,
-            folds=_concat([r["folds"] for r in outcome.values() if "folds" in r]),
-            chosen=pd.DataFrame([r["row"] for r in outcome.values()]),
-            trials=trials,
-            predictions=_concat([r["predictions"] for r in outcome.values() if "folds" in r]),
-            best=outcome[FINAL]["best"] if FINAL in outcome else None,
-            seconds=time.perf_counter() - start,
-            out=nested.out,
-            importances=imp,
-        )
-        if nested.out is not None and nested.sharing is not None:
-            _report_once(nested, storage, result, outcome)
-        elif nested.out is not None:
-            _save(result, nested.out)
+            result = _result(nested, storage, outcome, time.perf_counter() - start)
+            if nested.out is not None and nested.sharing is not None:
+                _report_once(nested, storage, result, outcome)
+            elif nested.out is not None:
+                _save(result, nested.out)
     finally:
         close_storage(storage)
     return result
+
+
+def _result(
+    nested: _NestedRun, storage: Any, outcome: dict[str, Record], seconds: float
+) -> TuneResult:
+    """The run's result from its studies' records and the storage's trials."""
+    trials, imp = _study_tables(nested, storage)
+    scored = [r for r in outcome.values() if "folds" in r]
+    return TuneResult(
+        model=nested.plan.model,
+        target=nested.plan.target,
+        folds=_concat([r["folds"] for r in scored]),
+        chosen=pd.DataFrame([r["row"] for r in outcome.values()]),
+        trials=trials,
+        predictions=_concat([r["predictions"] for r in scored]),
+        best=outcome[FINAL]["best"] if FINAL in outcome else None,
+        seconds=seconds,
+        out=nested.out,
+        importances=imp,
+    )
 
 
 def _join(nested: _NestedRun, storage: Any) -> None:
