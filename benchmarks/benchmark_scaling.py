@@ -66,7 +66,8 @@ def start_cluster(workers: int, folder: Path) -> tuple[list[subprocess.Popen], s
 
     file = folder / "scheduler.json"
     file.unlink(missing_ok=True)
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a session of their own: no signal meant for the cluster's processes reaches this script
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     scheduler = subprocess.Popen(
         dask_command("scheduler", "--scheduler-file", str(file), "--port", "0", "--no-dashboard"),
         **quiet,
