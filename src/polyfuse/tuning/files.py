@@ -35,10 +35,9 @@ def open_run(
     resume: bool,
     overwrite: bool,
 ) -> Path:
-    """The run directory, made ready: a resumed run must have the same `settings`; a fresh one
-    (`overwrite`) starts with no study and no parts."""
+    """The run directory, made ready: a resumed run must have the same `settings` (JSON values);
+    a fresh one (`overwrite`) starts with no study and no parts."""
     run = prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    settings = json.loads(json.dumps(settings, default=str))
     if resume:
         _check_resume(run, settings)
     else:

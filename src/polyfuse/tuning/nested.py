@@ -210,9 +210,10 @@ class _NestedRun:
         return self.sharing.name(name) if self.sharing is not None else name
 
     def record(self) -> dict[str, Any]:
-        """What a resumed run must share with the run it continues (not trials nor timeout)."""
+        """What a resumed run must share with the run it continues (not trials nor timeout),
+        as JSON values (as written to settings.json and compared with what it holds)."""
         plan, settings = self.plan, self.settings
-        return dict(
+        record = dict(
             model=plan.model,
             data=self.data.name,
             samples=len(self.data),
@@ -229,6 +230,7 @@ class _NestedRun:
             final=self.final,
             untuned=self.untuned,
         )
+        return json.loads(json.dumps(record, default=str))
 
 
 Record = dict[str, Any]  # a scored study: its chosen row, and its tables or the final choice
@@ -308,7 +310,7 @@ def _join(nested: _NestedRun, storage: Any) -> None:
     run = optuna.create_study(
         storage=storage, study_name=nested.study_name("run"), load_if_exists=True
     )
-    mine = json.loads(json.dumps(nested.record() | {"trials": nested.plan.trials}, default=str))
+    mine = nested.record() | {"trials": nested.plan.trials}
     theirs = run.user_attrs.get("settings")
     if theirs is None:
         run.set_user_attr("settings", mine)

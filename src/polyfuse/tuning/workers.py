@@ -71,16 +71,21 @@ def _last_sign(trial: Any) -> float:
     return trial.datetime_start.timestamp() if trial.datetime_start is not None else time.time()
 
 
+def _silent(trial: Any, grace: float | None, now: float) -> bool:
+    """Whether a running trial's worker gave no sign of life for `grace` seconds (never
+    without sharing: `grace` None)."""
+    return grace is not None and now - _last_sign(trial) > grace
+
+
 def fail_stale(study: Any, grace: float) -> int:
     """Fail the running trials silent for `grace` seconds; how many there were."""
     from optuna.trial import TrialState
 
-    now, failed = time.time(), 0
-    for t in _running(study):
-        if now - _last_sign(t) > grace:
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            failed += 1
-    return failed
+    now = time.time()
+    stale = [t for t in _running(study) if _silent(t, grace, now)]
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+    return len(stale)
 
 
 def fail_leftovers(study: Any) -> None:
@@ -91,23 +96,14 @@ def fail_leftovers(study: Any) -> None:
 
 def live_running(study: Any, grace: float | None) -> list[Any]:
     """Running trials whose worker is alive (every running trial without sharing)."""
-    if grace is None:
-        return _running(study)
     now = time.time()
-    return [t for t in _running(study) if now - _last_sign(t) <= grace]
-
-
-def counts(trial: Any) -> bool:
-    """Whether a finished or running trial takes a place in the budget."""
-    from optuna.trial import TrialState
-
-    return trial.state == TrialState.RUNNING or finished(trial)
+    return [t for t in _running(study) if not _silent(t, grace, now)]
 
 
 def claim(study: Any, trial: Any, budget: int, grace: float | None) -> int | None:
     """The newly asked `trial`'s rank among the live running trials (0: no other runs before
-    it), or None when trials numbered before it already fill `budget`: it is then told as
-    surplus."""
+    it), or None when trials numbered before it (finished, or running and alive) already fill
+    `budget`: it is then told as surplus."""
     from optuna.trial import TrialState
 
     now = time.time()
@@ -115,8 +111,7 @@ def claim(study: Any, trial: Any, budget: int, grace: float | None) -> int | Non
         t
         for t in study.get_trials(deepcopy=False)
         if t.number < trial.number
-        and counts(t)
-        and (t.state != TrialState.RUNNING or grace is None or now - _last_sign(t) <= grace)
+        and (finished(t) or (t.state == TrialState.RUNNING and not _silent(t, grace, now)))
     ]
     if len(ahead) < budget:
         trial.set_user_attr("worker", WORKER)
@@ -189,7 +184,6 @@ __all__ = [
     "WORKER",
     "Sharing",
     "claim",
-    "counts",
     "fail_leftovers",
     "fail_stale",
     "heartbeat",
