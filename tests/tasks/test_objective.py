@@ -108,3 +108,27 @@ def test_unknown_targets_leave_a_term_out_and_kpis_are_per_label() -> None:
 def test_negative_focal_gamma_is_refused() -> None:
     with pytest.raises(ConfigError, match="focal_gamma"):
         TaskObjective(BINARY, focal_gamma=-1)
+
+
+@pytest.mark.parametrize(
+    "spec", [BINARY, LABELS, TaskSpec("os", "survival", n_bins=4), TaskSpec("os", "survival")]
+)
+def test_bf16_logits_give_float32_losses_and_scores(spec: TaskSpec) -> None:
+    """Under bf16 autocast the heads give bf16 logits: the loss and the scores are float32
+    all the same (on CUDA, a bf16 loss's backward through the known-target index failed)."""
+    rng = np.random.default_rng(0)
+    n = 8
+    if spec.type == "survival":
+        target = np.stack([rng.uniform(1, 50, n), np.tile([0.0, 1.0], n // 2)], 1)
+    else:
+        target = rng.integers(0, 2, (n, spec.out_dim)).astype(float)
+        target = target[:, 0] if spec.out_dim == 1 else target
+    obj = TaskObjective(spec).fit(target)
+    exact = torch.linspace(3.0, 3.007, n)[:, None].expand(n, spec.out_dim).contiguous()
+    logits = exact.bfloat16().requires_grad_()
+    loss = obj.loss(logits, torch.as_tensor(target, dtype=torch.float32))
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad.float()).all()
+    for name, v in obj.scores(logits.detach()).items():
+        assert v.dtype == torch.float32, name

@@ -117,7 +117,7 @@ def _one_hot(
             warnings.warn(message + "; imputed as missing", DataWarning, stacklevel=2)
             labels[unseen] = None
     dummies = pd.get_dummies(pd.Categorical(labels, categories=categories), dtype=float)
-    block = dummies.to_numpy(dtype=np.float64)
+    block = dummies.to_numpy(dtype=np.float64, copy=True)  # pandas 3: a view is read-only
     block[labels.isna().to_numpy()] = np.nan
     return block, [f"{column}={c}" for c in categories]
 

@@ -268,6 +268,13 @@ def _check_bag_positions(bag_positions: bool, wsi_tokens: str, fourier_encode_da
 _SQUARES_BLOCK = 32
 
 
+def _blocks(data: Tensor) -> int:
+    """Instances per block of a sum over a bag: cache-sized on the CPU; the whole bag on an
+    accelerator, where each block is a kernel launch and launches, not memory, bound a step
+    (HEALNet on an H200: benchmarks/README.md)."""
+    return _SQUARES_BLOCK if data.device.type == "cpu" else max(data.shape[1], 1)
+
+
 @dataclass(frozen=True)
 class _Normalised:
     """A modality's tokens (B, N, D) layer-normalised without an affine map: x̂."""
@@ -305,8 +312,7 @@ class _FeatureDimsNormalised:
     def of(cls, data: Tensor, pos: Tensor | None, limit: int) -> _FeatureDimsNormalised:
         total = (data.new_ones(1, data.shape[1]) @ data).squeeze(1)  # (B, D)
         squares = data.new_zeros(data.shape[0], data.shape[2])
-        for start in range(0, data.shape[1], _SQUARES_BLOCK):
-            block = data[:, start : start + _SQUARES_BLOCK]
+        for block in data.split(_blocks(data), dim=1):
             squares = squares + (block * block).sum(dim=1)
         channels = limit
         if pos is not None:
@@ -322,9 +328,11 @@ class _FeatureDimsNormalised:
 
     def project(self, weight: Tensor, bias: Tensor) -> Tensor:
         """`x̂ Wᵀ + b`, (B, D, out), from `weight (out, limit + F)`."""
-        # one product per sample: the batched product's backward copies the bag transposed
         own = weight[:, : self.data.shape[1]]
-        out = torch.stack([own @ sample for sample in self.data]).transpose(1, 2)
+        if self.data.device.type == "cpu":  # the batched product's backward copies the bag
+            out = torch.stack([own @ sample for sample in self.data]).transpose(1, 2)
+        else:  # transposed: cheap on an accelerator, where a launch per sample is not
+            out = (own @ self.data).transpose(1, 2)
         if self.pos is not None:
             out = out + self.pos @ weight[:, self.limit :].T
         return (out - self.mean * weight.sum(dim=1)) * self.rstd + bias
@@ -348,7 +356,7 @@ class _PatchesNormalised:
     @classmethod
     def of(cls, data: Tensor, pos: Tensor | None = None) -> _PatchesNormalised:
         squares = torch.cat(
-            [(block * block).sum(dim=-1) for block in data.split(_SQUARES_BLOCK, dim=1)],
+            [(block * block).sum(dim=-1) for block in data.split(_blocks(data), dim=1)],
             dim=1,
         )
         if pos is None:

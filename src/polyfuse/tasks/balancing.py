@@ -244,7 +244,8 @@ class DTPBalancer(LossBalancer):
         else:
             a = self.alpha
             self.kpi = [a * k + (1 - a) * p for k, p in zip(new, self.kpi, strict=True)]
-        k = torch.tensor(self.kpi, dtype=torch.float64).clamp(self.eps, 1 - self.eps)
+        k = torch.tensor(self.kpi, dtype=torch.float64, device=self.gamma.device)
+        k = k.clamp(self.eps, 1 - self.eps)
         w = -((1 - k) ** self.gamma) * torch.log(k)
         self._weights.copy_(w.to(self._weights))
 

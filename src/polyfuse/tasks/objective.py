@@ -117,7 +117,9 @@ class TaskObjective(nn.Module):
 
     def loss_terms(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Mean loss of each term over the samples whose target is known; terms with no known
-        target in the batch are left out."""
+        target in the batch are left out. Computed in float32 whatever the logits' precision
+        (bf16 autocast gives bf16 logits; indexing them, CUDA's backward mixes the dtypes)."""
+        logits = logits.float()
         if self.spec.type == "multilabel":
             return self._multilabel_terms(logits, target)
         known = ~torch.isnan(target.reshape(len(target), -1)).all(1)
@@ -193,8 +195,9 @@ class TaskObjective(nn.Module):
 
     @torch.no_grad()
     def scores(self, logits: Tensor) -> dict[str, Tensor]:
-        """What a user reads: probabilities, a risk score (higher = earlier event), predictions."""
-        kind = self.spec.type
+        """What a user reads: probabilities, a risk score (higher = earlier event), predictions;
+        float32 also under bf16 autocast, whose 8-bit mantissa would tie close risks."""
+        logits, kind = logits.float(), self.spec.type
         if kind == "survival":
             if self._discrete:
                 return {
