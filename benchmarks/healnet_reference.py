@@ -31,6 +31,11 @@ compared as in the first race, then both are timed.
 that a change is measured against its predecessor in the same process. A revision without a
 keyword of a race (`bag_positions`) builds that race's model without it: a different
 computation, only timed.
+
+`--device cuda` runs both on a GPU (TF32 off for the equality check; timings synchronise the
+device; the peak memory of one train step is printed), and `--autocast` times both under bf16
+autocast after the fp32 equality check. On a GPU, reduction orders differ between kernels, so
+`--tolerance` may need to be looser than the CPU's 1e-5; the measured difference is printed.
 """
 
 from __future__ import annotations
@@ -180,6 +185,17 @@ def inputs() -> tuple[dict[str, ModalityBatch], list[torch.Tensor], list[torch.T
     return ours, feature_dims, [omics[:, None, :], wsi]
 
 
+def on_device(
+    ours: dict[str, ModalityBatch], feature_dims: list[torch.Tensor], patches: list[torch.Tensor]
+) -> tuple[dict[str, ModalityBatch], list[torch.Tensor], list[torch.Tensor]]:
+    device = SETTINGS["device"]
+    return (
+        {m: b.to(device) for m, b in ours.items()},
+        [t.to(device) for t in feature_dims],
+        [t.to(device) for t in patches],
+    )
+
+
 def ours_logits(model: nn.Module, batch: Any) -> torch.Tensor:
     return model(batch).logits["os"]
 
@@ -209,15 +225,32 @@ def max_difference(
     return worst
 
 
+SETTINGS: dict[str, Any] = {"device": torch.device("cpu"), "autocast": False, "tolerance": 1e-5}
+
+
+def synchronize() -> None:
+    if SETTINGS["device"].type == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], None]) -> tuple[float, float]:
+    synchronize()
     cpu, wall = time.process_time(), time.perf_counter()
     fn()
+    synchronize()
     return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def autocast() -> torch.autocast:
+    device = SETTINGS["device"].type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=SETTINGS["autocast"])
 
 
 def train_step(model: nn.Module, logits: Callable, batch: Any) -> Callable[[], None]:
     def step() -> None:
-        logits(model, batch).sum().backward()
+        with autocast():
+            out = logits(model, batch)
+        out.float().sum().backward()
         model.zero_grad(set_to_none=True)
 
     return step
@@ -225,10 +258,28 @@ def train_step(model: nn.Module, logits: Callable, batch: Any) -> Callable[[], N
 
 def eval_forward(model: nn.Module, logits: Callable, batch: Any) -> Callable[[], None]:
     def forward() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             logits(model, batch)
 
     return forward
+
+
+def peak_memory(step: Callable[[], None]) -> str:
+    """The GPU memory one call of `step` peaks at, above what was allocated before it, and
+    the GPU kernels it launches (a small step is bound by launches, not arithmetic)."""
+    if SETTINGS["device"].type != "cuda":
+        return ""
+    synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    synchronize()
+    peak = (torch.cuda.max_memory_allocated() - before) / 2**20
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        step()
+        synchronize()
+    kernels = sum(e.device_type == torch.autograd.DeviceType.CUDA for e in prof.events())
+    return f"  peak {peak:7.0f} MiB  kernels {kernels:5d}"
 
 
 def race(contenders: dict[str, tuple[nn.Module, Callable, Any]], repeats: int) -> None:
@@ -244,12 +295,12 @@ def race(contenders: dict[str, tuple[nn.Module, Callable, Any]], repeats: int) -
                 times[name].append(timed(run))
         cpu = {n: statistics.median(t[0] for t in ts) for n, ts in times.items()}
         wall = {n: statistics.median(t[1] for t in ts) for n, ts in times.items()}
-        for name in runs:
+        for name, run in runs.items():
             ratio = cpu["reference"] / cpu[name]
             wall_ratio = wall["reference"] / wall[name]
             print(
                 f"  {phase:12s} {name:10s} cpu {cpu[name]:6.3f} s  wall {wall[name]:6.3f} s  "
-                f"reference/this: cpu {ratio:4.2f}  wall {wall_ratio:4.2f}"
+                f"reference/this: cpu {ratio:4.2f}  wall {wall_ratio:4.2f}{peak_memory(run)}"
             )
 
 
@@ -280,7 +331,7 @@ def layout(
         print(
             f"  {label}: {params:,} parameters; max |Δ| logits, gradients vs {against} {worst:.2e}"
         )
-        assert worst <= 1e-5, f"{label} differs from {against} by {worst}"
+        assert worst <= SETTINGS["tolerance"], f"{label} differs from {against} by {worst}"
     contenders = {"reference": (reference, ref_logits, ref_batch)}
     contenders |= {label: (model, ours_logits, batch) for label, model in models.items()}
     race(contenders, REPEATS[0])
@@ -303,15 +354,24 @@ def main() -> None:
     parser.add_argument("--before", help="also time polyfuse at this git revision")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--autocast", action="store_true", help="time under bf16 autocast")
+    parser.add_argument("--tolerance", type=float, default=1e-5, help="largest |Δ| accepted")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    SETTINGS.update(device=torch.device(args.device), autocast=args.autocast)
+    SETTINGS["tolerance"] = args.tolerance
     REPEATS[0] = args.repeats
     from polyfuse.models.healnet import HEALNET_PRESETS
 
     HEALNET_BLCA.update(HEALNET_PRESETS["blca"])
     module = load_reference(args.reference)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}")
-    ours, feature_dims, patches = inputs()
+    device = SETTINGS["device"]
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, {where}, threads {torch.get_num_threads()}, batch {BATCH}")
+    print(f"timed under bf16 autocast: {SETTINGS['autocast']}")
+    ours, feature_dims, patches = on_device(*inputs())
     with tempfile.TemporaryDirectory() as tmp:
         before = load_polyfuse_at(args.before, Path(tmp)) if args.before else None
         for name, flags, ref_batch, channels in (
@@ -324,11 +384,12 @@ def main() -> None:
             ),
         ):
             torch.manual_seed(0)
-            reference = reference_model(module, channels)
-            models = {"polyfuse": HEALNet(SPECS, TASKS, **flags)}
+            reference = reference_model(module, channels).to(device)
+            models = {"polyfuse": HEALNet(SPECS, TASKS, **flags).to(device)}
             timed_only: frozenset[str] = frozenset()
             if before is not None:
                 models["before"], dropped = build_before(before, flags)
+                models["before"].to(device)
                 if dropped:
                     print(f"\n(polyfuse at {args.before} has no {', '.join(dropped)}: timed only)")
                     timed_only = frozenset({"before"})
