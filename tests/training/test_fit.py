@@ -6,7 +6,7 @@ import torch
 from polyfuse.config import TrainingConfig
 from polyfuse.data.splits import holdout, strata
 from polyfuse.errors import ConfigError
-from polyfuse.training.fit import FittedModel, train_model
+from polyfuse.training.fit import FittedModel, check_hardware, train_model
 from polyfuse.training.module import FusionModule
 
 FAST = TrainingConfig(epochs=40, batch_size=32, lr=3e-3, patience=40, progress=False)
@@ -183,3 +183,22 @@ def test_multilabel_labels_are_balanced_as_tasks_and_weights_saved(signal_data, 
     table = pd.read_csv(tmp_path / "balancing.csv")
     assert list(table.columns) == ["epoch", "term", "weight"] and len(table) == 9
     assert (tmp_path / "balancing.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_a_gpu_fit_without_a_gpu_is_refused_naming_the_key(signal_data, tmp_path):
+    cfg = FAST.model_copy(update={"accelerator": "gpu"})
+    with pytest.raises(ConfigError, match=r"training\.accelerator is 'gpu'.*sees no CUDA GPU"):
+        train_model("early", signal_data, training=cfg, checkpoint_dir=tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()  # refused before the fit began
+
+
+def test_more_gpus_than_torch_sees_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_hardware(TrainingConfig(accelerator="gpu", devices=1))  # fine
+    with pytest.raises(ConfigError, match=r"training\.devices is 2, but torch sees 1 GPU"):
+        check_hardware(TrainingConfig(accelerator="gpu", devices=2))
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ConfigError, match="accelerator is 'mps'"):
+            check_hardware(TrainingConfig(accelerator="mps"))

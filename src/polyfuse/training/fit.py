@@ -556,6 +556,7 @@ def _run_trainer(
     from polyfuse.training.callbacks import NoProfiler
     from polyfuse.training.checkpoint import SafeCheckpointIO
 
+    check_hardware(training)
     has_val = len(parts.val) > 0
     callbacks, best = _callbacks(training, has_val, checkpoint_dir)
     with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="polyfuse-") as scratch:
@@ -590,6 +591,30 @@ def _run_trainer(
             ckpt_path=_resume_checkpoint(checkpoint_dir) if resume else None,
         )
     return best.best_epoch
+
+
+def check_hardware(training: TrainingConfig) -> None:
+    """Refuse a GPU or MPS fit where torch sees none, or more GPUs than there are, naming the
+    key and what torch sees: Lightning's own error comes as a traceback."""
+    accelerator, devices = training.accelerator, training.devices
+    if accelerator in ("gpu", "cuda"):
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not available:
+            raise ConfigError(
+                f"training.accelerator is '{accelerator}', but torch {torch.__version__} sees no "
+                "CUDA GPU (torch.cuda.is_available() is False): set accelerator: cpu (or auto), "
+                "or install a CUDA build of torch on a machine with a GPU"
+            )
+        if isinstance(devices, int) and devices > available:
+            raise ConfigError(
+                f"training.devices is {devices}, but torch sees {available} GPU(s): set devices: "
+                f"{available} (or auto)"
+            )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            "training.accelerator is 'mps', but torch.backends.mps.is_available() is False "
+            "(Apple silicon with macOS 12.3+ only): set accelerator: cpu (or auto)"
+        )
 
 
 def _callbacks(
