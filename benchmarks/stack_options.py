@@ -5,7 +5,9 @@ For each bundled cohort and each outer fold of a 5 × 3 CV, every candidate memb
 part and on the whole part (`training.stack.fit_members`); the meta-learner variants are then
 fitted on the same out-of-fold scores and scored on the outer test fold. Printed: each member's
 and each variant's mean primary metric over the 15 folds, and the variant's mean minus the best
-member's (what #21 asks to be ≥ -0.005).
+member's (what #21 asks to be ≥ -0.005). "strata": the Cox meta-learner with its risk sets
+within each inner fold (the default since 2026-12-04); `--scores FILE` pickles each fold's raw
+scores, to try other meta-learners without fitting again.
 
     python benchmarks/stack_options.py                  # every cohort, 3 inner folds
     python benchmarks/stack_options.py --inner 5 --cohorts tcga-acc
@@ -16,6 +18,7 @@ One core, one thread (`taskset -c 0 env OMP_NUM_THREADS=1`): about 1-4 min per c
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
 import warnings
 
@@ -32,12 +35,22 @@ def variants(
     default = [m for m in members if m in defaults]
     out = {}
     for subset, chosen in (("default", default), ("all", members)):
-        for meta, penalty in (("fit", 0.01), ("fit", 0.1), ("fit", 1.0), ("mean", 0.01)):
+        for meta, penalty in (
+            ("fit", 0.01),
+            ("fit", 0.1),
+            ("fit", 1.0),
+            ("mean", 0.01),
+            ("strata", 0.01),
+        ):
             out[f"{subset}/{meta}/{penalty:g}"] = (chosen, meta, penalty)
     return out
 
 
-def run(cohort: str, inner: int, folds: int, repeats: int) -> pd.DataFrame:
+def run(
+    cohort: str, inner: int, folds: int, repeats: int, scores: list | None = None
+) -> pd.DataFrame:
+    """Every fold's members and variants; with `scores`, each fold's raw out-of-fold and test
+    scores are appended to it (to try other meta-learners without fitting again)."""
     from polyfuse.data.splits import kfold
     from polyfuse.datasets import load_honest
     from polyfuse.evaluation.classical import default_floors
@@ -51,7 +64,9 @@ def run(cohort: str, inner: int, folds: int, repeats: int) -> pd.DataFrame:
         _features,
         _member_scores,
         fit_members,
+        fit_meta,
         fit_meta_as,
+        inner_fold_ids,
         stack_plan,
     )
 
@@ -73,6 +88,7 @@ def run(cohort: str, inner: int, folds: int, repeats: int) -> pd.DataFrame:
         train, test = data.subset(split.train), data.subset(split.test)
         settings = FitSettings.of(seed=i).quiet()
         oof, fitted = fit_members(train, plan, settings, repeat=split.repeat, fold=split.fold)
+        strata = inner_fold_ids(train, plan, settings.seed)
         tests = {m: _member_scores(f, test, plan) for m, f in fitted.items()}
         for m, values in tests.items():
             rows.append(
@@ -80,6 +96,11 @@ def run(cohort: str, inner: int, folds: int, repeats: int) -> pd.DataFrame:
             )
         y = train.targets[task]
         known = ~np.isnan(y.reshape(len(y), -1)).any(1)
+        if scores is not None:
+            scores.append(
+                dict(cohort=cohort, fold=i, members=plan.members, oof=oof, strata=strata)
+                | dict(y=y, tests=tests, test_y=truth[split.test], train_y=truth[split.train])
+            )
         for name, (members, meta, penalty) in variants(
             candidates, DEFAULT_MEMBERS[spec.type]
         ).items():
@@ -87,7 +108,12 @@ def run(cohort: str, inner: int, folds: int, repeats: int) -> pd.DataFrame:
             cols = [plan.members.index(m) for m in used]
             features = _features(oof[known][:, cols], spec.type)
             centre, sd = features.mean(0), features.std(0) + EPS
-            model = fit_meta_as(meta, spec.type, (features - centre) / sd, y[known], penalty)
+            if meta == "strata":  # a Cox model whose risk sets stay within an inner fold
+                model = fit_meta(
+                    spec.type, (features - centre) / sd, y[known], penalty, strata[known]
+                )
+            else:
+                model = fit_meta_as(meta, spec.type, (features - centre) / sd, y[known], penalty)
             z = (_features(np.stack([tests[m] for m in used], 1), spec.type) - centre) / sd
             rows.append(
                 dict(
@@ -127,9 +153,14 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None, help="write every fold's rows to this CSV")
+    parser.add_argument("--scores", default=None, help="pickle every fold's raw scores here")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    frames = [run(c, args.inner, args.folds, args.repeats) for c in args.cohorts]
+    raw: list = []
+    frames = [run(c, args.inner, args.folds, args.repeats, raw) for c in args.cohorts]
+    if args.scores:
+        with open(args.scores, "wb") as f:
+            pickle.dump(raw, f)
     rows = pd.concat(frames, ignore_index=True)
     if args.out:
         rows.to_csv(args.out, index=False)

@@ -11,7 +11,7 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import kfold
 from polyfuse.errors import ConfigError
 from polyfuse.training.settings import FitSettings
-from polyfuse.training.stack import fit_meta, score_stack_fold, stack_plan
+from polyfuse.training.stack import _cox_loss, fit_meta, score_stack_fold, stack_plan
 
 RNG = np.random.default_rng(7)
 
@@ -55,6 +55,29 @@ def test_logistic_meta_equals_scikit_learn_where_the_weights_are_positive():
     np.testing.assert_allclose(meta.weights, ref.coef_[0], rtol=1e-3, atol=1e-4)
     assert meta.intercept == pytest.approx(ref.intercept_[0], rel=1e-3, abs=1e-4)
     np.testing.assert_allclose(meta.combine(z), ref.predict_proba(z)[:, 1], atol=1e-4)
+
+
+def test_stratified_cox_meta_ignores_each_stratum_s_own_offset():
+    """Risk sets within a stratum (an inner fold, whose members were fitted apart): shifting
+    one stratum's scores changes nothing, while a pooled Cox model is misled by it and gives
+    the predictive member less weight; and the loss is the per-stratum losses' sum."""
+    z, y = _survival(300, 2)
+    strata = np.repeat([0, 1, 2], 100)
+    shifted = z + np.array([[0.0, 0.0], [3.0, 0.0], [-3.0, 0.0]])[strata]
+    stratified = fit_meta("survival", z, y, strata=strata).weights
+    np.testing.assert_allclose(
+        fit_meta("survival", shifted, y, strata=strata).weights, stratified, rtol=1e-4
+    )
+    assert stratified[0] > 0.6
+    assert fit_meta("survival", shifted, y).weights[0] < 0.5 * stratified[0]
+    w = np.array([0.7, 0.2])
+    whole = _cox_loss(z, y[:, 0], y[:, 1], 0.0, strata)(w)[0]
+    per = [
+        _cox_loss(z[strata == k], y[strata == k, 0], y[strata == k, 1], 0.0)(w)[0]
+        for k in (0, 1, 2)
+    ]
+    events = [y[strata == k, 1].sum() for k in (0, 1, 2)]
+    assert whole == pytest.approx(np.dot(per, events) / sum(events), rel=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["survival", "binary", "regression"])
@@ -168,6 +191,36 @@ def test_mean_meta_shares_one_weight_and_unknown_options_are_refused():
         plan_from_options(data, {"inner_fold": 5})
     with pytest.raises(ConfigError, match="'fit' or 'mean'"):
         plan_from_options(data, {"meta": "median"})
+
+
+def test_the_survival_meta_learner_is_stratified_by_inner_fold_unless_told_not_to(monkeypatch):
+    """`fit_stack` hands the Cox meta-learner each sample's inner fold (the fold whose
+    members scored it), a partition of the training part; `stratify: false` pools them."""
+    import polyfuse.training.stack as stack
+
+    data = survival_cohort()
+    split = kfold(data, 3, 1, seed=0)[0]
+    seen = []
+    original = stack.fit_meta
+
+    def spy(kind, z, y, penalty=0.01, strata=None):
+        seen.append(strata)
+        return original(kind, z, y, penalty, strata)
+
+    monkeypatch.setattr(stack, "fit_meta", spy)
+    members = ["coxnet[a]", "coxnet[b]"]
+    for options in ({"members": members}, {"members": members, "stratify": False}):
+        plan = stack.plan_from_options(data, options)
+        score_stack_fold(data, split, plan, FitSettings.of(seed=0))
+    stratified, pooled = seen
+    assert pooled is None
+    train = data.subset(split.train)
+    plan = stack.plan_from_options(train, {"members": members})
+    ids = stack.inner_fold_ids(train, plan, seed=0)
+    np.testing.assert_array_equal(stratified, ids)
+    assert sorted(np.unique(ids)) == list(range(plan.inner_folds))
+    for k, inner in enumerate(kfold(train, plan.inner_folds, 1, 0)):
+        assert (ids[inner.test] == k).all()
 
 
 def test_a_floor_that_cannot_be_fitted_leaves_the_stack_of_that_fold():

@@ -95,6 +95,10 @@ class StackPlan:
     penalty: float = 0.01
     meta: str = "fit"
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stratify: bool = True
+    """Survival: the Cox meta-learner's risk sets stay within an inner fold, whose members were
+    fitted together, so that one fit's scale or offset is never compared with another's
+    (False: one pooled Cox model, as before 2026-12-04; `benchmarks/stack_options.py`)."""
 
 
 def stack_plan(
@@ -106,6 +110,7 @@ def stack_plan(
     penalty: float = 0.01,
     meta: str = "fit",
     hparams: dict[str, dict[str, Any]] | None = None,
+    stratify: bool = True,
 ) -> StackPlan:
     """A checked plan: the task is survival, binary or regression, every member is a
     registered model or a floor serving that task, there are at least two, and `hparams` name
@@ -141,10 +146,10 @@ def stack_plan(
         raise ConfigError(f"stack: inner_folds must be at least 2, not {inner_folds}")
     if meta not in META:
         raise ConfigError(f"stack: meta is 'fit' or 'mean', not {meta!r}")
-    return StackPlan(names, task, inner_folds, penalty, meta, dict(hparams or {}))
+    return StackPlan(names, task, inner_folds, penalty, meta, dict(hparams or {}), stratify)
 
 
-OPTIONS = ("members", "task", "inner_folds", "penalty", "meta", "member_hparams")
+OPTIONS = ("members", "task", "inner_folds", "penalty", "meta", "member_hparams", "stratify")
 """What a stack's options (`model.params` of `cv`, `hparams["stack"]` of a benchmark) may
 say; `member_hparams` maps a network member to its hyper-parameters."""
 
@@ -200,7 +205,9 @@ def fit_stack(
     known = ~np.isnan(y.reshape(len(y), -1)).any(1)
     features = _features(oof[known][:, used], kind)
     centre, scale = features.mean(0), features.std(0) + EPS
-    meta = fit_meta_as(plan.meta, kind, (features - centre) / scale, y[known], plan.penalty)
+    strata = inner_fold_ids(data, plan, settings.seed)[known] if plan.stratify else None
+    z = (features - centre) / scale
+    meta = fit_meta_as(plan.meta, kind, z, y[known], plan.penalty, strata)
     return FittedStack(plan, kind, members, meta, centre, scale, _contract(data, plan.task))
 
 
@@ -220,7 +227,7 @@ def fit_members(
     from polyfuse.progress import Progress
 
     everything = Split(repeat, fold, np.arange(len(data)), np.arange(0))
-    parts = [*kfold(data, plan.inner_folds, 1, settings.seed), everything]
+    parts = [*_inner_splits(data, plan, settings.seed), everything]
     oof = np.full((len(data), len(plan.members)), np.nan)
     members: dict[str, FittedModel | FittedFloor] = {}
     failed: dict[str, str] = {}
@@ -256,14 +263,34 @@ def fit_members(
     return oof, members
 
 
-def fit_meta_as(meta: str, kind: str, z: np.ndarray, y: np.ndarray, penalty: float) -> Meta:
+def _inner_splits(data: MultimodalDataset, plan: StackPlan, seed: int) -> list[Split]:
+    return kfold(data, plan.inner_folds, 1, seed)
+
+
+def inner_fold_ids(data: MultimodalDataset, plan: StackPlan, seed: int) -> np.ndarray:
+    """The inner fold (0 … inner_folds − 1) whose members scored each sample out of fold."""
+    ids = np.zeros(len(data), dtype=int)
+    for k, split in enumerate(_inner_splits(data, plan, seed)):
+        ids[split.test] = k
+    return ids
+
+
+def fit_meta_as(
+    meta: str,
+    kind: str,
+    z: np.ndarray,
+    y: np.ndarray,
+    penalty: float,
+    strata: np.ndarray | None = None,
+) -> Meta:
     """The meta-learner `meta` ("fit": a weight per member; "mean": one shared weight, so
-    only the scale and intercept are fitted) on z-scored member scores `z`."""
+    only the scale and intercept are fitted) on z-scored member scores `z`; `strata`: see
+    `fit_meta`."""
     if meta == "mean":
-        shared = fit_meta(kind, z.mean(1, keepdims=True), y, penalty)
+        shared = fit_meta(kind, z.mean(1, keepdims=True), y, penalty, strata)
         m = z.shape[1]
         return Meta(kind, np.full(m, shared.weights[0] / m), shared.intercept)
-    return fit_meta(kind, z, y, penalty)
+    return fit_meta(kind, z, y, penalty, strata)
 
 
 def _fit_member(
@@ -471,8 +498,15 @@ class Meta:
         return 1.0 / (1.0 + np.exp(-linear)) if self.kind == "binary" else linear
 
 
-def fit_meta(kind: str, z: np.ndarray, y: np.ndarray, penalty: float = 0.01) -> Meta:
-    """The non-negative meta-learner of a task type on z-scored member scores `z` (n, M)."""
+def fit_meta(
+    kind: str,
+    z: np.ndarray,
+    y: np.ndarray,
+    penalty: float = 0.01,
+    strata: np.ndarray | None = None,
+) -> Meta:
+    """The non-negative meta-learner of a task type on z-scored member scores `z` (n, M);
+    survival with `strata` (n,): a stratified Cox model, whose risk sets stay within a stratum."""
     if kind == "regression":
         from sklearn.linear_model import LinearRegression
 
@@ -482,7 +516,7 @@ def fit_meta(kind: str, z: np.ndarray, y: np.ndarray, penalty: float = 0.01) -> 
 
     m = z.shape[1]
     if kind == "survival":
-        loss = _cox_loss(z, y[:, 0], y[:, 1], penalty)
+        loss = _cox_loss(z, y[:, 0], y[:, 1], penalty, strata)
         start, bounds = np.full(m, 1.0 / m), [(0.0, None)] * m
     else:
         loss = _logistic_loss(z, y.reshape(-1), penalty)
@@ -493,25 +527,44 @@ def fit_meta(kind: str, z: np.ndarray, y: np.ndarray, penalty: float = 0.01) -> 
     return Meta(kind, result.x[:m], float(result.x[m]))
 
 
-def _cox_loss(z: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: float):
-    """Breslow's negative log partial likelihood per event + penalty · Σ w², and its gradient."""
+def _cox_loss(
+    z: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    penalty: float,
+    strata: np.ndarray | None = None,
+):
+    """Breslow's negative log partial likelihood per event, summed over `strata` (one stratum
+    when None), + penalty · Σ w², and its gradient."""
+    groups = [np.arange(len(z))] if strata is None else [strata == s for s in np.unique(strata)]
+    parts = [_partial_likelihood(z[g], time[g], event[g]) for g in groups]
+    events = max(1, int(np.sum(event)))
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        values = [part(w) for part in parts]
+        log_lik, grad = sum(v[0] for v in values), sum(v[1] for v in values)
+        return (-log_lik / events + penalty * w @ w, -grad / events + 2 * penalty * w)
+
+    return loss
+
+
+def _partial_likelihood(z: np.ndarray, time: np.ndarray, event: np.ndarray):
+    """Breslow's log partial likelihood of one stratum, and its gradient, as a function of w."""
     order = np.argsort(time, kind="stable")
     z, time, event = z[order], time[order], event[order].astype(bool)
     # a sample's risk set is every sample with a time >= its own: from the first of its ties
     first = np.searchsorted(time, time, side="left")
-    events = max(1, int(event.sum()))
 
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+    def value(w: np.ndarray) -> tuple[float, np.ndarray]:
         eta = z @ w
         shift = eta.max()
         e = np.exp(eta - shift)
         denom = np.cumsum(e[::-1])[::-1][first]  # Σ over the risk set
         weighted = np.cumsum((e[:, None] * z)[::-1], axis=0)[::-1][first]
         log_lik = np.sum(eta[event] - shift - np.log(denom[event]))
-        grad = (z[event] - weighted[event] / denom[event, None]).sum(0)
-        return (-log_lik / events + penalty * w @ w, -grad / events + 2 * penalty * w)
+        return log_lik, (z[event] - weighted[event] / denom[event, None]).sum(0)
 
-    return loss
+    return value
 
 
 def _logistic_loss(z: np.ndarray, y: np.ndarray, penalty: float):
