@@ -7,7 +7,8 @@ fitted on the same out-of-fold scores and scored on the outer test fold. Printed
 and each variant's mean primary metric over the 15 folds, and the variant's mean minus the best
 member's (what #21 asks to be ≥ -0.005). "strata": the Cox meta-learner with its risk sets
 within each inner fold (the default since 2026-12-04); `--scores FILE` pickles each fold's raw
-scores, to try other meta-learners without fitting again.
+scores, to try other meta-learners without fitting again; `--extra MODEL` adds a candidate
+member, tried beside the defaults ("default+MODEL").
 
     python benchmarks/stack_options.py                  # every cohort, 3 inner folds
     python benchmarks/stack_options.py --inner 5 --cohorts tcga-acc
@@ -29,12 +30,15 @@ COHORTS = ("tcga-acc", "gse7390", "glaucoma-mvf", "pbc")
 
 
 def variants(
-    members: list[str], defaults: tuple[str, ...]
+    members: list[str], defaults: tuple[str, ...], extra: tuple[str, ...] = ()
 ) -> dict[str, tuple[list[str], str, float]]:
-    """name → (members, meta, penalty)."""
+    """name → (members, meta, penalty); `extra`: members also tried beside the defaults."""
     default = [m for m in members if m in defaults]
+    subsets = [("default", default), ("all", members)]
+    if extra:
+        subsets.append(("default+" + "+".join(extra), default + list(extra)))
     out = {}
-    for subset, chosen in (("default", default), ("all", members)):
+    for subset, chosen in subsets:
         for meta, penalty in (
             ("fit", 0.01),
             ("fit", 0.1),
@@ -47,7 +51,12 @@ def variants(
 
 
 def run(
-    cohort: str, inner: int, folds: int, repeats: int, scores: list | None = None
+    cohort: str,
+    inner: int,
+    folds: int,
+    repeats: int,
+    scores: list | None = None,
+    extra: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Every fold's members and variants; with `scores`, each fold's raw out-of-fold and test
     scores are appended to it (to try other meta-learners without fitting again)."""
@@ -73,7 +82,7 @@ def run(
     data = load_honest(cohort)
     task = next(iter(data.tasks))
     spec = data.tasks[task]
-    candidates = ["late", "early", *default_floors(data, task)]
+    candidates = ["late", "early", *default_floors(data, task), *extra]
     plan = stack_plan(data, candidates, task=task, inner_folds=inner)
     objective, primary = score_objective(spec), PRIMARY[spec.type]
     truth = data.targets[task]
@@ -102,7 +111,7 @@ def run(
                 | dict(y=y, tests=tests, test_y=truth[split.test], train_y=truth[split.train])
             )
         for name, (members, meta, penalty) in variants(
-            candidates, DEFAULT_MEMBERS[spec.type]
+            candidates, DEFAULT_MEMBERS[spec.type], extra
         ).items():
             used = [m for m in members if m in fitted]
             cols = [plan.members.index(m) for m in used]
@@ -154,10 +163,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None, help="write every fold's rows to this CSV")
     parser.add_argument("--scores", default=None, help="pickle every fold's raw scores here")
+    parser.add_argument("--extra", nargs="*", default=[], help="more candidate members")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     raw: list = []
-    frames = [run(c, args.inner, args.folds, args.repeats, raw) for c in args.cohorts]
+    extra = tuple(args.extra)
+    frames = [run(c, args.inner, args.folds, args.repeats, raw, extra) for c in args.cohorts]
     if args.scores:
         with open(args.scores, "wb") as f:
             pickle.dump(raw, f)
