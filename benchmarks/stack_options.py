@@ -57,6 +57,7 @@ def run(
     repeats: int,
     scores: list | None = None,
     extra: tuple[str, ...] = (),
+    only: int | None = None,
 ) -> pd.DataFrame:
     """Every fold's members and variants; with `scores`, each fold's raw out-of-fold and test
     scores are appended to it (to try other meta-learners without fitting again)."""
@@ -93,6 +94,8 @@ def run(
 
     rows = []
     for i, split in enumerate(kfold(data, folds, repeats, seed=0)):
+        if only is not None and split.repeat != only:
+            continue  # another process takes that repeat
         start = time.process_time()
         train, test = data.subset(split.train), data.subset(split.test)
         settings = FitSettings.of(seed=i).quiet()
@@ -164,11 +167,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write every fold's rows to this CSV")
     parser.add_argument("--scores", default=None, help="pickle every fold's raw scores here")
     parser.add_argument("--extra", nargs="*", default=[], help="more candidate members")
+    parser.add_argument("--only-repeat", type=int, default=None, help="run this repeat only")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     raw: list = []
     extra = tuple(args.extra)
-    frames = [run(c, args.inner, args.folds, args.repeats, raw, extra) for c in args.cohorts]
+    frames = [
+        run(c, args.inner, args.folds, args.repeats, raw, extra, args.only_repeat)
+        for c in args.cohorts
+    ]
     if args.scores:
         with open(args.scores, "wb") as f:
             pickle.dump(raw, f)
