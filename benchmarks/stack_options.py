@@ -74,7 +74,6 @@ def run(
         _features,
         _member_scores,
         fit_members,
-        fit_meta,
         fit_meta_as,
         inner_fold_ids,
         stack_plan,
@@ -120,12 +119,11 @@ def run(
             cols = [plan.members.index(m) for m in used]
             features = _features(oof[known][:, cols], spec.type)
             centre, sd = features.mean(0), features.std(0) + EPS
-            if meta == "strata":  # a Cox model whose risk sets stay within an inner fold
-                model = fit_meta(
-                    spec.type, (features - centre) / sd, y[known], penalty, strata[known]
-                )
-            else:
-                model = fit_meta_as(meta, spec.type, (features - centre) / sd, y[known], penalty)
+            # "strata": the Cox model whose risk sets stay within an inner fold
+            inner = strata[known] if meta == "strata" else None
+            fitted_meta = "fit" if meta == "strata" else meta
+            z_train = (features - centre) / sd
+            model = fit_meta_as(fitted_meta, spec.type, z_train, y[known], penalty, inner)
             z = (_features(np.stack([tests[m] for m in used], 1), spec.type) - centre) / sd
             rows.append(
                 dict(
