@@ -1,7 +1,8 @@
 """Which small-data training regime each model trains best with, chosen across cohorts.
 
 Every (model, regime, cohort) is cross-validated 5 × 3 on the same seeded splits; a regime is a
-set of training settings on top of the model's own defaults (`training_defaults`). The regime a
+set of training settings on top of the model's own defaults (`training_defaults`), and may
+set model keywords too (any key that is not a training setting). The regime a
 model's defaults should name is chosen by leave-one-cohort-out: for each held-out cohort, the
 regime with the best mean metric over the other cohorts (as a gap to `none` on each), and its
 gap on the held-out cohort, so that no cohort's test folds choose its own regime.
@@ -31,6 +32,21 @@ REGIMES: dict[str, dict] = {
     "mdrop": {"modality_dropout": 0.2},
     "metric": {"monitor": "metric"},
     "ensemble3": {"ensemble": 3},
+    "ensemble5": {"ensemble": 5},
+    "wd1e-2": {"weight_decay": 1e-2},
+    "bs16": {"batch_size": 16},
+    "bs8": {"batch_size": 8},
+    "bs16+mdrop": {"batch_size": 16, "modality_dropout": 0.2},
+    "bs8+patience20": {"batch_size": 8, "patience": 20},
+    "patience20": {"patience": 20},
+    "lr3e-4": {"lr": 3e-4},
+    "lr1e-3": {"lr": 1e-3},
+    "lr3e-3": {"lr": 3e-3},
+    # model keywords (any key that is not a training setting), for the models that have them
+    "dim32": {"dim": 32},
+    "dim64": {"dim": 64},
+    "dropout0.3": {"dropout": 0.3},
+    "ffdrop0.1": {"ff_dropout": 0.1, "attn_dropout": 0.1},
 }
 
 
@@ -43,10 +59,21 @@ def cross_validated(model: str, regime: str, cohort: str, folds: int, repeats: i
     data = load_honest(cohort)
     task = next(iter(data.tasks))
     primary = PRIMARY[data.tasks[task].type]
-    training = TrainingConfig(progress=False, **REGIMES[regime])
+    settings = REGIMES[regime]
+    hparams = {k: v for k, v in settings.items() if k not in TrainingConfig.model_fields}
+    training = TrainingConfig(
+        progress=False, **{k: settings[k] for k in settings.keys() - hparams.keys()}
+    )
     start, cpu = time.perf_counter(), time.process_time()
     result = cross_validate(
-        model, data, folds=folds, repeats=repeats, seed=0, training=training, progress=False
+        model,
+        data,
+        folds=folds,
+        repeats=repeats,
+        seed=0,
+        training=training,
+        progress=False,
+        **hparams,
     )
     values = result.folds.query("task == @task and metric == @primary")["value"]
     return dict(
@@ -92,8 +119,8 @@ def main() -> None:
     rows = pd.read_csv(args.out) if args.out.is_file() else pd.DataFrame()
     done = set() if rows.empty else set(zip(rows.model, rows.regime, rows.cohort, strict=True))
     for model in args.models:
-        for cohort in args.cohorts:
-            for regime in args.regimes:
+        for regime in args.regimes:
+            for cohort in args.cohorts:
                 if (model, regime, cohort) in done:
                     continue
                 row = cross_validated(model, regime, cohort, args.folds, args.repeats)
