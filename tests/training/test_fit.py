@@ -114,6 +114,18 @@ def test_model_training_defaults_yield_to_user_settings():
     assert blca.l1 == HEALNET_TRAINING["blca"]["l1"] and blca.batch_size == 4
     assert blca.epochs == 3  # set by the user
     assert with_model_defaults("early", {}, TrainingConfig()).lr == 1e-3
+    synergies = with_model_defaults("synergies", {}, TrainingConfig())
+    assert (synergies.lr, synergies.ensemble, synergies.modality_dropout) == (3e-4, 3, 0.2)
+    assert with_model_defaults("synergies", {}, TrainingConfig(modality_dropout=0.0)) == (
+        synergies.model_copy(update={"modality_dropout": 0.0})
+    )
+    assert (
+        with_model_defaults("synergies", {"preset": "paper"}, TrainingConfig()).modality_dropout
+        == 0
+    )
+    hierarchical = with_model_defaults("hierarchical", {}, TrainingConfig())
+    assert (hierarchical.ensemble, hierarchical.batch_size) == (3, 16)
+    assert with_model_defaults("hierarchical", {}, TrainingConfig(batch_size=32)).batch_size == 32
 
 
 def test_auxiliary_losses_in_aux_are_added(signal_data):
