@@ -47,6 +47,11 @@ REGIMES: dict[str, dict] = {
     "dim64": {"dim": 64},
     "dropout0.3": {"dropout": 0.3},
     "ffdrop0.1": {"ff_dropout": 0.1, "attn_dropout": 0.1},
+    "lowrank": {"pair_op": "lowrank_bilinear"},
+    "crossattn": {"pair_op": "cross_attn"},
+    "order3": {"max_order": 3},
+    "snn": {"tabular": "snn"},
+    "hidden128": {"hidden": [128]},
 }
 
 
