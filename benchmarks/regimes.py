@@ -65,10 +65,9 @@ def cross_validated(model: str, regime: str, cohort: str, folds: int, repeats: i
     task = next(iter(data.tasks))
     primary = PRIMARY[data.tasks[task].type]
     settings = REGIMES[regime]
-    hparams = {k: v for k, v in settings.items() if k not in TrainingConfig.model_fields}
-    training = TrainingConfig(
-        progress=False, **{k: settings[k] for k in settings.keys() - hparams.keys()}
-    )
+    fields = TrainingConfig.model_fields
+    training = TrainingConfig(progress=False, **{k: v for k, v in settings.items() if k in fields})
+    hparams = {k: v for k, v in settings.items() if k not in fields}
     start, cpu = time.perf_counter(), time.process_time()
     result = cross_validate(
         model,

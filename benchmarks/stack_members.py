@@ -17,6 +17,7 @@ the other cohorts is best, and what it gets on the held-out cohort against the d
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import pickle
 import warnings
@@ -27,16 +28,23 @@ import pandas as pd
 GENERIC = ("late", "early", "coxnet[all]", "rsf[all]", "late-cox")
 
 
-def fold_rows(record: dict, subsets: list[tuple[str, ...]]) -> list[dict]:
-    """One outer fold's members and stacked subsets, scored on its test fold."""
+@functools.cache
+def task_of(cohort: str):
+    """The cohort's task, its scoring objective and primary metric (each cohort loaded once)."""
     from polyfuse.datasets import load_honest
     from polyfuse.tasks.metric_facts import PRIMARY
     from polyfuse.training.floors import score_objective
-    from polyfuse.training.stack import EPS, SCORE, _features, fit_meta_as
 
-    data = load_honest(record["cohort"])
+    data = load_honest(cohort)
     spec = data.tasks[next(iter(data.tasks))]
-    objective, primary = score_objective(spec), PRIMARY[spec.type]
+    return spec, score_objective(spec), PRIMARY[spec.type]
+
+
+def fold_rows(record: dict, subsets: list[tuple[str, ...]]) -> list[dict]:
+    """One outer fold's members and stacked subsets, scored on its test fold."""
+    from polyfuse.training.stack import SCORE, fit_meta_on_scores, standardise
+
+    spec, objective, primary = task_of(record["cohort"])
 
     def score(values: np.ndarray) -> float:
         scores = {SCORE[spec.type]: values}
@@ -47,12 +55,11 @@ def fold_rows(record: dict, subsets: list[tuple[str, ...]]) -> list[dict]:
     out = [dict(entry=m, value=score(record["tests"][m])) for m in GENERIC]
     for subset in subsets:
         cols = [record["members"].index(m) for m in subset]
-        features = _features(record["oof"][known][:, cols], spec.type)
-        centre, sd = features.mean(0), features.std(0) + EPS
-        strata = record["strata"][known]
-        meta = fit_meta_as("fit", spec.type, (features - centre) / sd, y[known], 0.01, strata)
+        oof, strata = record["oof"][known][:, cols], record["strata"][known]
+        meta, centre, sd = fit_meta_on_scores("fit", spec.type, oof, y[known], 0.01, strata)
         test = np.stack([record["tests"][m] for m in subset], 1)
-        out.append(dict(entry="+".join(subset), value=score(meta.combine((test - centre) / sd))))
+        z = standardise(test, spec.type, centre, sd)
+        out.append(dict(entry="+".join(subset), value=score(meta.combine(z))))
     return [row | dict(cohort=record["cohort"], fold=record["fold"]) for row in out]
 
 

@@ -69,14 +69,13 @@ def run(
     from polyfuse.training.settings import FitSettings
     from polyfuse.training.stack import (
         DEFAULT_MEMBERS,
-        EPS,
         SCORE,
-        _features,
         _member_scores,
         fit_members,
-        fit_meta_as,
+        fit_meta_on_scores,
         inner_fold_ids,
         stack_plan,
+        standardise,
     )
 
     data = load_honest(cohort)
@@ -117,14 +116,13 @@ def run(
         ).items():
             used = [m for m in members if m in fitted]
             cols = [plan.members.index(m) for m in used]
-            features = _features(oof[known][:, cols], spec.type)
-            centre, sd = features.mean(0), features.std(0) + EPS
             # "strata": the Cox model whose risk sets stay within an inner fold
             inner = strata[known] if meta == "strata" else None
             fitted_meta = "fit" if meta == "strata" else meta
-            z_train = (features - centre) / sd
-            model = fit_meta_as(fitted_meta, spec.type, z_train, y[known], penalty, inner)
-            z = (_features(np.stack([tests[m] for m in used], 1), spec.type) - centre) / sd
+            model, centre, sd = fit_meta_on_scores(
+                fitted_meta, spec.type, oof[known][:, cols], y[known], penalty, inner
+            )
+            z = standardise(np.stack([tests[m] for m in used], 1), spec.type, centre, sd)
             rows.append(
                 dict(
                     cohort=cohort,

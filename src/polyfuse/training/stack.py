@@ -203,11 +203,11 @@ def fit_stack(
     used = [j for j, m in enumerate(plan.members) if m in members]
     y = data.targets[plan.task]
     known = ~np.isnan(y.reshape(len(y), -1)).any(1)
-    features = _features(oof[known][:, used], kind)
-    centre, scale = features.mean(0), features.std(0) + EPS
     strata = inner_fold_ids(data, plan, settings.seed)[known] if plan.stratify else None
-    z = (features - centre) / scale
-    meta = fit_meta_as(plan.meta, kind, z, y[known], plan.penalty, strata)
+    scores = oof[known][:, used]
+    meta, centre, scale = fit_meta_on_scores(
+        plan.meta, kind, scores, y[known], plan.penalty, strata
+    )
     return FittedStack(plan, kind, members, meta, centre, scale, _contract(data, plan.task))
 
 
@@ -293,6 +293,27 @@ def fit_meta_as(
     return fit_meta(kind, z, y, penalty, strata)
 
 
+def fit_meta_on_scores(
+    meta: str,
+    kind: str,
+    scores: np.ndarray,
+    y: np.ndarray,
+    penalty: float,
+    strata: np.ndarray | None = None,
+) -> tuple[Meta, np.ndarray, np.ndarray]:
+    """`fit_meta_as` on members' raw scores (n, M), z-scored with their own centre and scale,
+    which come back with the meta-learner for `standardise`."""
+    features = _features(scores, kind)
+    centre, scale = features.mean(0), features.std(0) + EPS
+    z = (features - centre) / scale
+    return fit_meta_as(meta, kind, z, y, penalty, strata), centre, scale
+
+
+def standardise(scores: np.ndarray, kind: str, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Members' raw scores (n, M) as the meta-learner reads them: features, z-scored."""
+    return (_features(scores, kind) - centre) / scale
+
+
 def _fit_member(
     member: str,
     data: MultimodalDataset,
@@ -355,7 +376,7 @@ class FittedStack:
         """The stack's score of every patient of `data` (raw, as the training data were read),
         under the task and its type's score name (risk, prob, pred)."""
         scores = np.stack([_member_scores(f, data, self.plan) for f in self.members.values()], 1)
-        z = (_features(scores, self.kind) - self.centre) / self.scale
+        z = standardise(scores, self.kind, self.centre, self.scale)
         return {self.plan.task: {SCORE[self.kind]: self.meta.combine(z)}}
 
     def save(self, directory: Path) -> None:
