@@ -11,7 +11,14 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.splits import kfold
 from polyfuse.errors import ConfigError
 from polyfuse.training.settings import FitSettings
-from polyfuse.training.stack import _cox_loss, fit_meta, score_stack_fold, stack_plan
+from polyfuse.training.stack import (
+    _cox_loss,
+    fit_meta,
+    fit_meta_on_scores,
+    score_stack_fold,
+    stack_plan,
+    standardise,
+)
 
 RNG = np.random.default_rng(7)
 
@@ -97,6 +104,28 @@ def test_a_harmful_member_gets_weight_zero_and_a_useless_one_almost(kind):
     w = fit_meta(kind, z, y).weights
     assert (w >= 0).all()
     assert w[0] > 0.5 and w[2] == 0.0 and w[1] < 0.1 * w[0]
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+def test_new_scores_are_read_with_the_out_of_fold_centre_and_scale(kind):
+    """Members' raw scores far from 0 in centre and scale (a regression member predicting
+    around 50, probabilities around 0.7): fitted on one part's scores, the meta-learner gives
+    another part's patients predictions on the targets' scale, unbiased."""
+    n = 800
+    signal = RNG.normal(size=n)
+    if kind == "regression":
+        y = 50 + 10 * signal + RNG.normal(size=n)
+        scores = 50 + 10 * signal[:, None] + 3 * RNG.normal(size=(n, 2))
+    else:
+        y = (RNG.random(n) < 1 / (1 + np.exp(-(2 * signal + 1)))).astype(float)
+        scores = 1 / (1 + np.exp(-(2 * signal[:, None] + 1 + 0.5 * RNG.normal(size=(n, 2)))))
+    fit, new = slice(0, 500), slice(500, n)
+    meta, centre, scale = fit_meta_on_scores("fit", kind, scores[fit], y[fit], 0.01)
+    predicted = meta.combine(standardise(scores[new], kind, centre, scale))
+    tolerance = 0.6 if kind == "regression" else 0.04
+    assert abs(predicted.mean() - y[new].mean()) < tolerance
+    if kind == "regression":  # and the spread: the members' error, not a rescaled one
+        assert np.sqrt(np.mean((predicted - y[new]) ** 2)) < 3.0
 
 
 def test_plan_checks_members_and_task():
