@@ -40,6 +40,7 @@ REGIMES: dict[str, dict] = {
     "bs8+patience20": {"batch_size": 8, "patience": 20},
     "patience20": {"patience": 20},
     "lr3e-4": {"lr": 3e-4},
+    "lr5e-4": {"lr": 5e-4},
     "lr1e-3": {"lr": 1e-3},
     "lr3e-3": {"lr": 3e-3},
     # model keywords (any key that is not a training setting), for the models that have them
