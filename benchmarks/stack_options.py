@@ -8,7 +8,8 @@ and each variant's mean primary metric over the 15 folds, and the variant's mean
 member's (what #21 asks to be ≥ -0.005). "strata": the Cox meta-learner with its risk sets
 within each inner fold (the default since 2026-12-04); `--scores FILE` pickles each fold's raw
 scores, to try other meta-learners without fitting again; `--extra MODEL` adds a candidate
-member, tried beside the defaults ("default+MODEL").
+member, tried beside the defaults ("default+MODEL"); `--refit` scores the test fold with each
+member refitted on the whole training part instead of its inner-fold fits' mean.
 
     python benchmarks/stack_options.py                  # every cohort, 3 inner folds
     python benchmarks/stack_options.py --inner 5 --cohorts tcga-acc
@@ -58,6 +59,7 @@ def run(
     scores: list | None = None,
     extra: tuple[str, ...] = (),
     only: int | None = None,
+    refit: bool = False,
 ) -> pd.DataFrame:
     """Every fold's members and variants; with `scores`, each fold's raw out-of-fold and test
     scores are appended to it (to try other meta-learners without fitting again)."""
@@ -70,10 +72,10 @@ def run(
     from polyfuse.training.stack import (
         DEFAULT_MEMBERS,
         SCORE,
-        _member_scores,
         fit_members,
         fit_meta_on_scores,
         inner_fold_ids,
+        member_scores,
         stack_plan,
         standardise,
     )
@@ -82,7 +84,7 @@ def run(
     task = next(iter(data.tasks))
     spec = data.tasks[task]
     candidates = ["late", "early", *default_floors(data, task), *extra]
-    plan = stack_plan(data, candidates, task=task, inner_folds=inner)
+    plan = stack_plan(data, candidates, task=task, inner_folds=inner, refit=refit)
     objective, primary = score_objective(spec), PRIMARY[spec.type]
     truth = data.targets[task]
 
@@ -99,7 +101,7 @@ def run(
         settings = FitSettings.of(seed=i).quiet()
         oof, fitted = fit_members(train, plan, settings, repeat=split.repeat, fold=split.fold)
         strata = inner_fold_ids(train, plan, settings.seed)
-        tests = {m: _member_scores(f, test, plan) for m, f in fitted.items()}
+        tests = {m: member_scores(f, test, plan) for m, f in fitted.items()}
         for m, values in tests.items():
             rows.append(
                 dict(cohort=cohort, fold=i, entry=m, kind="member", value=score(values, split))
@@ -164,12 +166,15 @@ def main() -> None:
     parser.add_argument("--scores", default=None, help="pickle every fold's raw scores here")
     parser.add_argument("--extra", nargs="*", default=[], help="more candidate members")
     parser.add_argument("--only-repeat", type=int, default=None, help="run this repeat only")
+    parser.add_argument(
+        "--refit", action="store_true", help="members refitted on the whole part (not bagged)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     raw: list = []
     extra = tuple(args.extra)
     frames = [
-        run(c, args.inner, args.folds, args.repeats, raw, extra, args.only_repeat)
+        run(c, args.inner, args.folds, args.repeats, raw, extra, args.only_repeat, args.refit)
         for c in args.cohorts
     ]
     if args.scores:

@@ -252,6 +252,33 @@ def test_the_survival_meta_learner_is_stratified_by_inner_fold_unless_told_not_t
         assert (ids[inner.test] == k).all()
 
 
+def test_members_score_new_patients_with_the_fits_the_meta_learner_was_fitted_on():
+    """By default a member is its inner-fold fits, each of which scored its own inner test
+    fold out of fold, and new patients get their mean; `refit: true` keeps one fit on all."""
+    import polyfuse.training.stack as stack
+
+    data = survival_cohort()
+    members = ["coxnet[a]", "rsf[all]"]
+    settings = FitSettings.of(seed=0)
+    plan = stack.plan_from_options(data, {"members": members, "inner_folds": 3})
+    oof, fits = stack.fit_members(data, plan, settings)
+    assert [len(fits[m]) for m in members] == [3, 3]
+    for k, inner in enumerate(kfold(data, 3, 1, 0)):
+        part = data.subset(inner.test)
+        for j, m in enumerate(members):
+            np.testing.assert_allclose(
+                stack._fit_scores(fits[m][k], part, plan), oof[inner.test, j]
+            )
+    scores = stack.member_scores(fits["rsf[all]"], data, plan)
+    each = [stack._fit_scores(f, data, plan) for f in fits["rsf[all]"]]
+    np.testing.assert_allclose(scores, np.mean(each, 0))
+    assert np.ptp(each, axis=0).max() > 0  # the fits differ, so the mean is not any one of them
+    refit = stack.plan_from_options(data, {"members": members, "inner_folds": 3, "refit": True})
+    again, single = stack.fit_members(data, refit, settings)
+    np.testing.assert_allclose(again, oof)
+    assert [len(single[m]) for m in members] == [1, 1]
+
+
 def test_a_floor_that_cannot_be_fitted_leaves_the_stack_of_that_fold():
     """Five events in 90 patients: a Coxnet cannot choose its penalty by inner CV on the stack's
     3 inner folds; the fold's stack goes on with the forest, says so, and weighs Coxnet NaN."""

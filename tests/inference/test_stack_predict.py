@@ -56,12 +56,13 @@ def _by_hand(run_dir: Path, data: MultimodalDataset) -> np.ndarray:
     meta = json.loads((run_dir / "stack.json").read_text())
     columns = []
     for entry in meta["members"]:
-        path = run_dir / entry["path"]
-        if entry["name"] in ("logreg[a]", "hgb[all]"):
-            p = FittedFloor.load(path).predict(data)
-        else:
-            p = FittedModel.load(path).predict(data)["y"]["prob"]
-        p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+        fits = []  # a member is its inner-fold fits; their probabilities are averaged
+        for path in entry["paths"]:
+            if entry["name"] in ("logreg[a]", "hgb[all]"):
+                fits.append(FittedFloor.load(run_dir / path).predict(data))
+            else:
+                fits.append(FittedModel.load(run_dir / path).predict(data)["y"]["prob"])
+        p = np.clip(np.mean(fits, 0, dtype=np.float64), 1e-6, 1 - 1e-6)
         columns.append(np.log(p / (1 - p)))
     z = (np.stack(columns, 1) - meta["centre"]) / meta["scale"]
     return 1 / (1 + np.exp(-(meta["intercept"] + z @ np.asarray(meta["weights"]))))
@@ -71,6 +72,7 @@ def test_a_fitted_stack_predicts_as_its_members_and_weights_say(fitted):
     root, run_dir = fitted
     meta = json.loads((run_dir / "stack.json").read_text())
     assert [m["name"] for m in meta["members"]] == MEMBERS
+    assert all(len(m["paths"]) == meta["plan"]["inner_folds"] for m in meta["members"])
     assert all(w >= 0 for w in meta["weights"]) and sum(meta["weights"]) > 0.5
     predictor = Predictor.load(run_dir)
     assert predictor.fitted.model_name == "stack"
@@ -135,7 +137,7 @@ def test_a_corrupt_or_escaping_stack_json_is_refused(fitted, tmp_path):
     with pytest.raises(DataError, match=r"stack\.json is corrupt or incomplete.*centre"):
         Predictor.load(copy)
     meta = json.loads((run_dir / "stack.json").read_text())
-    meta["members"][1]["path"] = "../../elsewhere.skops"
+    meta["members"][1]["paths"][-1] = "../../elsewhere.skops"
     (copy / "stack.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="'logreg\\[a\\]' lies outside the run directory"):
         Predictor.load(copy)

@@ -2,9 +2,12 @@
 
 On a training part, every member's out-of-fold scores are collected over inner folds
 (stratified like every polyfuse split); a meta-learner with non-negative weights is fitted on
-them; every member is refitted on the whole training part, and the scores of new patients (an
-outer test fold) are combined with those weights. Nothing of an outer test fold is seen before
-it is scored.
+them. A new patient (an outer test fold) gets each member's mean score over its inner-fold fits
+("bagged", as AutoGluon's stacks do), and those are combined with the weights: the
+meta-learner reads scores from the very fits it was fitted on, and each member is an average of
+several fits. `refit: true` instead refits every member on the whole training part (one fit
+per member to keep and run, the scheme before 2026-12-04). Nothing of an outer test fold is
+seen before it is scored.
 
 The meta-learner reads each member's score z-scored with the mean and sd of its out-of-fold
 scores (a risk for survival, the logit of the probability for a binary task, the prediction
@@ -99,6 +102,12 @@ class StackPlan:
     """Survival: the Cox meta-learner's risk sets stay within an inner fold, whose members were
     fitted together, so that one fit's scale or offset is never compared with another's
     (False: one pooled Cox model, as before 2026-12-04; `benchmarks/stack_options.py`)."""
+    refit: bool = False
+    """False: a member scores new patients with the mean of its inner-fold fits, the fits whose
+    out-of-fold scores the meta-learner was fitted on. Chosen by leave-one-cohort-out over the
+    four bundled cohorts, where every held-out cohort would get it (`docs/defaults.md`); it
+    also needs no further fit. True: each member refitted on all of the training part, one fit
+    to keep and run per member instead of `inner_folds`."""
 
 
 def stack_plan(
@@ -111,6 +120,7 @@ def stack_plan(
     meta: str = "fit",
     hparams: dict[str, dict[str, Any]] | None = None,
     stratify: bool = True,
+    refit: bool = False,
 ) -> StackPlan:
     """A checked plan: the task is survival, binary or regression, every member is a
     registered model or a floor serving that task, there are at least two, and `hparams` name
@@ -146,10 +156,19 @@ def stack_plan(
         raise ConfigError(f"stack: inner_folds must be at least 2, not {inner_folds}")
     if meta not in META:
         raise ConfigError(f"stack: meta is 'fit' or 'mean', not {meta!r}")
-    return StackPlan(names, task, inner_folds, penalty, meta, dict(hparams or {}), stratify)
+    return StackPlan(names, task, inner_folds, penalty, meta, dict(hparams or {}), stratify, refit)
 
 
-OPTIONS = ("members", "task", "inner_folds", "penalty", "meta", "member_hparams", "stratify")
+OPTIONS = (
+    "members",
+    "task",
+    "inner_folds",
+    "penalty",
+    "meta",
+    "member_hparams",
+    "stratify",
+    "refit",
+)
 """What a stack's options (`model.params` of `cv`, `hparams["stack"]` of a benchmark) may
 say; `member_hparams` maps a network member to its hyper-parameters."""
 
@@ -196,7 +215,7 @@ def fit_stack(
     repeat: int = 0,
     fold: int = 0,
 ) -> FittedStack:
-    """The stack fitted on every sample of `data`: its members (`fit_members`) and the
+    """The stack fitted on every sample of `data`: its members' fits (`fit_members`) and the
     meta-learner on their out-of-fold scores."""
     oof, members = fit_members(data, plan, settings, repeat=repeat, fold=fold)
     kind = data.tasks[plan.task].type
@@ -218,18 +237,18 @@ def fit_members(
     *,
     repeat: int = 0,
     fold: int = 0,
-) -> tuple[np.ndarray, dict[str, FittedModel | FittedFloor]]:
-    """The members' out-of-fold scores of every sample on inner folds `(n, M)`, and every
-    member refitted on all of `data` (`repeat` and `fold` name the outer split in messages and
-    seed its floors; a progress bar counts the fits when `settings` asks for one). A member
-    that cannot be fitted on an inner fold or on all of `data` is left out of the fitted ones
-    (its column stays NaN), with a warning."""
+) -> tuple[np.ndarray, dict[str, list[FittedModel | FittedFloor]]]:
+    """The members' out-of-fold scores of every sample on inner folds `(n, M)`, and the fits
+    each member scores new patients with: its inner-fold fits, or with `plan.refit` one fit on
+    all of `data` (`repeat` and `fold` name the outer split in messages and seed its floors; a
+    progress bar counts the fits when `settings` asks for one). A member that cannot be fitted
+    on one of them is left out of the fitted ones (its column stays NaN), with a warning."""
     from polyfuse.progress import Progress
 
     everything = Split(repeat, fold, np.arange(len(data)), np.arange(0))
-    parts = [*_inner_splits(data, plan, settings.seed), everything]
+    parts = _inner_splits(data, plan, settings.seed) + ([everything] if plan.refit else [])
     oof = np.full((len(data), len(plan.members)), np.nan)
-    members: dict[str, FittedModel | FittedFloor] = {}
+    fits: dict[str, list[FittedModel | FittedFloor]] = {m: [] for m in plan.members}
     failed: dict[str, str] = {}
     with Progress(settings.training.progress) as bar:
         bar.add("stack", len(parts) * len(plan.members))
@@ -247,10 +266,10 @@ def fit_members(
                 except FloorFailed as exc:
                     failed[member] = str(exc)
                     continue
-                if part is everything:
-                    members[member] = fitted
-                else:
-                    oof[part.test, j] = _member_scores(fitted, data.subset(part.test), plan)
+                if part is everything or not plan.refit:
+                    fits[member].append(fitted)
+                if part is not everything:
+                    oof[part.test, j] = _fit_scores(fitted, data.subset(part.test), plan)
     for member, why in failed.items():
         warnings.warn(
             f"stack member '{member}' could not be fitted ({why}) on repeat {repeat}, "
@@ -258,6 +277,7 @@ def fit_members(
             FallbackWarning,
             stacklevel=2,
         )
+    members = {m: f for m, f in fits.items() if m not in failed}
     if not members:
         raise ConfigError(f"stack: no member could be fitted on repeat {repeat}, fold {fold}")
     return oof, members
@@ -332,10 +352,10 @@ def _fit_member(
     return fit_model(member, data.subset(split.train), settings)
 
 
-def _member_scores(
+def _fit_scores(
     fitted: FittedModel | FittedFloor, data: MultimodalDataset, plan: StackPlan
 ) -> np.ndarray:
-    """A fitted member's scores of the stack's task for every patient of `data`."""
+    """One fit's scores of the stack's task for every patient of `data`."""
     if isinstance(fitted, FittedFloor):
         scores = fitted.predict(data)
     else:
@@ -344,17 +364,25 @@ def _member_scores(
     return np.asarray(scores, dtype=np.float64).reshape(len(data))
 
 
+def member_scores(
+    fits: Sequence[FittedModel | FittedFloor], data: MultimodalDataset, plan: StackPlan
+) -> np.ndarray:
+    """A member's scores of every patient of `data`: the mean over its fits (a probability's
+    mean for a binary task, as scikit-learn's bagging averages them)."""
+    return np.mean([_fit_scores(f, data, plan) for f in fits], axis=0)
+
+
 @dataclass
 class FittedStack:
-    """A fitted stack: its members (those that could be fitted, refitted on all of its
-    training data) and the meta-learner over their scores, z-scored with the out-of-fold
+    """A fitted stack: its members (those that could be fitted; each the fits it scores with,
+    see `StackPlan.refit`) and the meta-learner over their scores, z-scored with the out-of-fold
     `centre` and `scale`. It scores new patients like a `FittedModel` (`predict`), and a run
     directory holds it (`save`, `load_fitted`): `stack.json`, the input contract, and each
-    member under `members/` (a network's run directory, a floor's skops file)."""
+    member's fits under `members/` (a network's run directory, a floor's skops file)."""
 
     plan: StackPlan
     kind: str
-    members: dict[str, FittedModel | FittedFloor]
+    members: dict[str, list[FittedModel | FittedFloor]]
     meta: Meta
     centre: np.ndarray
     scale: np.ndarray
@@ -375,7 +403,7 @@ class FittedStack:
     def predict(self, data: MultimodalDataset) -> dict[str, dict[str, np.ndarray]]:
         """The stack's score of every patient of `data` (raw, as the training data were read),
         under the task and its type's score name (risk, prob, pred)."""
-        scores = np.stack([_member_scores(f, data, self.plan) for f in self.members.values()], 1)
+        scores = np.stack([member_scores(f, data, self.plan) for f in self.members.values()], 1)
         z = standardise(scores, self.kind, self.centre, self.scale)
         return {self.plan.task: {SCORE[self.kind]: self.meta.combine(z)}}
 
@@ -384,13 +412,15 @@ class FittedStack:
         from polyfuse.training.fit import STACK_FILE
 
         members = []
-        for j, (name, fitted) in enumerate(self.members.items()):
-            path = Path("members") / (
-                f"member{j}.skops" if isinstance(fitted, FittedFloor) else f"member{j}"
-            )
-            (directory / path.parent).mkdir(parents=True, exist_ok=True)
-            fitted.save(directory / path)
-            members.append(dict(name=name, path=str(path)))
+        (directory / "members").mkdir(parents=True, exist_ok=True)
+        for j, (name, fits) in enumerate(self.members.items()):
+            paths = []
+            for k, fitted in enumerate(fits):
+                suffix = ".skops" if isinstance(fitted, FittedFloor) else ""
+                path = Path("members") / f"member{j}_fit{k}{suffix}"
+                fitted.save(directory / path)
+                paths.append(str(path))
+            members.append(dict(name=name, paths=paths))
         self.contract.save(directory)
         meta = dict(
             model=self.model_name,
@@ -415,18 +445,19 @@ def load_fitted(directory: Path) -> FittedModel | FittedStack:
     try:
         meta = json.loads(file.read_text())
         plan = StackPlan(**{**meta["plan"], "members": tuple(meta["plan"]["members"])})
-        paths = {e["name"]: directory / e["path"] for e in meta["members"]}
+        paths = {e["name"]: [directory / p for p in e["paths"]] for e in meta["members"]}
         numbers = [np.asarray(meta[k], np.float64) for k in ("weights", "centre", "scale")]
         intercept = float(meta["intercept"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{file} is corrupt or incomplete ({type(exc).__name__}: {exc})") from None
-    members: dict[str, FittedModel | FittedFloor] = {}
-    for name, path in paths.items():
-        if directory.resolve() not in path.resolve().parents:
-            raise DataError(f"{file}: member '{name}' lies outside the run directory ({path})")
-        members[name] = (
-            FittedFloor.load(path) if path.suffix == ".skops" else FittedModel.load(path)
-        )
+    members: dict[str, list[FittedModel | FittedFloor]] = {}
+    for name, fits in paths.items():
+        for path in fits:
+            if directory.resolve() not in path.resolve().parents:
+                raise DataError(f"{file}: member '{name}' lies outside the run directory ({path})")
+        members[name] = [
+            FittedFloor.load(p) if p.suffix == ".skops" else FittedModel.load(p) for p in fits
+        ]
     contract = InputContract.load(directory)
     kind = contract.task_specs[plan.task].type
     weights, centre, scale = numbers
