@@ -123,7 +123,7 @@ from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.checks import check_choices
 from polyfuse.models.encoders import build_encoder
 from polyfuse.models.macfusion import MACFusion
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.model import THREE_SEEDS, MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical, Float
 
@@ -479,11 +479,7 @@ class EHPALNet(MultimodalModel):
         "adapter_dim": Categorical((32, 64, 128)),  # the adapters' encoder width
     }
 
-    @classmethod
-    def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """An ensemble of 3 seeds: the small-data regime leave-one-cohort-out picks for every
-        bundled cohort (`docs/defaults.md`)."""
-        return {"ensemble": 3}
+    regime = THREE_SEEDS
 
     def __init__(
         self,

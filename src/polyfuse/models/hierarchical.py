@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -160,13 +160,9 @@ class HierarchicalFusion(EncoderFusionModel):
         "tabular": Categorical(("mlp", "snn")),
     }
 
-    @classmethod
-    def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """An ensemble of 3 seeds, batches of 16 and a patience of 20 epochs: the small-data
-        regime chosen for it by leave-one-cohort-out over the four bundled cohorts, where every
-        held-out cohort would get three seeds and a smaller batch than 32, and the longer
-        patience never hurt a held-out cohort (`docs/defaults.md`)."""
-        return {"ensemble": 3, "batch_size": 16, "patience": 20}
+    regime: ClassVar[Mapping[str, Any]] = {"ensemble": 3, "batch_size": 16, "patience": 20}
+    """Every held-out cohort would get three seeds and a smaller batch than 32, and the longer
+    patience never hurt a held-out cohort."""
 
     pair_names: tuple[str, ...]
     pairs: tuple[tuple[str, ...], ...]

@@ -136,6 +136,11 @@ def _check_layout(m: str, spec: ModalitySpec, b: ModalityBatch, size: int) -> No
         raise DataError(f"modality '{m}' ({spec.kind}): got data of shape {got}, expected {want}")
 
 
+THREE_SEEDS: Mapping[str, Any] = {"ensemble": 3}
+"""The regime of most models: an ensemble of 3 seeds, which leave-one-cohort-out over the four
+bundled cohorts gives every held-out cohort for them (`docs/defaults.md`)."""
+
+
 class MultimodalModel(nn.Module):
     """Base class: validated inputs → `fuse` → one head per task.
 
@@ -171,13 +176,18 @@ class MultimodalModel(nn.Module):
         self.tasks = dict(tasks)
         self.used_modalities: tuple[str, ...] = tuple(specs)  # a model reading fewer says so
 
+    regime: ClassVar[Mapping[str, Any]] = {}
+    """The small-data regime the model trains with by default (TrainingConfig fields), chosen
+    across the bundled cohorts (`docs/defaults.md`)."""
+
     @classmethod
     def training_defaults(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """Training settings (TrainingConfig fields) this model trains best with.
+        """Training settings (TrainingConfig fields) this model trains best with: its `regime`,
+        unless a preset in `hparams` says otherwise (a model with presets overrides this).
 
         The engine applies them unless the user set the same field explicitly.
         """
-        return {}
+        return dict(cls.regime)
 
     def fuse(self, inputs: dict[str, ModalityBatch]) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError

@@ -39,7 +39,7 @@ from polyfuse.models.blocks.kronecker import bounded_width, kronecker
 from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.encoder_fusion import EncoderFusionModel, EncoderKeywords
 from polyfuse.models.encoders import encode_all
-from polyfuse.models.model import build_heads
+from polyfuse.models.model import THREE_SEEDS, build_heads
 from polyfuse.models.registry import register_model
 
 
@@ -56,6 +56,8 @@ class GatedBilinearFusion(EncoderFusionModel):
         width: largest per-modality gated width w (reduced for many modalities).
         max_product: bound on the size of the product, Π_m (w + 1).
     """
+
+    regime = THREE_SEEDS
 
     encoder_defaults: ClassVar[EncoderKeywords] = EncoderKeywords(dropout=0.25)
     # searched as TFN: the same trade-off of widths against the size of the product

@@ -36,7 +36,7 @@ from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.encoder_fusion import ENCODER_SPACE, EncoderFusionModel
 from polyfuse.models.encoders import encode_all
-from polyfuse.models.model import build_heads
+from polyfuse.models.model import THREE_SEEDS, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Int
 
@@ -55,6 +55,8 @@ class LowRankFusion(EncoderFusionModel):
         width: per-modality width inside the fusion.
         rank: rank r of the factorisation (the paper finds 4 or so enough).
     """
+
+    regime = THREE_SEEDS
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {

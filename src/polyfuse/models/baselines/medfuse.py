@@ -32,7 +32,7 @@ from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.models.blocks.masking import where_present
 from polyfuse.models.encoder_fusion import EncoderFusionModel
 from polyfuse.models.encoders import encode_all
-from polyfuse.models.model import build_heads
+from polyfuse.models.model import THREE_SEEDS, build_heads
 from polyfuse.models.registry import register_model
 
 
@@ -43,6 +43,8 @@ class MedFuse(EncoderFusionModel):
     `dim` is also the width of the LSTM input, of its hidden state and of the embedding;
     `dropout` also acts on the final hidden state.
     """
+
+    regime = THREE_SEEDS
 
     def __init__(
         self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec], **encoding: Any

@@ -42,7 +42,7 @@ from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.pooling import masked_mean
 from polyfuse.models.blocks.tokenizers import build_tokenizers
 from polyfuse.models.blocks.transformer import TransformerBlock
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.model import THREE_SEEDS, MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical, Float, Int
 
@@ -62,6 +62,8 @@ class MulT(MultimodalModel):
         ff_dropout: dropout at the end of each feed-forward.
         out_dropout: dropout of the residual output block.
     """
+
+    regime = THREE_SEEDS
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {

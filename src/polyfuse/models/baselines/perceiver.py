@@ -39,7 +39,7 @@ from polyfuse.errors import ConfigError
 from polyfuse.models.blocks.tokenizers import build_tokenizers
 from polyfuse.models.blocks.transformer import TransformerBlock
 from polyfuse.models.blocks.weight_tying import tied_layers
-from polyfuse.models.model import MultimodalModel, build_heads
+from polyfuse.models.model import THREE_SEEDS, MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Float, Int
 
@@ -65,6 +65,8 @@ class Perceiver(MultimodalModel):
         patch_size: image patch edge.
         return_attention: put the cross-attention maps in `aux`.
     """
+
+    regime = THREE_SEEDS
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {
