@@ -11,7 +11,17 @@ from polyfuse.config import TrainingConfig
 from polyfuse.training.fit import with_model_defaults
 
 THREE_SEEDS = ["healnet", "synergies", "hierarchical", "ehpal"]
-THREE_SEEDS += ["tfn", "lmf", "gated_bilinear", "medfuse", "mult", "perceiver", "dfg"]
+THREE_SEEDS += [
+    "tfn",
+    "lmf",
+    "gated_bilinear",
+    "medfuse",
+    "mult",
+    "perceiver",
+    "dfg",
+    "multimodn",
+    "mcat",
+]
 
 
 @pytest.mark.parametrize("model", THREE_SEEDS)

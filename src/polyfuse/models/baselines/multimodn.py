@@ -35,7 +35,7 @@ from polyfuse.models.blocks.masking import where_present
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.encoder_fusion import EncoderFusionModel
 from polyfuse.models.encoders import encode_all
-from polyfuse.models.model import build_heads
+from polyfuse.models.model import THREE_SEEDS, build_heads
 from polyfuse.models.registry import register_model
 
 
@@ -47,6 +47,8 @@ class MultiModN(EncoderFusionModel):
     `dim` is also the width of the state; `hidden` and `dropout` also shape each state-update
     MLP.
     """
+
+    regime = THREE_SEEDS
 
     def __init__(
         self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec], **encoding: Any
