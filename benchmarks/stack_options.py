@@ -2,14 +2,14 @@
 
 For each bundled cohort and each outer fold of a 5 × 3 CV, every candidate member (`late`,
 `early` and the task type's default floors) is fitted once on the inner folds of the training
-part and on the whole part (`training.stack.fit_members`); the meta-learner variants are then
-fitted on the same out-of-fold scores and scored on the outer test fold. Printed: each member's
-and each variant's mean primary metric over the 15 folds, and the variant's mean minus the best
-member's (what #21 asks to be ≥ -0.005). "strata": the Cox meta-learner with its risk sets
-within each inner fold (the default since 2026-12-04); `--scores FILE` pickles each fold's raw
-scores, to try other meta-learners without fitting again; `--extra MODEL` adds a candidate
-member, tried beside the defaults ("default+MODEL"); `--refit` scores the test fold with each
-member refitted on the whole training part instead of its inner-fold fits' mean.
+part (`training.stack.fit_members`; with `--refit` also on the whole part, which then scores
+the test fold instead of the inner-fold fits' mean); the meta-learner variants are fitted on
+the same out-of-fold scores and scored on the outer test fold. Printed: each member's (as the
+stack scores it) and each variant's mean primary metric over the 15 folds, and the variant's
+mean minus the best member's (what #21 asks to be ≥ -0.005). "strata": the Cox meta-learner
+with its risk sets within each inner fold (the default since 2026-12-04); `--scores FILE`
+pickles each fold's raw scores, to try other meta-learners without fitting again; `--extra
+MODEL` adds a candidate member, tried beside the defaults ("default+MODEL").
 
     python benchmarks/stack_options.py                  # every cohort, 3 inner folds
     python benchmarks/stack_options.py --inner 5 --cohorts tcga-acc
