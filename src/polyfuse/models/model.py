@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -136,7 +137,7 @@ def _check_layout(m: str, spec: ModalitySpec, b: ModalityBatch, size: int) -> No
         raise DataError(f"modality '{m}' ({spec.kind}): got data of shape {got}, expected {want}")
 
 
-THREE_SEEDS: Mapping[str, Any] = {"ensemble": 3}
+THREE_SEEDS: Mapping[str, Any] = MappingProxyType({"ensemble": 3})
 """The regime of most models: an ensemble of 3 seeds, which leave-one-cohort-out over the four
 bundled cohorts gives every held-out cohort for them (`docs/defaults.md`)."""
 
