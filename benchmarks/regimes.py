@@ -33,6 +33,8 @@ REGIMES: dict[str, dict] = {
     "metric": {"monitor": "metric"},
     "ensemble3": {"ensemble": 3},
     "ensemble5": {"ensemble": 5},
+    "folds3": {"ensemble": 3, "ensemble_validation": "folds"},
+    "folds5": {"ensemble": 5, "ensemble_validation": "folds"},
     "wd1e-2": {"weight_decay": 1e-2},
     "bs16": {"batch_size": 16},
     "bs8": {"batch_size": 8},
@@ -53,6 +55,11 @@ REGIMES: dict[str, dict] = {
     "order3": {"max_order": 3},
     "snn": {"tabular": "snn"},
     "hidden128": {"hidden": [128]},
+    "dim128": {"dim": 128},
+    "depth1": {"depth": 1},
+    "depth3": {"depth": 3},
+    "latents32": {"num_latents": 32},
+    "latent_dim32": {"latent_dim": 32},
 }
 
 

@@ -250,8 +250,17 @@ class TrainingConfig(_Section):
         default=1,
         ge=1,
         le=64,
-        description="members trained with different seeds on the same samples (the same "
-        "validation part and preprocessing); predictions average the members' scores",
+        description="members trained with different seeds; predictions average the members' "
+        "scores. Which samples each member trains on: ensemble_validation",
+    )
+    ensemble_validation: Literal["shared", "folds"] = Field(
+        default="shared",
+        description="shared: every member early-stops on the same validation part "
+        "(val_fraction); folds: the training samples split into `ensemble` folds, member k "
+        "early-stops on fold k and trains on the others (cross-fitted, k-fold bagging: every "
+        "sample trains all members but one, and val_fraction is not used); recalibration and "
+        "conformal outputs are then fitted on each sample's score from the member that did not "
+        "train on it",
     )
     recalibration: Literal["none", "platt", "isotonic"] = Field(
         default="none",

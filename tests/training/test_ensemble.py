@@ -93,3 +93,65 @@ def test_cv_predict_and_export_use_the_ensemble(tmp_path):
     assert out.is_file()
     _, result = run_cv(config)
     assert len(result.folds.query("metric == 'c_index'")) == 2
+
+
+FOLDS = CFG.model_copy(update={"ensemble_validation": "folds", "conformal": 0.2})
+
+
+@pytest.fixture(scope="module")
+def cross_fitted(signal_data) -> FittedModel:
+    return train_model("early", signal_data, training=FOLDS, hparams=HP, seed=4)
+
+
+def test_cross_fitted_members_early_stop_on_disjoint_folds_that_cover_every_sample(signal_data):
+    from polyfuse.config import PreprocessConfig
+    from polyfuse.training.fit import _prepare
+
+    splits = _prepare(signal_data, FOLDS, PreprocessConfig(), seed=4).splits
+    assert len(splits) == 3
+    held = np.concatenate([val for _, val in splits])
+    assert sorted(held.tolist()) == list(range(len(signal_data)))  # each sample in one fold
+    for fit, val in splits:
+        assert sorted(np.concatenate([fit, val]).tolist()) == list(range(len(signal_data)))
+        assert 50 <= len(val) <= 54  # a third each
+    shared = _prepare(signal_data, CFG, PreprocessConfig(), seed=4).splits
+    assert all(np.array_equal(val, shared[0][1]) for _, val in shared)
+
+
+def test_cross_fitted_conformal_outputs_are_calibrated_on_out_of_fold_scores(
+    signal_data, cross_fitted
+):
+    """Each sample's calibration score comes from the one member that did not train on it;
+    no sample is 'validation' for the whole ensemble, so `explain` gets none."""
+    from polyfuse.config import PreprocessConfig
+    from polyfuse.tasks.conformal import fit_task
+    from polyfuse.training.fit import _prepare
+
+    splits = _prepare(signal_data, FOLDS, PreprocessConfig(), seed=4).splits
+    prob = np.zeros(len(signal_data))
+    for k, (_, val) in enumerate(splits):
+        prob[val] = _alone(cross_fitted, k).predict(signal_data.subset(val))["y"]["prob"]
+    want = fit_task("binary", {"prob": prob}, signal_data.targets["y"], 0.2)
+    assert cross_fitted.conformal["y"].threshold == pytest.approx(want.threshold, abs=1e-6)
+    in_sample = cross_fitted.predict(signal_data, calibrated=False)["y"]["prob"]
+    ensemble_mean = fit_task("binary", {"prob": in_sample}, signal_data.targets["y"], 0.2)
+    assert cross_fitted.conformal["y"].threshold != pytest.approx(ensemble_mean.threshold)
+    assert cross_fitted.validation_ids == []
+    assert set(cross_fitted.conformal) == {"y", "os"}
+
+
+def test_a_cross_fitted_ensemble_learns_the_signal(signal_data, cross_fitted):
+    from sklearn.metrics import roc_auc_score
+
+    train, test = signal_data.subset(np.arange(120)), signal_data.subset(np.arange(120, 160))
+    fitted = train_model("early", train, training=FOLDS, hparams=HP, seed=4)
+    prob = fitted.predict(test)["y"]["prob"]
+    assert roc_auc_score(test.targets["y"], prob) > 0.8
+
+
+def test_cross_fitting_needs_two_members_or_more(signal_data):
+    from polyfuse.errors import ConfigError
+
+    one = FOLDS.model_copy(update={"ensemble": 1})
+    with pytest.raises(ConfigError, match=r"ensemble_validation 'folds'.*training.ensemble is 1"):
+        train_model("early", signal_data, training=one, hparams=HP, seed=4)

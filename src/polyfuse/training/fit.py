@@ -21,7 +21,7 @@ from polyfuse.data.contract import CONTRACT_FILE, InputContract
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.data.splits import holdout, strata, stratum_names
+from polyfuse.data.splits import holdout, kfold, strata, stratum_names
 from polyfuse.errors import ConfigError, DataError, require
 from polyfuse.io import atomic_write, write_text
 from polyfuse.models.model import MultimodalModel
@@ -89,8 +89,8 @@ STACK_FILE = "stack.json"
 class FittedModel:
     """A trained model with everything needed to predict on new samples.
 
-    An ensemble (`training.ensemble`) has several `members`, trained with different seeds on
-    the same samples; its predictions are the mean of the members' scores (probabilities,
+    An ensemble (`training.ensemble`) has several `members`, trained with different seeds (on
+    the same samples, or cross-fitted: `training.ensemble_validation`); its predictions are the mean of the members' scores (probabilities,
     risks, survival curves), never of their logits, so a probability stays the mean
     probability. `model` is the first member (what attention figures read).
     """
@@ -112,8 +112,9 @@ class FittedModel:
     """Per binary task, its probabilities' recalibration on the validation part
     (`training.recalibration`), applied by `predict` before the conformal sets."""
     validation_ids: list[str] = dataclasses.field(default_factory=list)
-    """The samples held out of the weights' fit (they chose the best epoch and calibrated the
-    conformal outputs): what `polyfuse explain` explains by default."""
+    """The samples held out of every member's fit (they chose the best epoch and calibrated
+    the conformal outputs): what `polyfuse explain` explains by default. None with
+    `ensemble_validation: folds`, where each sample trained all members but one."""
 
     def __post_init__(self) -> None:
         self.preprocessor = self.contract.preprocessor()
@@ -143,16 +144,7 @@ class FittedModel:
         recalibrated where the run was, with the conformal sets, intervals or bounds of the
         calibrated tasks; `calibrated=False`: the network's scores alone (what an exported
         graph gives)."""
-        data = self.preprocessor.transform(dataset)
-        for member in self.members:
-            member.eval()
-        parts: dict[str, dict[str, list]] = {t: {} for t in self.objectives}
-        for start in range(0, len(data), PREDICT_BATCH):
-            batch = data.batch(np.arange(start, min(start + PREDICT_BATCH, len(data))))
-            for t, scores in member_mean(self.members, self.objectives, batch.inputs).items():
-                for k, v in scores.items():
-                    parts[t].setdefault(k, []).append(v.cpu().numpy())
-        out = {t: {k: np.concatenate(v) for k, v in d.items()} for t, d in parts.items()}
+        out = self.member_scores(self.preprocessor.transform(dataset), self.members)
         if not calibrated:
             return out
         for t, recalibrate in self.recalibration.items():
@@ -160,6 +152,21 @@ class FittedModel:
         for t, calibration in self.conformal.items():
             out[t] |= task_outputs(calibration, out[t])
         return out
+
+    @torch.no_grad()
+    def member_scores(
+        self, data: MultimodalDataset, members: list[MultimodalModel]
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """The mean scores of `members` on preprocessed `data`, uncalibrated."""
+        for member in members:
+            member.eval()
+        parts: dict[str, dict[str, list]] = {t: {} for t in self.objectives}
+        for start in range(0, len(data), PREDICT_BATCH):
+            batch = data.batch(np.arange(start, min(start + PREDICT_BATCH, len(data))))
+            for t, scores in member_mean(members, self.objectives, batch.inputs).items():
+                for k, v in scores.items():
+                    parts[t].setdefault(k, []).append(v.cpu().numpy())
+        return {t: {k: np.concatenate(v) for k, v in d.items()} for t, d in parts.items()}
 
     def evaluate(
         self, dataset: MultimodalDataset, train_targets: dict[str, np.ndarray]
@@ -351,8 +358,9 @@ def fit_model(
 ) -> FittedModel:
     """`train_model` with its settings as one value.
 
-    With `training.ensemble` N > 1, N members are trained on the same fit and validation
-    parts with the same preprocessing; member k's weights, dropout and shuffles come from
+    With `training.ensemble` N > 1, N members are trained with the same preprocessing, on
+    the same fit and validation parts (`ensemble_validation: shared`) or cross-fitted on N
+    folds (`folds`); member k's weights, dropout and shuffles come from
     seed + k · MEMBER_SEED_STEP (member 0 is the single fit), and each member has its own
     `member<k>` folder below `log_dir` and `checkpoint_dir`.
     """
@@ -375,13 +383,16 @@ def fit_model(
                 resume=resume,
             )
         )
+    fit_idx, val_idx = parts.splits[0]
     log.info(
-        "fitted '%s' (%d member%s) on %d samples (%d for validation); best epochs %s",
+        "fitted '%s' (%d member%s, validation %s) on %d samples (%d for validation); "
+        "best epochs %s",
         model_name,
         len(members),
         "s" if len(members) > 1 else "",
-        len(parts.fit),
-        len(parts.val),
+        training.ensemble_validation,
+        len(fit_idx),
+        len(val_idx),
         [m.best_epoch for m in members],
     )
     curve_times = {
@@ -396,41 +407,75 @@ def fit_model(
         [m.best_epoch for m in members],
         members[0].weight_history,
     )
-    fitted.validation_ids = [train.ids[i] for i in parts.val_idx]
-    if training.recalibration != "none" and len(parts.val_idx):
-        fitted.recalibration = _recalibrate(
-            fitted, train.subset(parts.val_idx), training.recalibration
-        )
-    if training.conformal is not None and len(parts.val_idx):
-        fitted.conformal = _calibrate(fitted, train.subset(parts.val_idx), training.conformal)
+    if training.ensemble_validation == "shared":
+        fitted.validation_ids = [train.ids[i] for i in val_idx]
+    if len(val_idx) and (training.recalibration != "none" or training.conformal is not None):
+        held, scores = _held_out_scores(fitted, parts)
+        targets = {t: y[held] for t, y in train.targets.items()}
+        if training.recalibration != "none":
+            fitted.recalibration = _recalibrate(fitted, scores, targets, training.recalibration)
+            for t, recalibrate in fitted.recalibration.items():
+                scores[t]["prob"] = recalibrate(scores[t]["prob"])
+        if training.conformal is not None:
+            fitted.conformal = _calibrate(fitted, scores, targets, training.conformal)
     return fitted
 
 
-def _recalibrate(fitted: FittedModel, val: MultimodalDataset, method: str) -> dict:
-    """Each binary task's recalibration on the validation part (a task with one class there
-    goes without, said in the log)."""
-    scores = fitted.predict(val, calibrated=False)
+def _held_out_scores(
+    fitted: FittedModel, parts: _Prepared
+) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """The samples held out of some member's fit, in training order, and each one's mean score
+    over the members that did not train on it: the ensemble's on a shared validation part, the
+    one member's that early-stopped on its fold when cross-fitted."""
+    sums: dict[str, dict[str, np.ndarray]] = {}
+    counts = np.zeros(len(parts.data))
+    for member, (_, val_idx) in zip(fitted.members, parts.splits, strict=True):
+        scores = fitted.member_scores(parts.data.subset(val_idx), [member])
+        for t, d in scores.items():
+            for k, v in d.items():
+                total = sums.setdefault(t, {}).setdefault(k, np.zeros((len(counts), *v.shape[1:])))
+                total[val_idx] += v
+        counts[val_idx] += 1
+    held = np.flatnonzero(counts)
+    return held, {
+        t: {k: v[held] / counts[held].reshape(-1, *[1] * (v.ndim - 1)) for k, v in d.items()}
+        for t, d in sums.items()
+    }
+
+
+def _recalibrate(
+    fitted: FittedModel,
+    scores: dict[str, dict[str, np.ndarray]],
+    targets: dict[str, np.ndarray],
+    method: str,
+) -> dict:
+    """Each binary task's recalibration on held-out scores (a task with one class there goes
+    without, said in the log)."""
     out = {}
     for t, spec in fitted.tasks.items():
         if spec.type != "binary":
             continue
         try:
-            out[t] = fit_recalibration(method, scores[t]["prob"], val.targets[t])
+            out[t] = fit_recalibration(method, scores[t]["prob"], targets[t])
         except ValueError as exc:
             log.info("no recalibration for task '%s': %s", t, exc)
     return out
 
 
-def _calibrate(fitted: FittedModel, val: MultimodalDataset, alpha: float) -> dict[str, Conformal]:
-    """Each task's split-conformal calibration on the validation part. The part also chose the
-    best epoch, so the coverage may fall a little short of 1 − α; cross-validation measures
-    it on the test folds (`coverage`). A task it cannot calibrate (too few events or labels)
-    goes without, said in the log."""
-    scores = fitted.predict(val)
+def _calibrate(
+    fitted: FittedModel,
+    scores: dict[str, dict[str, np.ndarray]],
+    targets: dict[str, np.ndarray],
+    alpha: float,
+) -> dict[str, Conformal]:
+    """Each task's split-conformal calibration on held-out (recalibrated) scores. The held-out
+    samples also chose the best epochs, so the coverage may fall a little short of 1 − α;
+    cross-validation measures it on the test folds (`coverage`). A task it cannot calibrate
+    (too few events or labels) goes without, said in the log."""
     out = {}
     for t, spec in fitted.tasks.items():
         try:
-            calibration = fit_task(spec.type, scores[t], val.targets[t], alpha)
+            calibration = fit_task(spec.type, scores[t], targets[t], alpha)
         except ValueError as exc:
             log.info("no conformal calibration for task '%s': %s", t, exc)
             continue
@@ -465,9 +510,10 @@ def _fit_member(
     checkpoint_dir: Path | None,
     resume: bool,
 ) -> _Member:
-    """Train member `k` of a fit on the prepared parts."""
+    """Train member `k` of a fit on its parts of the prepared data."""
     from polyfuse.training.module import FusionModule
 
+    fit, val = parts.member(k)
     training = settings.training
     seed = settings.seed + k * MEMBER_SEED_STEP
     seed_everything(seed)
@@ -488,7 +534,8 @@ def _fit_member(
     )
     best_epoch = _run_trainer(
         module,
-        parts,
+        fit,
+        val,
         training,
         seed,
         log_dir=log_dir,
@@ -496,34 +543,50 @@ def _fit_member(
         resume=resume,
     )
     model.eval()
-    _check_finite(model, model_name, parts.fit)
+    _check_finite(model, model_name, fit)
     return _Member(model, best_epoch, module.weight_history)
 
 
 @dataclass
 class _Prepared:
-    """A training set made ready to fit: preprocessed, split, with fitted task objectives."""
+    """A training set made ready to fit: preprocessed, with fitted task objectives, and each
+    member's (fit, validation) indices."""
 
     preprocessor: Preprocessor
     data: MultimodalDataset
-    fit: MultimodalDataset
-    val: MultimodalDataset
     objectives: nn.ModuleDict
-    val_idx: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray]]
+
+    def member(self, k: int) -> tuple[MultimodalDataset, MultimodalDataset]:
+        fit_idx, val_idx = self.splits[k]
+        return self.data.subset(fit_idx), self.data.subset(val_idx)
 
 
 def _prepare(
     train: MultimodalDataset, training: TrainingConfig, preprocess: PreprocessConfig, seed: int
 ) -> _Prepared:
-    """The validation carve-out, then preprocessing and task state fitted on the rest only."""
+    """Each member's validation carve-out, then preprocessing and task state fitted on the
+    samples that train every member (all of them when cross-fitted, where each sample trains
+    all members but one: a validation fold then early-stops on data the preprocessing saw)."""
     idx = np.arange(len(train))
-    fit_idx, val_idx = holdout(
-        idx, strata(train), training.val_fraction, seed, names=stratum_names(train)
-    )
+    if training.ensemble_validation == "folds":
+        if training.ensemble < 2:
+            raise ConfigError(
+                "training.ensemble_validation 'folds' cross-fits the members of an ensemble on "
+                f"`ensemble` folds, and training.ensemble is {training.ensemble}: set ensemble "
+                "to 2 or more (5 is usual), or ensemble_validation to 'shared'"
+            )
+        splits = [(s.train, s.test) for s in kfold(train, folds=training.ensemble, seed=seed)]
+        fit_idx = idx
+    else:
+        fit_idx, val_idx = holdout(
+            idx, strata(train), training.val_fraction, seed, names=stratum_names(train)
+        )
+        splits = [(fit_idx, val_idx)] * training.ensemble
     pre = Preprocessor(preprocess.impute, preprocess.scale, preprocess.missing_indicator)
     pre.fit(train.subset(fit_idx))
     data = pre.transform(train)
-    fit_part, val_part = data.subset(fit_idx), data.subset(val_idx)
+    fit_part = data.subset(fit_idx)
     objectives = nn.ModuleDict(
         {
             t: TaskObjective(
@@ -536,12 +599,13 @@ def _prepare(
             for t, s in train.tasks.items()
         }
     )
-    return _Prepared(pre, data, fit_part, val_part, objectives, np.asarray(val_idx))
+    return _Prepared(pre, data, objectives, splits)
 
 
 def _run_trainer(
     module: Any,
-    parts: _Prepared,
+    fit: MultimodalDataset,
+    val: MultimodalDataset,
     training: TrainingConfig,
     seed: int,
     *,
@@ -557,7 +621,7 @@ def _run_trainer(
     from polyfuse.training.checkpoint import SafeCheckpointIO
 
     check_hardware(training)
-    has_val = len(parts.val) > 0
+    has_val = len(val) > 0
     callbacks, best = _callbacks(training, has_val, checkpoint_dir)
     with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="polyfuse-") as scratch:
         trainer = L.Trainer(
@@ -583,9 +647,9 @@ def _run_trainer(
         trainer.fit(
             module,
             make_loader(
-                parts.fit, training.batch_size, shuffle=True, seed=seed, workers=training.workers
+                fit, training.batch_size, shuffle=True, seed=seed, workers=training.workers
             ),
-            make_loader(parts.val, PREDICT_BATCH, shuffle=False, workers=training.workers)
+            make_loader(val, PREDICT_BATCH, shuffle=False, workers=training.workers)
             if has_val
             else None,
             ckpt_path=_resume_checkpoint(checkpoint_dir) if resume else None,
