@@ -5,7 +5,7 @@ import pytest
 
 from polyfuse.data.dataset import ArraySource, MultimodalDataset
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.data.splits import holdout, kfold, strata, stratum_names
+from polyfuse.data.splits import cross_fit, holdout, kfold, strata, stratum_names
 from polyfuse.errors import DataError, FallbackWarning
 
 
@@ -103,3 +103,27 @@ def test_an_unstratifiable_holdout_names_the_class_and_task():
 def test_holdout_of_one_sample_is_refused():
     with pytest.raises(DataError, match=r"1 training sample\(s\) cannot be split.*val_fraction"):
         holdout(np.arange(1), None, 0.2, seed=0)
+
+
+def test_cross_fit_folds_are_the_first_repeat_of_kfold_and_partition_the_samples():
+    data = _survival()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # stratifiable: no fallback
+        pairs = cross_fit(np.arange(40), strata(data), 5, seed=1)
+    for (fit, val), split in zip(pairs, kfold(data, folds=5, seed=1), strict=True):
+        np.testing.assert_array_equal(val, split.test)
+        np.testing.assert_array_equal(fit, split.train)
+        assert data.targets["os"][val, 1].sum() == 2  # 10 events over 5 folds
+    # on a subset, the folds are of the subset's own indices
+    subset = np.arange(10, 40)
+    held = np.concatenate([val for _, val in cross_fit(subset, strata(data), 3, seed=1)])
+    assert sorted(held.tolist()) == subset.tolist()
+
+
+def test_cross_fit_that_cannot_be_stratified_falls_back_to_random_folds():
+    labels = np.array([0] * 10 + [1] * 2)
+    with pytest.warns(FallbackWarning, match=r"ensemble's 3 folds .* not stratified: the events"):
+        pairs = cross_fit(np.arange(12), labels, 3, 0, names={1: "the events"})
+    assert sorted(np.concatenate([v for _, v in pairs]).tolist()) == list(range(12))
+    with pytest.raises(DataError, match=r"2 training sample\(s\) cannot be split into 3 folds"):
+        cross_fit(np.arange(2), None, 3, seed=0)

@@ -79,26 +79,28 @@ def kfold(
     stratify: str | None = None,
 ) -> list[Split]:
     """Repeated (stratified) k-fold splits; each repeat is a different shuffle of the same seed."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
     n = len(dataset)
     if n < folds:
         raise DataError(f"{dataset.name or 'dataset'} has {n} samples, fewer than {folds} folds")
     labels = strata(dataset, stratify)
     if labels is not None:
         _check_strata(dataset, labels, folds, stratify)
-    out = []
-    for r in range(repeats):
-        rs = seed * 1000 + r
-        if labels is None:
-            splitter = KFold(folds, shuffle=True, random_state=rs).split(np.zeros(n))
-        else:
-            splitter = StratifiedKFold(folds, shuffle=True, random_state=rs).split(
-                np.zeros(n), labels
-            )
-        for f, (train, test) in enumerate(splitter):
-            out.append(Split(r, f, train, test))
-    return out
+    return [
+        Split(r, f, train, test)
+        for r in range(repeats)
+        for f, (train, test) in enumerate(_folds(n, labels, folds, seed * 1000 + r))
+    ]
+
+
+def _folds(
+    n: int, labels: np.ndarray | None, folds: int, random_state: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if labels is None:
+        return list(KFold(folds, shuffle=True, random_state=random_state).split(np.zeros(n)))
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+    return list(splitter.split(np.zeros(n), labels))
 
 
 def _check_strata(
@@ -176,6 +178,41 @@ def holdout(
         strat = None
     train, val = train_test_split(indices, test_size=n_val, random_state=seed, stratify=strat)
     return np.sort(train), np.sort(val)
+
+
+def cross_fit(
+    indices: np.ndarray,
+    labels: np.ndarray | None,
+    folds: int,
+    seed: int,
+    names: Mapping[int, str] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`folds` (fit, validation) pairs of training indices whose validation parts partition
+    them: a cross-fitted ensemble's members (`training.ensemble_validation: folds`). They are
+    the folds `kfold` draws for repeat 0 of `seed`; where a stratum of `labels` has fewer
+    samples than folds, they are drawn at random instead, with a FallbackWarning (as
+    `holdout` does: the ensemble still trains)."""
+    n = len(indices)
+    if n < folds:
+        raise DataError(
+            f"{n} training sample(s) cannot be split into {folds} folds, one per member of a "
+            f"cross-fitted ensemble (training.ensemble {folds}, ensemble_validation 'folds'): "
+            "give more samples, fewer members, or set ensemble_validation to 'shared'"
+        )
+    strat = None if labels is None else labels[indices]
+    if strat is not None:
+        values, counts = np.unique(strat, return_counts=True)
+        rare = int(counts.argmin())
+        if counts[rare] < folds:
+            what = (names or {}).get(int(values[rare]), f"stratum {values[rare]}")
+            warnings.warn(
+                f"the ensemble's {folds} folds are drawn at random, not stratified: {what} "
+                f"has {counts[rare]} sample(s), fewer than {folds}",
+                FallbackWarning,
+                stacklevel=2,
+            )
+            strat = None
+    return [(indices[a], indices[b]) for a, b in _folds(n, strat, folds, seed * 1000)]
 
 
 def _unstratifiable(

@@ -21,7 +21,7 @@ from polyfuse.data.contract import CONTRACT_FILE, InputContract
 from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
-from polyfuse.data.splits import holdout, kfold, strata, stratum_names
+from polyfuse.data.splits import cross_fit, holdout, strata, stratum_names
 from polyfuse.errors import ConfigError, DataError, require
 from polyfuse.io import atomic_write, write_text
 from polyfuse.models.model import MultimodalModel
@@ -333,7 +333,8 @@ def train_model(
     """Train `model_name` on `train`, holding out `training.val_fraction` for early stopping.
 
     Preprocessing and task state (survival bins, class weights) are fitted on the samples that
-    are trained on, never on the validation part. With `checkpoint_dir`, a resume checkpoint
+    are trained on, never on the validation part (a cross-fitted ensemble's on all of `train`,
+    `training.ensemble_validation`). With `checkpoint_dir`, a resume checkpoint
     (safetensors, `training/checkpoint.py`) is written every `training.checkpoint_every`
     epochs; `resume` continues from it (or starts afresh when there is none yet) and ends
     with the same model as an uninterrupted fit.
@@ -576,7 +577,7 @@ def _prepare(
                 f"`ensemble` folds, and training.ensemble is {training.ensemble}: set ensemble "
                 "to 2 or more (5 is usual), or ensemble_validation to 'shared'"
             )
-        splits = [(s.train, s.test) for s in kfold(train, folds=training.ensemble, seed=seed)]
+        splits = cross_fit(idx, strata(train), training.ensemble, seed, stratum_names(train))
         fit_idx = idx
     else:
         fit_idx, val_idx = holdout(
