@@ -118,3 +118,19 @@ def test_dtp_without_a_validation_part_is_refused_before_any_data():
         parse_config(raw)
     raw["training"]["val_fraction"] = 0.2
     assert parse_config(raw).training.balancing == "dtp"
+
+
+def test_a_saved_config_reads_back_with_the_models_own_training_settings(tmp_path):
+    """A run's config.yaml (and `embed`'s experiment.yaml) holds what was given, not every
+    default: re-read, a model's recommended settings apply again where the user set none."""
+    from polyfuse.training.fit import with_model_defaults
+
+    config = parse_config(
+        {"data": {"dataset": "tcga-acc"}, "model": {"name": "late"}, "training": {"epochs": 7}}
+    )
+    saved = tmp_path / "config.yaml"
+    saved.write_text(dump_config(config))
+    again = load_config(saved)
+    assert again.model == config.model and again.training == config.training
+    training = with_model_defaults("late", {}, again.training)
+    assert (training.epochs, training.ensemble, training.ensemble_validation) == (7, 3, "folds")

@@ -534,5 +534,7 @@ def _resolve_data(data: DataConfig, base: Path) -> DataConfig:
 
 
 def dump_config(config: ExperimentConfig) -> str:
-    """The resolved config as YAML, as saved in a run directory."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """The config as YAML, as saved in a run directory: the fields that were given, so that
+    re-reading it leaves the others to their defaults, and a model's recommended training
+    settings (`MultimodalModel.regime`) apply again where the user set none."""
+    return yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True), sort_keys=False)
