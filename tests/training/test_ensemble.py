@@ -155,3 +155,13 @@ def test_cross_fitting_needs_two_members_or_more(signal_data):
     one = FOLDS.model_copy(update={"ensemble": 1})
     with pytest.raises(ConfigError, match=r"ensemble_validation 'folds'.*training.ensemble is 1"):
         train_model("early", signal_data, training=one, hparams=HP, seed=4)
+
+
+def test_too_few_samples_to_cross_fit_share_one_validation_part(signal_data):
+    from polyfuse.errors import FallbackWarning
+
+    tiny = signal_data.subset(np.arange(4))
+    five = FOLDS.model_copy(update={"ensemble": 5})
+    with pytest.warns(FallbackWarning, match="4 training sample.* too few to cross-fit 5"):
+        fitted = train_model("early", tiny, training=five, hparams=HP, seed=4)
+    assert len(fitted.members) == 5 and len(fitted.validation_ids) == 1

@@ -22,7 +22,7 @@ from polyfuse.data.dataset import MultimodalDataset
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.data.splits import cross_fit, holdout, strata, stratum_names
-from polyfuse.errors import ConfigError, DataError, require
+from polyfuse.errors import ConfigError, DataError, FallbackWarning, require
 from polyfuse.io import atomic_write, write_text
 from polyfuse.models.model import MultimodalModel
 from polyfuse.models.registry import create_model, model_class
@@ -310,11 +310,16 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 def with_model_defaults(
     model_name: str, hparams: dict[str, Any], training: TrainingConfig
 ) -> TrainingConfig:
-    """The model's recommended training settings, overridden by every field the user set."""
+    """The model's recommended training settings, overridden by every field the user set
+    (`ensemble: 1` alone also turns off the cross-fitting of a model's ensemble: one member
+    has nothing to cross-fit)."""
     defaults = model_class(model_name).training_defaults(hparams)
     if not defaults:
         return training
-    return TrainingConfig(**{**defaults, **training.model_dump(include=training.model_fields_set)})
+    merged = {**defaults, **training.model_dump(include=training.model_fields_set)}
+    if merged.get("ensemble") == 1 and "ensemble_validation" not in training.model_fields_set:
+        merged.pop("ensemble_validation", None)
+    return TrainingConfig(**merged)
 
 
 def train_model(
@@ -391,7 +396,7 @@ def fit_model(
         model_name,
         len(members),
         "s" if len(members) > 1 else "",
-        training.ensemble_validation,
+        "cross-fitted" if parts.cross_fitted else "shared",
         len(fit_idx),
         len(val_idx),
         [m.best_epoch for m in members],
@@ -408,7 +413,7 @@ def fit_model(
         [m.best_epoch for m in members],
         members[0].weight_history,
     )
-    if training.ensemble_validation == "shared":
+    if not parts.cross_fitted:
         fitted.validation_ids = [train.ids[i] for i in val_idx]
     if len(val_idx) and (training.recalibration != "none" or training.conformal is not None):
         held, scores = _held_out_scores(fitted, parts)
@@ -557,6 +562,7 @@ class _Prepared:
     data: MultimodalDataset
     objectives: nn.ModuleDict
     splits: list[tuple[np.ndarray, np.ndarray]]
+    cross_fitted: bool
 
     def member(self, k: int) -> tuple[MultimodalDataset, MultimodalDataset]:
         fit_idx, val_idx = self.splits[k]
@@ -570,13 +576,23 @@ def _prepare(
     samples that train every member (all of them when cross-fitted, where each sample trains
     all members but one: a validation fold then early-stops on data the preprocessing saw)."""
     idx = np.arange(len(train))
-    if training.ensemble_validation == "folds":
-        if training.ensemble < 2:
-            raise ConfigError(
-                "training.ensemble_validation 'folds' cross-fits the members of an ensemble on "
-                f"`ensemble` folds, and training.ensemble is {training.ensemble}: set ensemble "
-                "to 2 or more (5 is usual), or ensemble_validation to 'shared'"
-            )
+    cross_fitted = training.ensemble_validation == "folds"
+    if cross_fitted and training.ensemble < 2:
+        raise ConfigError(
+            "training.ensemble_validation 'folds' cross-fits the members of an ensemble on "
+            f"`ensemble` folds, and training.ensemble is {training.ensemble}: set ensemble "
+            "to 2 or more (5 is usual), or ensemble_validation to 'shared'"
+        )
+    if cross_fitted and len(idx) < training.ensemble:
+        warnings.warn(
+            f"{len(idx)} training sample(s) are too few to cross-fit {training.ensemble} "
+            "members on as many folds: they share one validation part (training.val_fraction "
+            f"{training.val_fraction})",
+            FallbackWarning,
+            stacklevel=2,
+        )
+        cross_fitted = False
+    if cross_fitted:
         splits = cross_fit(idx, strata(train), training.ensemble, seed, stratum_names(train))
         fit_idx = idx
     else:
@@ -600,7 +616,7 @@ def _prepare(
             for t, s in train.tasks.items()
         }
     )
-    return _Prepared(pre, data, objectives, splits)
+    return _Prepared(pre, data, objectives, splits, cross_fitted)
 
 
 def _run_trainer(
