@@ -124,7 +124,8 @@ def test_model_training_defaults_yield_to_user_settings():
         == 0
     )
     hierarchical = with_model_defaults("hierarchical", {}, TrainingConfig())
-    assert (hierarchical.ensemble, hierarchical.batch_size, hierarchical.patience) == (3, 16, 20)
+    assert (hierarchical.ensemble, hierarchical.batch_size, hierarchical.patience) == (5, 16, 20)
+    assert hierarchical.ensemble_validation == "folds"
     assert with_model_defaults("hierarchical", {}, TrainingConfig(batch_size=32)).batch_size == 32
     assert with_model_defaults("hierarchical", {}, TrainingConfig(patience=5)).patience == 5
 

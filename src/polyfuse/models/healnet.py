@@ -558,11 +558,13 @@ class HEALNet(MultimodalModel):
         """A tuned preset brings its cohort's training settings (`HEALNET_TRAINING`).
 
         Without a preset, lr 3e-4: on TCGA-ACC (5 × 3 CV) the engine's default 1e-3 let some
-        folds collapse at epoch 0-1 (c-index 0.743 ± 0.125), 3e-4 gave 0.784 ± 0.073; and an
-        ensemble of 3 seeds, the small-data regime chosen by leave-one-cohort-out over the four
-        bundled cohorts, where every held-out cohort would get it (`docs/defaults.md`).
+        folds collapse at epoch 0-1 (c-index 0.743 ± 0.125), 3e-4 gave 0.784 ± 0.073; and five
+        members cross-fitted on five folds, the small-data regime chosen by leave-one-cohort-out
+        over the four bundled cohorts, where every held-out cohort would get it (first over one
+        seed: three seeds; then over three seeds: five folds; `docs/defaults.md`).
         """
-        return preset_training(HEALNET_TRAINING, hparams, {"lr": 3e-4, "ensemble": 3})
+        regime = {"lr": 3e-4, "ensemble": 5, "ensemble_validation": "folds"}
+        return preset_training(HEALNET_TRAINING, hparams, regime)
 
     @with_presets(HEALNET_PRESETS, "HEALNet")
     def __init__(

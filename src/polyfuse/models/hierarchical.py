@@ -160,9 +160,15 @@ class HierarchicalFusion(EncoderFusionModel):
         "tabular": Categorical(("mlp", "snn")),
     }
 
-    regime: ClassVar[Mapping[str, Any]] = {"ensemble": 3, "batch_size": 16, "patience": 20}
-    """Every held-out cohort would get three seeds and a smaller batch than 32, and the longer
-    patience never hurt a held-out cohort."""
+    regime: ClassVar[Mapping[str, Any]] = {
+        "ensemble": 5,
+        "ensemble_validation": "folds",
+        "batch_size": 16,
+        "patience": 20,
+    }
+    """Every held-out cohort would get a smaller batch than 32, then five members cross-fitted
+    on five folds over three seeds on one validation part, and the longer patience never hurt
+    a held-out cohort."""
 
     pair_names: tuple[str, ...]
     pairs: tuple[tuple[str, ...], ...]

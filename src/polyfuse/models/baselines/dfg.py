@@ -46,7 +46,7 @@ from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.encoder_fusion import EncoderFusionModel, EncoderKeywords
 from polyfuse.models.encoders import encode_all
-from polyfuse.models.model import THREE_SEEDS, build_heads
+from polyfuse.models.model import THREE_FOLDS, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical
 
@@ -72,7 +72,7 @@ class DynamicFusionGraph(EncoderFusionModel):
         max_modalities: refuse more modalities than this (the graph has 2^M − 1 vertices).
     """
 
-    regime = THREE_SEEDS
+    regime = THREE_FOLDS
 
     encoder_defaults: ClassVar[EncoderKeywords] = EncoderKeywords(dim=16, hidden=(32,))
     # how `polyfuse tune` searches it (the shared training dimensions are added there)

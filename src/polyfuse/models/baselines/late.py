@@ -20,7 +20,7 @@ from polyfuse.data.dataset import ModalityBatch
 from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.models.baselines.unimodal import Unimodal
 from polyfuse.models.encoder_fusion import EncoderFusionModel
-from polyfuse.models.model import ModelOutput, prepare_inputs
+from polyfuse.models.model import THREE_FOLDS, ModelOutput, prepare_inputs
 from polyfuse.models.registry import register_model
 
 
@@ -34,6 +34,8 @@ class LateFusion(EncoderFusionModel):
     is `(B, M)`, modalities in the order of `specs`. Trained end to end on the fused logits.
     Every branch takes this model's encoder keywords.
     """
+
+    regime = THREE_FOLDS
 
     def __init__(
         self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec], **encoding: Any

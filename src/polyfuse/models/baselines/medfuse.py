@@ -32,7 +32,7 @@ from polyfuse.data.specs import ModalitySpec, TaskSpec
 from polyfuse.models.blocks.masking import where_present
 from polyfuse.models.encoder_fusion import EncoderFusionModel
 from polyfuse.models.encoders import encode_all
-from polyfuse.models.model import THREE_SEEDS, build_heads
+from polyfuse.models.model import THREE_FOLDS, build_heads
 from polyfuse.models.registry import register_model
 
 
@@ -44,7 +44,7 @@ class MedFuse(EncoderFusionModel):
     `dropout` also acts on the final hidden state.
     """
 
-    regime = THREE_SEEDS
+    regime = THREE_FOLDS
 
     def __init__(
         self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec], **encoding: Any

@@ -35,7 +35,7 @@ from polyfuse.models.blocks.masking import where_present
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.encoder_fusion import EncoderFusionModel
 from polyfuse.models.encoders import encode_all
-from polyfuse.models.model import THREE_SEEDS, build_heads
+from polyfuse.models.model import THREE_FOLDS, build_heads
 from polyfuse.models.registry import register_model
 
 
@@ -48,7 +48,7 @@ class MultiModN(EncoderFusionModel):
     MLP.
     """
 
-    regime = THREE_SEEDS
+    regime = THREE_FOLDS
 
     def __init__(
         self, specs: dict[str, ModalitySpec], tasks: dict[str, TaskSpec], **encoding: Any

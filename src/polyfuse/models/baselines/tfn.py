@@ -31,7 +31,7 @@ from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.encoder_fusion import ENCODER_SPACE, EncoderFusionModel
 from polyfuse.models.encoders import encode_all
-from polyfuse.models.model import THREE_SEEDS, build_heads
+from polyfuse.models.model import THREE_FOLDS, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical, Int
 
@@ -49,7 +49,7 @@ class TensorFusionNetwork(EncoderFusionModel):
         max_product: bound on the size of the product, Π_m (w + 1).
     """
 
-    regime = THREE_SEEDS
+    regime = THREE_FOLDS
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {
