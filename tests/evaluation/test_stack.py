@@ -3,6 +3,8 @@ non-negative weights, and its nesting (nothing of an outer test fold is seen bef
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import survival_cohort
@@ -173,6 +175,21 @@ def test_stack_fold_with_a_fusion_member_learns():
     y = data.targets["os"][split.test]
     assert harrell_c_index(out.scores["risk"], y[:, 0], y[:, 1]) > 0.7
     assert set(out.weights) == {"late", "coxnet[all]"}
+
+
+def test_a_cross_fitted_member_is_fitted_once_per_inner_fold_unless_the_user_names_it():
+    """`late` cross-fits three members on its own; in a stack the inner folds already do."""
+    import polyfuse.training.stack as stack
+
+    data = survival_cohort(60)
+    plan = stack.plan_from_options(data, {"members": ["late", "coxnet[all]"], "inner_folds": 2})
+    plan = dataclasses.replace(plan, hparams={"late": {"dim": 4}})
+    quick = FitSettings().training.model_copy(update={"epochs": 2, "progress": False})
+    _, fits = stack.fit_members(data, plan, FitSettings.of(seed=0).replace(training=quick))
+    assert [len(f.members) for f in fits["late"]] == [1, 1]
+    named = quick.model_copy(update={"ensemble": 2})
+    _, fits = stack.fit_members(data, plan, FitSettings.of(seed=0).replace(training=named))
+    assert [len(f.members) for f in fits["late"]] == [2, 2]
 
 
 def test_benchmark_scores_the_stack_and_reports_its_weights(tmp_path):

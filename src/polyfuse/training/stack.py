@@ -343,12 +343,20 @@ def _fit_member(
     floors: Callable[[], FoldData],
 ) -> FittedModel | FittedFloor:
     """A member fitted on `split.train` (`floors`: the split as the floors see it, made on
-    first use)."""
-    from polyfuse.training.fit import fit_model
+    first use). A member whose regime cross-fits an ensemble is fitted once: the inner folds
+    already cross-fit it (a new patient gets its mean over their fits), and cross-fitting each
+    inner fit again doubled the stack's cost for nothing (`docs/defaults.md`), unless the user's
+    training settings name the ensemble."""
+    from polyfuse.training.fit import fit_model, with_model_defaults
 
     if _floor_name(member) in CLASSICAL:
         return FittedFloor.fit(member, floors())
-    settings = settings.replace(hparams=plan.hparams.get(member, {}))
+    hparams = plan.hparams.get(member, {})
+    training = settings.training
+    named = {"ensemble", "ensemble_validation"} & training.model_fields_set
+    if not named and with_model_defaults(member, hparams, training).ensemble_validation == "folds":
+        training = training.model_copy(update={"ensemble": 1})
+    settings = settings.replace(hparams=hparams, training=training)
     return fit_model(member, data.subset(split.train), settings)
 
 
