@@ -13,12 +13,10 @@ from polyfuse.training.fit import with_model_defaults
 
 THREE_SEEDS = [
     "synergies",
-    "ehpal",
     "lmf",
     "gated_bilinear",
     "mult",
     "perceiver",
-    "mcat",
 ]
 CROSS_FITTED = {
     "tfn": 3,
@@ -28,6 +26,8 @@ CROSS_FITTED = {
     "hierarchical": 5,
     "late": 3,
     "healnet": 5,
+    "ehpal": 3,
+    "mcat": 3,
 }
 
 

@@ -123,7 +123,7 @@ from polyfuse.models.blocks.masking import zero_absent
 from polyfuse.models.checks import check_choices
 from polyfuse.models.encoders import build_encoder
 from polyfuse.models.macfusion import MACFusion
-from polyfuse.models.model import THREE_SEEDS, MultimodalModel, build_heads
+from polyfuse.models.model import THREE_FOLDS, MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical, Float
 
@@ -479,7 +479,7 @@ class EHPALNet(MultimodalModel):
         "adapter_dim": Categorical((32, 64, 128)),  # the adapters' encoder width
     }
 
-    regime = THREE_SEEDS
+    regime = THREE_FOLDS
 
     def __init__(
         self,

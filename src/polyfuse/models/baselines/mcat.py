@@ -52,7 +52,7 @@ from polyfuse.models.blocks.mlp import mlp
 from polyfuse.models.blocks.pooling import GatedAttentionPool
 from polyfuse.models.blocks.tokenizers import build_tokenizers
 from polyfuse.models.blocks.transformer import TransformerBlock
-from polyfuse.models.model import THREE_SEEDS, MultimodalModel, build_heads
+from polyfuse.models.model import THREE_FOLDS, MultimodalModel, build_heads
 from polyfuse.models.registry import register_model
 from polyfuse.search_space import Categorical, Int
 
@@ -111,7 +111,7 @@ class MCAT(MultimodalModel):
         return_attention: put the co-attention maps in `aux`.
     """
 
-    regime = THREE_SEEDS
+    regime = THREE_FOLDS
 
     # how `polyfuse tune` searches it (the shared training dimensions are added there)
     search_space: ClassVar[dict[str, Any]] = {
