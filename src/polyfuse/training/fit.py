@@ -90,9 +90,10 @@ class FittedModel:
     """A trained model with everything needed to predict on new samples.
 
     An ensemble (`training.ensemble`) has several `members`, trained with different seeds (on
-    the same samples, or cross-fitted: `training.ensemble_validation`); its predictions are the mean of the members' scores (probabilities,
-    risks, survival curves), never of their logits, so a probability stays the mean
-    probability. `model` is the first member (what attention figures read).
+    the same samples, or cross-fitted: `training.ensemble_validation`); its predictions are
+    the mean of the members' scores (probabilities, risks, survival curves), never of their
+    logits, so a probability stays the mean probability. `model` is the first member (what
+    attention figures read).
     """
 
     model_name: str
