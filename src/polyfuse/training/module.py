@@ -276,7 +276,12 @@ class FusionModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [*self.model.parameters(), *self.balancer.parameters()]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        # fused: one kernel per step, not a Python loop over the parameter tensors (a fifth of
+        # a small fit's CPU time); the same update up to float rounding
+        fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
+        optimizer = torch.optim.AdamW(
+            params, lr=self.lr, weight_decay=self.weight_decay, fused=fused
+        )
         if self.lr_schedule == "constant":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
