@@ -76,7 +76,10 @@ def test_benchmark_tables_report_and_resume(cohort, tmp_path):
     assert set(feats["fold"]) == {0, 1} and set(feats["modality"]) == {"a", "b"}
     unread = first.features.query("model == 'unimodal[a]' and modality == 'b'")
     assert len(unread) and (unread["mean_abs"] == 0).all()  # b is never read: no attribution
-    assert "Feature attributions of" in html and "integrated gradients on the test folds" in html
+    assert (
+        "Feature attributions of" in html
+        and "integrated gradients on the test folds of the first repeat" in html
+    )
     every = html[html.index('<section id="metrics">') :].split("</section>")[0]
     uno = res.query("model == 'early' and condition == 'all' and metric == 'uno_c_index'")
     assert "uno_c_index" in every and "td_auc" in every
@@ -166,6 +169,16 @@ def test_folds_in_worker_processes_give_the_same_results(cohort, tmp_path):
     b = two.results.sort_values(cols).reset_index(drop=True)
     pd.testing.assert_frame_equal(a[cols], b[cols])
     np.testing.assert_allclose(a["value"], b["value"], rtol=1e-4, atol=1e-4)
+
+
+def test_features_are_attributed_on_the_first_repeat_only(cohort, tmp_path):
+    """Each patient once, by the fit that did not train on it: the second repeat's folds would
+    attribute the same patients again."""
+    kw = dict(models=["early"], folds=2, repeats=2, training=FAST, progress=False, classical=False)
+    result = benchmark([cohort], out=tmp_path / "b", **kw)
+    assert set(result.results["repeat"]) == {0, 1}
+    attributed = result.features[["repeat", "fold"]].drop_duplicates()
+    assert sorted(map(tuple, attributed.to_numpy())) == [(0, 0), (0, 1)]
 
 
 def test_suites_choose_models():

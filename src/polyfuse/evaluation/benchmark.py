@@ -215,7 +215,7 @@ def _run_fold(
             scores, test, keys, _survival_at_horizons(data, train, fitted.predict(train), scores)
         ),
         "contributions": _contributions(fitted, test, keys),
-        "features": _features(fitted, test, keys),
+        "features": _features(fitted, test, keys, split.repeat),
         "timing": pd.DataFrame([dict(keys, train_seconds=seconds)]),
         **parts,
     }
@@ -261,14 +261,20 @@ def _contributions(fitted: Any, test: MultimodalDataset, keys: dict[str, Any]) -
 FEATURE_COLUMNS = ["task", "modality", "feature", "mean_abs", "mean"]
 
 
-def _features(fitted: Any, test: MultimodalDataset, keys: dict[str, Any]) -> pd.DataFrame:
+def _features(
+    fitted: Any, test: MultimodalDataset, keys: dict[str, Any], repeat: int
+) -> pd.DataFrame:
     """Each feature's integrated-gradient attribution to each task's score on the test fold
-    (`explain/features.py`): none without captum or a continuous modality."""
+    (`explain/features.py`): none without captum or a continuous modality, and none on the
+    folds of repeats after the first. The first repeat attributes every patient once, by the
+    fit that did not train on it; the others would attribute the same patients again (the
+    three repeats took an eighth of the default benchmark's CPU), and an interval across one
+    repeat's folds, which share no patient, counts no patient three times."""
     from polyfuse.errors import ConfigError, MissingDependencyError
     from polyfuse.explain.features import feature_table, integrated_gradients
 
     frames = []
-    for task, spec in fitted.tasks.items():
+    for task, spec in fitted.tasks.items() if repeat == 0 else ():
         if spec.type == "multilabel":
             continue
         try:
