@@ -881,9 +881,10 @@ def _features_figure(figures: _Figures, block: _Block, features: pd.DataFrame) -
         path,
         f"Feature attributions of {block.best} on {block.label}: "
         + ", ".join(f"{f} {v:.3g}" for f, v in zip(top["feature"], top["mean_abs"], strict=True)),
-        f"{block.label}: {block.best}, integrated gradients on the test folds of the first repeat "
-        f"(each patient once) from the training mean; bars: mean |attribution| over {int(table['n'].max())} folds with 95% intervals, "
-        "dots: the mean signed attribution (which way the feature moves the score).",
+        f"{block.label}: {block.best}, integrated gradients on the test folds of the first "
+        "repeat (each patient once) from the training mean; bars: mean |attribution| over "
+        f"{int(table['n'].max())} folds with 95% intervals, dots: the mean signed attribution "
+        "(which way the feature moves the score).",
     )
 
 
