@@ -148,6 +148,13 @@ def test_auxiliary_losses_in_aux_are_added(signal_data):
         assert float(module.loss(batch)) == pytest.approx(base + 2.5, rel=1e-5)
 
 
+def test_the_optimiser_steps_fused_on_the_cpu(signal_data):
+    """One kernel a step, not a Python loop over the parameter tensors (benchmarks/README.md)."""
+    fitted = train_model("early", signal_data, training=FAST.model_copy(update={"epochs": 1}))
+    optimizer = FusionModule(fitted.model, fitted.objectives).configure_optimizers()
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+
+
 @pytest.mark.parametrize("balancing", ["dwa", "dtp", "uncertainty", "gradnorm"])
 def test_dynamic_balancing_trains_and_logs_task_weights(signal_data, tmp_path, balancing):
     cfg = FAST.model_copy(update={"epochs": 4, "balancing": balancing, "patience": 10})

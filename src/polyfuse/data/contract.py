@@ -387,8 +387,8 @@ class InputContract:
 
 @functools.cache
 def _versions() -> dict[str, str]:
-    """Read once per process: the package metadata cost every fit 17 ms (a tenth of a small
-    one), and no package changes version under a running process."""
+    """Read once per process: the package metadata cost every fit 17 ms (a quarter of a
+    one-epoch `late` fit), and no package changes version under a running process."""
     return {"python": platform.python_version(), **installed_versions(VERSIONED)}
 
 

@@ -99,8 +99,9 @@ class BenchmarkResult:
     """With `stack`: each member's weight per fold (dataset, model, repeat, fold, task,
     member, weight; NaN where the member could not be fitted)."""
     features: pd.DataFrame = field(default_factory=pd.DataFrame)
-    """Each network's feature attributions per test fold (dataset, model, repeat, fold, task,
-    modality, feature, mean_abs, mean): integrated gradients, `explain/features.py`."""
+    """Each network's feature attributions per test fold of the first repeat (dataset, model,
+    repeat, fold, task, modality, feature, mean_abs, mean): integrated gradients,
+    `explain/features.py`."""
 
     def leaderboard(self) -> pd.DataFrame:
         from polyfuse.evaluation.report import leaderboard
@@ -215,7 +216,7 @@ def _run_fold(
             scores, test, keys, _survival_at_horizons(data, train, fitted.predict(train), scores)
         ),
         "contributions": _contributions(fitted, test, keys),
-        "features": _features(fitted, test, keys, split.repeat),
+        "features": _features(fitted, test, keys),
         "timing": pd.DataFrame([dict(keys, train_seconds=seconds)]),
         **parts,
     }
@@ -261,20 +262,20 @@ def _contributions(fitted: Any, test: MultimodalDataset, keys: dict[str, Any]) -
 FEATURE_COLUMNS = ["task", "modality", "feature", "mean_abs", "mean"]
 
 
-def _features(
-    fitted: Any, test: MultimodalDataset, keys: dict[str, Any], repeat: int
-) -> pd.DataFrame:
+def _features(fitted: Any, test: MultimodalDataset, keys: dict[str, Any]) -> pd.DataFrame:
     """Each feature's integrated-gradient attribution to each task's score on the test fold
     (`explain/features.py`): none without captum or a continuous modality, and none on the
     folds of repeats after the first. The first repeat attributes every patient once, by the
-    fit that did not train on it; the others would attribute the same patients again (the
-    three repeats took an eighth of the default benchmark's CPU), and an interval across one
-    repeat's folds, which share no patient, counts no patient three times."""
+    fit that did not train on it; the others would attribute the same patients again
+    (attributing all three repeats took an eighth of the default benchmark's CPU), and the
+    report's intervals across one repeat's folds, which share no patient, count each once."""
+    if keys["repeat"] > 0:
+        return pd.DataFrame(columns=FEATURE_COLUMNS).assign(**keys)
     from polyfuse.errors import ConfigError, MissingDependencyError
     from polyfuse.explain.features import feature_table, integrated_gradients
 
     frames = []
-    for task, spec in fitted.tasks.items() if repeat == 0 else ():
+    for task, spec in fitted.tasks.items():
         if spec.type == "multilabel":
             continue
         try:
@@ -663,7 +664,11 @@ def _final_tables(tables: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFra
         "comparisons": _comparisons(results),
         "predictions": pd.concat(tables["predictions"], ignore_index=True),
         "contributions": _mean_contributions(tables.get("contributions", [])),
-        "features": pd.concat(tables.get("features", [pd.DataFrame()]), ignore_index=True),
+        # the later repeats' folds have no attributions: their empty tables are left out
+        "features": pd.concat(
+            [f for f in tables.get("features", []) if len(f)] or [pd.DataFrame()],
+            ignore_index=True,
+        ),
     }
     for table in ("tuning", "stack", "cost_curves"):
         if table in tables:

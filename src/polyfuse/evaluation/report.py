@@ -369,7 +369,7 @@ def write_report(
     with `record` (`record.run_record`), how the benchmark was made and the TRIPOD+AI items;
     with `subgroups` (dataset, id, subgroup, level), performance per subgroup level; with
     `features` (per fold: dataset, model, task, modality, feature, mean_abs, mean), the best
-    fusion model's feature attributions on its test folds; with `cost_curves`
+    fusion model's feature attributions on the test folds of the first repeat; with `cost_curves`
     (`cost_curves.cost_curve` rows), each network's step time and memory against modalities
     and tokens.
 
@@ -858,7 +858,8 @@ def _features_figure(figures: _Figures, block: _Block, features: pd.DataFrame) -
     """The best fusion model's most attributed features on its test folds: mean |attribution|
     over folds with a 95% interval across folds (t), and which way each pushes the score."""
     rows = features[
-        (features["dataset"] == block.dataset)
+        (features["repeat"] == 0)  # each patient once (a run resumed from older parts has more)
+        & (features["dataset"] == block.dataset)
         & (features["task"] == block.task)
         & (features["model"] == block.best)
     ]
