@@ -664,9 +664,10 @@ def _final_tables(tables: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFra
         "comparisons": _comparisons(results),
         "predictions": pd.concat(tables["predictions"], ignore_index=True),
         "contributions": _mean_contributions(tables.get("contributions", [])),
-        # the later repeats' folds have no attributions: their empty tables are left out
+        # the first repeat's attributions only (`_features`; a run resumed from parts written
+        # before 2026-12-05 has the later repeats' too), without the later folds' empty tables
         "features": pd.concat(
-            [f for f in tables.get("features", []) if len(f)] or [pd.DataFrame()],
+            [f[f["repeat"] == 0] for f in tables.get("features", []) if len(f)] or [pd.DataFrame()],
             ignore_index=True,
         ),
     }

@@ -858,8 +858,7 @@ def _features_figure(figures: _Figures, block: _Block, features: pd.DataFrame) -
     """The best fusion model's most attributed features on its test folds: mean |attribution|
     over folds with a 95% interval across folds (t), and which way each pushes the score."""
     rows = features[
-        (features["repeat"] == 0)  # each patient once (a run resumed from older parts has more)
-        & (features["dataset"] == block.dataset)
+        (features["dataset"] == block.dataset)
         & (features["task"] == block.task)
         & (features["model"] == block.best)
     ]
